@@ -1,0 +1,128 @@
+// Per-sample math of the `penalty` family, shared by the CPU (csrc/cpu/penalty.cpp) and CUDA
+// (csrc/cuda/penalty.cu) kernels so that both compute bit-identical formulas.
+//
+// acc_t is the accumulation type: float for float16/bfloat16/float32, double for float64.
+#pragma once
+
+#include <cmath>
+
+#include "fastgp/macros.h"
+
+namespace fastgp {
+namespace penalty {
+
+// Multiply / add that are never fused into an FMA. nvcc contracts a*b + c*d into fma() by
+// default (--fmad=true), which would round differently from the eager reference
+// `alpha*real + (1-alpha)*fake` (separate kernels, one rounding per operation). The host build
+// uses -ffp-contract=off for the same reason.
+FASTGP_HOST_DEVICE inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FASTGP_HOST_DEVICE inline double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FASTGP_HOST_DEVICE inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FASTGP_HOST_DEVICE inline double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// IEEE square root in the accumulation type (overloads, so float stays float on both sides).
+FASTGP_HOST_DEVICE inline float sqrt_acc(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::sqrtf(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+FASTGP_HOST_DEVICE inline double sqrt_acc(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+// interpolate: a*real + (1-a)*fake, exactly the eager reference's operation order.
+// one_minus_a is passed in so a row computes (1 - a) once.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t lerp(acc_t a, acc_t one_minus_a, acc_t real, acc_t fake) {
+  return add_rn(mul_rn(a, real), mul_rn(one_minus_a, fake));
+}
+
+// Options of the gradient-norm penalty head, converted once to the accumulation type.
+template <typename acc_t>
+struct HeadParams {
+  acc_t center;
+  bool zero_center;  // center == 0: the penalty is the sum of squares itself (no sqrt/square)
+  bool one_sided;
+};
+
+template <typename acc_t>
+inline HeadParams<acc_t> make_head_params(double center, bool one_sided) {
+  return HeadParams<acc_t>{static_cast<acc_t>(center), center == 0.0, one_sided};
+}
+
+// d = norm - center, clamped at 0 when one-sided. Written as (d < 0 ? 0 : d) so that a NaN
+// norm stays NaN: non-finite values must propagate, never be masked.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t centered(acc_t norm, const HeadParams<acc_t>& p) {
+  acc_t d = norm - p.center;
+  if (p.one_sided && d < acc_t(0)) d = acc_t(0);
+  return d;
+}
+
+// Forward head of one sample from its sum of squares s: norm = sqrt(s) and
+//   penalty = s                 when center == 0 (exact and differentiable at g = 0),
+//   penalty = d*d, d as above   otherwise.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline void head_forward(acc_t sumsq, const HeadParams<acc_t>& p,
+                                            acc_t* penalty, acc_t* norm) {
+  const acc_t n = sqrt_acc(sumsq);
+  *norm = n;
+  if (p.zero_center) {
+    *penalty = sumsq;
+  } else {
+    const acc_t d = centered(n, p);
+    *penalty = d * d;
+  }
+}
+
+// d penalty / d g = coef * g, with
+//   coef = 2                 when center == 0 (d s / d g = 2 g),
+//   coef = 2 d / norm        otherwise, and 0 where norm == 0 (as torch's vector_norm backward,
+//                            which masks the 0/0). norm == 0 rather than !(norm > 0), so that
+//                            a NaN norm gives a NaN coefficient instead of a silent 0.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t head_backward_coef(acc_t norm, const HeadParams<acc_t>& p) {
+  if (p.zero_center) return acc_t(2);
+  if (norm == acc_t(0)) return acc_t(0);
+  return acc_t(2) * centered(norm, p) / norm;
+}
+
+// Per-sample scale of the backward: grad_in = grad * (grad_penalty * coef).
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t head_backward_scale(acc_t grad_penalty, acc_t norm,
+                                                    const HeadParams<acc_t>& p) {
+  return grad_penalty * head_backward_coef(norm, p);
+}
+
+}  // namespace penalty
+}  // namespace fastgp

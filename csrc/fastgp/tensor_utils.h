@@ -1,0 +1,119 @@
+// Host-side helpers shared by the CPU and CUDA entry points: argument checks with clear
+// messages, and the "sample-major dense" layout rule that lets kernels run over raw memory.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+
+namespace fastgp {
+
+// B = size(0): the batch (sample) dimension.
+inline int64_t num_rows(const at::Tensor& t) { return t.size(0); }
+
+// N = number of elements of one sample (product of the non-batch sizes; 1 for rank-1 input).
+// Computed from the sizes, not numel / B, so that B == 0 is not a division by zero.
+inline int64_t row_numel(const at::Tensor& t) {
+  int64_t n = 1;
+  for (int64_t d = 1; d < t.dim(); ++d) n *= t.size(d);
+  return n;
+}
+
+// True when every sample occupies one contiguous block of memory, sample b at offset b*N, and
+// the whole tensor is a dense non-overlapping block. Holds for contiguous and channels_last
+// (and any other dense permutation that keeps dim 0 outermost). Proof sketch: a dense tensor
+// with stride(0) == N maps sample b to b*N + S with |S| = N; the last sample must stay below
+// B*N, so S lies in [0, N) and is all of it.
+inline bool is_sample_major_dense(const at::Tensor& t) {
+  if (!t.is_non_overlapping_and_dense()) return false;
+  return t.size(0) <= 1 || t.stride(0) == row_numel(t);
+}
+
+// Same element -> memory offset map. Strides of size-1 dimensions never contribute to an
+// offset, so they are ignored (is_contiguous() ignores them too).
+inline bool same_layout(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+  }
+  return true;
+}
+
+// Inputs of a two-tensor op (real/fake) ready for a raw-memory kernel, and its output. When both
+// share one sample-major dense layout they are used as they are and the output is allocated
+// with the same strides (so channels_last stays channels_last); otherwise contiguous copies and
+// a contiguous output. Inputs are never written.
+struct PairLayout {
+  at::Tensor a, b, out;
+};
+
+inline PairLayout prepare_pair(const at::Tensor& a, const at::Tensor& b) {
+  if (is_sample_major_dense(a) && same_layout(a, b)) return {a, b, at::empty_like(a)};
+  return {a.contiguous(), b.contiguous(), at::empty(a.sizes(), a.options())};
+}
+
+// One-tensor version (grad of the penalty head): the input to read, and the output layout.
+inline PairLayout prepare_single(const at::Tensor& a) {
+  if (is_sample_major_dense(a)) return {a, at::Tensor(), at::empty_like(a)};
+  return {a.contiguous(), at::Tensor(), at::empty(a.sizes(), a.options())};
+}
+
+// float16, bfloat16, float32, float64: the dtypes every fastgp kernel dispatches.
+inline bool is_supported_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+// The accumulation dtype: float32 for half/bfloat16/float32 inputs, float64 for float64.
+inline at::ScalarType acc_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_float_input(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(is_supported_float(t.scalar_type()), "fastgp::", op, ": ", name,
+              " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() >= 1, "fastgp::", op, ": ", name,
+              " must have at least one dimension (the batch), got a 0-d tensor");
+}
+
+inline void check_same_device(const char* op, const char* name, const at::Tensor& t,
+                              const char* ref_name, const at::Tensor& ref) {
+  TORCH_CHECK(t.device() == ref.device(), "fastgp::", op, ": ", name, " is on ", t.device(),
+              " but ", ref_name, " is on ", ref.device(), "; all tensors must be on one device");
+}
+
+// A [B] per-sample vector (alpha, grad_penalty, norm).
+inline void check_row_vector(const char* op, const char* name, const at::Tensor& t,
+                             int64_t B, at::ScalarType dtype, const at::Tensor& ref) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "fastgp::", op, ": ", name,
+              " must have shape [", B, "] (one value per sample), got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == dtype, "fastgp::", op, ": ", name, " must have dtype ", dtype,
+              ", got ", t.scalar_type());
+  check_same_device(op, name, t, "the input", ref);
+}
+
+// interpolate / interpolate_random: real and fake of one shape, dtype and device.
+inline void check_real_fake(const char* op, const at::Tensor& real, const at::Tensor& fake) {
+  check_float_input(op, "real", real);
+  TORCH_CHECK(fake.sizes() == real.sizes(), "fastgp::", op,
+              ": real and fake must have the same shape, got ", real.sizes(), " and ",
+              fake.sizes());
+  TORCH_CHECK(fake.scalar_type() == real.scalar_type(), "fastgp::", op,
+              ": real and fake must have the same dtype, got ", real.scalar_type(), " and ",
+              fake.scalar_type());
+  check_same_device(op, "fake", fake, "real", real);
+}
+
+// The seed of interpolate_random: one int64 on the input's device (the CUDA kernel reads it
+// from device memory, so drawing a new seed on the GPU never syncs with the host).
+inline void check_seed(const char* op, const at::Tensor& seed, const at::Tensor& real) {
+  TORCH_CHECK(seed.scalar_type() == at::kLong, "fastgp::", op,
+              ": seed must be an int64 tensor, got ", seed.scalar_type());
+  TORCH_CHECK(seed.numel() == 1, "fastgp::", op,
+              ": seed must have exactly one element, got shape ", seed.sizes());
+  check_same_device(op, "seed", seed, "real", real);
+}
+
+}  // namespace fastgp

@@ -1,0 +1,63 @@
+// Operator schemas of the fastgp library (torch.ops.fastgp.*) and the Python module fastgp._C.
+//
+// Kernels register themselves per backend: csrc/cpu/<family>.cpp under
+// TORCH_LIBRARY_IMPL(fastgp, CPU, m), csrc/cuda/<family>.cu under TORCH_LIBRARY_IMPL(fastgp, CUDA, m).
+// Fake (meta) kernels and autograd formulas are registered from Python (fastgp/<family>.py).
+#include <Python.h>
+
+#include <torch/library.h>
+
+extern "C" {
+// `import fastgp._C` only needs to dlopen this library so that the static TORCH_LIBRARY
+// initializers below run; the module itself is empty apart from WITH_CUDA. A plain
+// PyModule_Create (no pybind11) keeps the build small, as pytorch/extension-cpp does.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",  // m_name
+      "fastgp C++/CUDA kernels; the operators are torch.ops.fastgp.*",  // m_doc
+      -1,    // m_size
+      nullptr,  // m_methods
+  };
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+  // Whether the CUDA kernels were compiled in (setup.py defines FASTGP_WITH_CUDA for all
+  // translation units when it builds csrc/cuda/*.cu), for fastgp.backend's diagnostics.
+#ifdef FASTGP_WITH_CUDA
+  const long with_cuda = 1;
+#else
+  const long with_cuda = 0;
+#endif
+  if (PyModule_AddIntConstant(module, "WITH_CUDA", with_cuda) != 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
+}
+}
+
+TORCH_LIBRARY(fastgp, m) {
+  // ---- family `penalty` -------------------------------------------------------------------
+  // B = size(0) samples; N = numel / B elements per sample; "acc" = float32 for
+  // float16/bfloat16/float32 inputs, float64 for float64 inputs.
+
+  // out[b] = alpha[b] * real[b] + (1 - alpha[b]) * fake[b], in acc precision.
+  // real, fake: same shape/dtype/device, rank >= 1; alpha: [B], the dtype of real.
+  m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
+
+  // (out, alpha): alpha[b] = (dtype) tl.rand(seed, b) (Philox4x32-10, bit-identical to Triton),
+  // out = interpolate(real, fake, alpha). seed: int64 tensor with one element on real's device.
+  m.def("interpolate_random(Tensor real, Tensor fake, Tensor seed) -> (Tensor, Tensor)");
+
+  // (penalty [B], norm [B]) in acc dtype: norm = ||grad[b]||_2 over all non-batch elements;
+  // penalty = norm^2 (from the sum of squares) when center == 0, else
+  // (one_sided ? max(norm - center, 0) : norm - center)^2.
+  m.def(
+      "grad_norm_penalty_forward(Tensor grad, float center, bool one_sided) -> (Tensor, Tensor)");
+
+  // grad_in[b] = grad[b] * grad_penalty[b] * coef[b]; coef = 2 when center == 0, else
+  // 2 * d / norm (0 where norm == 0). grad_penalty, norm: [B] in acc dtype.
+  m.def(
+      "grad_norm_penalty_backward(Tensor grad_penalty, Tensor grad, Tensor norm, float center, "
+      "bool one_sided) -> Tensor");
+}
