@@ -1,0 +1,37 @@
+"""fastgp: fused kernels for the regularizers that make GAN training stable.
+
+The public API of the gradient-penalty family lives at the top level; ``fastgp.backend`` decides
+which implementation (C++/CUDA extension, Triton, pure-PyTorch reference) runs each call.
+"""
+
+__version__ = "0.1.0"
+
+from . import backend as _backend  # noqa: E402
+from .backend import BACKENDS, get_backend, info, set_backend, use_backend  # noqa: E402
+
+_backend._load_extension()  # warns once, here, if the compiled kernels cannot be loaded
+from .penalty import (  # noqa: E402
+    KINDS,
+    LazyRegularizer,
+    grad_norm_penalty,
+    gradient_penalty,
+    interpolate,
+    r1_penalty,
+)
+from . import diagnostics, losses  # noqa: E402
+
+__all__ = [
+    "BACKENDS",
+    "KINDS",
+    "LazyRegularizer",
+    "diagnostics",
+    "get_backend",
+    "grad_norm_penalty",
+    "gradient_penalty",
+    "info",
+    "interpolate",
+    "losses",
+    "r1_penalty",
+    "set_backend",
+    "use_backend",
+]

@@ -1,0 +1,485 @@
+"""Gradient penalties: fused interpolation, the fused gradient-norm penalty head, and the
+double-backprop penalties built from them (WGAN-GP, 0-GP, R1, R2, LP, max-GP, DRAGAN).
+
+Conventions (see DESIGN.md): with g_i = ∂ sum(D(x)) / ∂x_i and ‖·‖ the L2 norm over all non-batch
+dimensions of sample i,
+
+=========  ===========================================  =================================
+kind       penalty (before ``weight``)                   evaluated at
+=========  ===========================================  =================================
+wgan-gp    mean_i (‖g_i‖ − 1)²                           α·real + (1−α)·fake, α ~ U(0,1)
+zero-gp    mean_i ‖g_i‖²                                 the same interpolates
+r1         mean_i ‖g_i‖²                                 real
+r2         mean_i ‖g_i‖²                                 fake
+lp         mean_i max(0, ‖g_i‖ − 1)²                     interpolates
+max-gp     max_i ‖g_i‖²                                  interpolates
+dragan     mean_i (‖g_i‖ − 1)²                           real + 0.5·std(real)·U(0,1)
+=========  ===========================================  =================================
+
+A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
+g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
+
+Gradient orders: ``interpolate`` and ``grad_norm_penalty`` support first and second derivatives
+(gradcheck and gradgradcheck are tested); their backward passes are themselves differentiable ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks, backend
+from ._layout import empty_kernel_output
+from .reference.penalty import _penalty_coefficient, _per_sample, dragan_perturb
+
+FAMILY = "penalty"
+REDUCTIONS = ("mean", "sum", "none", "max")
+
+
+@dataclass(frozen=True)
+class PenaltyKind:
+    """Where a penalty is evaluated and which head it applies."""
+
+    point: str  # "interpolate", "real", "fake" or "perturb"
+    center: float
+    one_sided: bool
+    reduction: str
+
+
+KINDS = {
+    "wgan-gp": PenaltyKind("interpolate", 1.0, False, "mean"),
+    "zero-gp": PenaltyKind("interpolate", 0.0, False, "mean"),
+    "r1": PenaltyKind("real", 0.0, False, "mean"),
+    "r2": PenaltyKind("fake", 0.0, False, "mean"),
+    "lp": PenaltyKind("interpolate", 1.0, True, "mean"),
+    "max-gp": PenaltyKind("interpolate", 0.0, False, "max"),
+    "dragan": PenaltyKind("perturb", 1.0, False, "mean"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Fake (meta) implementations of the compiled ops, so torch.compile can trace code calling them
+# --------------------------------------------------------------------------------------------
+
+
+def _register_fake_kernels() -> None:
+    if not backend._load_extension():
+        return
+
+    def acc_empty(like: torch.Tensor) -> torch.Tensor:
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        return like.new_empty((like.shape[0],), dtype=dtype)
+
+    @torch.library.register_fake("fastgp::interpolate")
+    def _(real, fake, alpha):
+        return empty_kernel_output(real, fake)
+
+    @torch.library.register_fake("fastgp::interpolate_random")
+    def _(real, fake, seed):
+        return empty_kernel_output(real, fake), real.new_empty((real.shape[0],))
+
+    @torch.library.register_fake("fastgp::grad_norm_penalty_forward")
+    def _(grad, center, one_sided):
+        return acc_empty(grad), acc_empty(grad)
+
+    @torch.library.register_fake("fastgp::grad_norm_penalty_backward")
+    def _(grad_penalty, grad, norm, center, one_sided):
+        return empty_kernel_output(grad)
+
+
+_register_fake_kernels()
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd
+# --------------------------------------------------------------------------------------------
+
+
+def _interpolate_grads(ctx, grad_out: torch.Tensor, need_alpha: bool):
+    """Gradients of alpha·real + (1 − alpha)·fake, in differentiable torch ops (any order)."""
+    real, fake, alpha = ctx.saved_tensors
+    a = _per_sample(alpha.to(grad_out.dtype), grad_out.dim())
+    grad_real = grad_out * a if ctx.needs_input_grad[0] else None
+    grad_fake = grad_out * (1 - a) if ctx.needs_input_grad[1] else None
+    grad_alpha = None
+    if need_alpha:
+        grad_alpha = (grad_out * (real - fake)).reshape(grad_out.shape[0], -1).sum(dim=1).to(alpha.dtype)
+    return grad_real, grad_fake, grad_alpha
+
+
+class _Interpolate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, real, fake, alpha):
+        out = backend.kernels(FAMILY, real.device).interpolate(real, fake, alpha)
+        # real and fake are needed only for alpha's gradient.
+        if ctx.needs_input_grad[2]:
+            ctx.save_for_backward(real, fake, alpha)
+        else:
+            ctx.save_for_backward(None, None, alpha)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return _interpolate_grads(ctx, grad_out, ctx.needs_input_grad[2])
+
+
+class _InterpolateRandom(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, real, fake, seed):
+        out, alpha = backend.kernels(FAMILY, real.device).interpolate_random(real, fake, seed)
+        ctx.mark_non_differentiable(alpha)
+        ctx.save_for_backward(None, None, alpha)
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_alpha):
+        grad_real, grad_fake, _ = _interpolate_grads(ctx, grad_out, need_alpha=False)
+        return grad_real, grad_fake, None
+
+
+class _GradNormPenalty(torch.autograd.Function):
+    """Per-sample penalty [B] of a gradient; its backward is the fused backward kernel as an op."""
+
+    @staticmethod
+    def forward(ctx, grad, center, one_sided):
+        kernels = backend.kernels(FAMILY, grad.device)
+        penalty, norm = kernels.grad_norm_penalty_forward(grad, center, one_sided)
+        ctx.mark_non_differentiable(norm)
+        ctx.save_for_backward(grad, norm)
+        ctx.center, ctx.one_sided, ctx.kernels = center, one_sided, kernels
+        return penalty, norm
+
+    @staticmethod
+    def backward(ctx, grad_penalty, _grad_norm):
+        grad, norm = ctx.saved_tensors
+        grad_in = _GradNormPenaltyBackward.apply(
+            grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels
+        )
+        return grad_in, None, None
+
+
+class _GradNormPenaltyBackward(torch.autograd.Function):
+    """grad_in = grad · grad_penalty · coef(‖grad‖), differentiable in grad_penalty and grad."""
+
+    @staticmethod
+    def forward(ctx, grad_penalty, grad, norm, center, one_sided, kernels):
+        grad_penalty = grad_penalty.contiguous()  # the upstream gradient is often an expanded scalar
+        ctx.save_for_backward(grad_penalty, grad)
+        ctx.center, ctx.one_sided = center, one_sided
+        return kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, center, one_sided)
+
+    @staticmethod
+    def backward(ctx, grad_grad_in):
+        grad_penalty, grad = ctx.saved_tensors
+        center, one_sided = ctx.center, ctx.one_sided
+        acc = grad_penalty.dtype
+        batch = grad.shape[0]
+        g = grad.to(acc)
+        gg = grad_grad_in.to(acc)
+        # The norm is recomputed in torch ops so that this formula is an explicit function of
+        # grad and differentiating it again stays exact.
+        norm = torch.linalg.vector_norm(g.reshape(batch, -1), dim=1)
+        coef = _penalty_coefficient(norm, center, one_sided)
+        dot = (gg * g).reshape(batch, -1).sum(dim=1)
+        d_grad_penalty = dot * coef if ctx.needs_input_grad[0] else None
+        d_grad = None
+        if ctx.needs_input_grad[1]:
+            d_grad = gg * _per_sample(grad_penalty * coef, gg.dim())
+            if center != 0:
+                # coef(n) = 2 − 2c/n, so d coef / d g = (2c / n²) · g / n where the penalty is active.
+                active = norm > center if one_sided else norm > 0
+                safe_norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+                extra = torch.where(active, 2 * center * grad_penalty * dot / safe_norm**3, torch.zeros_like(norm))
+                d_grad = d_grad + g * _per_sample(extra, g.dim())
+            d_grad = d_grad.to(grad.dtype)
+        return d_grad_penalty, d_grad, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def _check_alpha(alpha, real: torch.Tensor) -> torch.Tensor:
+    """alpha of shape [B] or broadcastable [B, 1, ..., 1], values in [0, 1]; returned as [B]."""
+    _checks.floating(alpha, "alpha")
+    batch = real.shape[0]
+    per_sample = alpha.dim() >= 1 and alpha.shape[0] == batch and all(s == 1 for s in alpha.shape[1:])
+    if not per_sample or alpha.dim() > real.dim():
+        raise ValueError(
+            f"alpha must have shape [B] or [B, 1, ..., 1] with B = {batch} and at most {real.dim()} "
+            f"dimensions, got {list(alpha.shape)}"
+        )
+    if alpha.device != real.device:
+        raise ValueError(f"alpha must be on the device of real ({real.device}), got {alpha.device}")
+    outside = ~((alpha >= 0) & (alpha <= 1))
+    if bool(outside.any()):
+        raise ValueError(f"alpha must lie in [0, 1]; got values such as {alpha[outside].flatten()[0].item()}")
+    return alpha.reshape(batch).to(real.dtype)
+
+
+def _draw_seed(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A 62-bit Philox key drawn from ``generator`` (or the device's default generator)."""
+    source = generator.device if generator is not None else device
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=source, dtype=torch.int64)
+    return seed.to(device, non_blocking=True)
+
+
+def interpolate(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """α·real + (1 − α)·fake with one α per sample, in one fused kernel.
+
+    Args:
+        real, fake: tensors [B, ...] of equal shape, dtype and device (any layout; channels_last
+            is preserved).
+        alpha: optional per-sample weights of shape [B] (or [B, 1, ..., 1]) in [0, 1]; when
+            omitted, α ~ U(0, 1) is drawn inside the kernel from a Philox stream keyed by a seed
+            taken from ``generator`` (or the default generator of the device), so a seeded
+            generator reproduces the same interpolates on every backend.
+        generator: a ``torch.Generator`` for the random α.
+
+    Differentiable in real, fake and a given alpha, to any order.
+    """
+    _checks.batch(real, "real")
+    _checks.batch(fake, "fake")
+    _checks.same_as(fake, "fake", real, "real")
+    _checks.generator(generator)
+    if alpha is None:
+        out, _ = _InterpolateRandom.apply(real, fake, _draw_seed(generator, real.device))
+        return out
+    if generator is not None:
+        raise ValueError("generator only applies when alpha is drawn at random; pass alpha or generator, not both")
+    return _Interpolate.apply(real, fake, _check_alpha(alpha, real))
+
+
+def _check_grad_norm_args(center, one_sided, reduction) -> tuple[float, bool]:
+    center = _checks.real_number(center, "center", minimum=0.0)
+    if not isinstance(one_sided, bool):
+        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
+    _checks.choice(reduction, "reduction", REDUCTIONS)
+    return center, one_sided
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "max":
+        return per_sample.max()
+    return per_sample
+
+
+def grad_norm_penalty(
+    grad: torch.Tensor, center: float = 1.0, one_sided: bool = False, reduction: str = "mean"
+) -> torch.Tensor:
+    """The fused penalty head: (‖g_i‖ − center)² per sample, reduced over the batch.
+
+    Args:
+        grad: a gradient [B, ...]; the norm is taken over all non-batch dimensions.
+        center: 1 for WGAN-GP, 0 for zero-centred penalties (computed as the sum of squares).
+        one_sided: penalize only norms above ``center`` (the Lipschitz penalty, LP).
+        reduction: ``"mean"``, ``"sum"``, ``"none"`` (per-sample [B]) or ``"max"`` (max-GP).
+
+    Returns a float32 result for float16/bfloat16/float32 gradients, float64 for float64.
+    Non-finite gradients give non-finite penalties (nothing is masked).
+    """
+    _checks.batch(grad, "grad")
+    center, one_sided = _check_grad_norm_args(center, one_sided, reduction)
+    per_sample, _ = _GradNormPenalty.apply(grad, center, one_sided)
+    return _reduce(per_sample, reduction)
+
+
+def _check_logits(logits, batch: int, name: str = "D's output") -> None:
+    _checks.tensor(logits, name)
+    if tuple(logits.shape) not in ((batch,), (batch, 1)):
+        raise ValueError(
+            f"{name} must be logits of shape [B] or [B, 1] with B = {batch}, got {list(logits.shape)}"
+        )
+
+
+_NOT_CONNECTED = "the logits do not depend on the inputs: compute them from the inputs that require grad"
+
+
+def _per_sample_input_penalty(
+    logits: torch.Tensor, inputs: torch.Tensor, kind: PenaltyKind, grad_scaler
+) -> torch.Tensor:
+    """Per-sample penalty of g = ∂ sum(logits) / ∂inputs, keeping the graph for double backprop.
+
+    With a GradScaler the input gradient is taken of the scaled sum (so reduced-precision
+    intermediate gradients do not underflow) and unscaled before the penalty.
+    """
+    _check_logits(logits, inputs.shape[0])
+    if not logits.requires_grad:
+        raise ValueError(_NOT_CONNECTED)
+    total = logits.sum()
+    if grad_scaler is not None:
+        total = grad_scaler.scale(total)
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=True, allow_unused=True)
+    if grad is None:
+        raise ValueError(_NOT_CONNECTED)
+    if grad_scaler is not None:
+        grad = grad * (1.0 / grad_scaler.get_scale())
+    per_sample, _ = _GradNormPenalty.apply(grad, kind.center, kind.one_sided)
+    return per_sample
+
+
+def _finish(per_sample: torch.Tensor, weight: float, reduction: str, return_per_sample: bool):
+    weighted = weight * per_sample
+    penalty = _reduce(weighted, reduction)
+    return (penalty, weighted) if return_per_sample else penalty
+
+
+def gradient_penalty(
+    D,
+    real: torch.Tensor,
+    fake: torch.Tensor | None = None,
+    *,
+    kind: str = "wgan-gp",
+    weight: float = 10.0,
+    alpha: torch.Tensor | None = None,
+    d_args=(),
+    d_kwargs=None,
+    return_per_sample: bool = False,
+    generator: torch.Generator | None = None,
+    grad_scaler=None,
+):
+    """weight · penalty of D's input gradient, by double backprop, for one of ``KINDS``.
+
+    Args:
+        D: the discriminator; called as ``D(x, *d_args, **d_kwargs)`` and must return logits of
+            shape [B] or [B, 1].
+        real, fake: [B, ...] batches of equal shape/dtype/device (any rank >= 2, any layout).
+            ``r1`` and ``dragan`` use ``real`` (``fake`` may be None), ``r2`` uses ``fake``, the
+            other kinds interpolate between them. Both are treated as constants (detached).
+        kind: ``"wgan-gp"``, ``"zero-gp"``, ``"r1"``, ``"r2"``, ``"lp"``, ``"max-gp"``, ``"dragan"``.
+        weight: the penalty weight λ (>= 0). There is no hidden ½: for StyleGAN's γ pass γ/2.
+        alpha: per-sample interpolation weights [B] (or [B, 1, ...]) for the interpolating kinds.
+        return_per_sample: also return the weighted per-sample penalties [B].
+        generator: a ``torch.Generator`` for α or DRAGAN's noise.
+        grad_scaler: a ``torch.amp.GradScaler`` when D runs under autocast with loss scaling: the
+            input gradient is taken of the scaled output and unscaled before the penalty.
+
+    Returns the penalty (a scalar; the max over samples for ``max-gp``), and with
+    ``return_per_sample`` a tuple ``(penalty, per_sample)``.
+    """
+    if not callable(D):
+        raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}")
+    spec = KINDS[kind]
+    weight = _checks.real_number(weight, "weight", minimum=0.0)
+    _checks.generator(generator)
+    if d_kwargs is not None and not isinstance(d_kwargs, dict):
+        raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
+    if not isinstance(d_args, (tuple, list)):
+        raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
+    if spec.point == "fake":
+        _checks.batch(fake, "fake")
+    else:
+        _checks.batch(real, "real")
+    if spec.point == "interpolate":
+        if fake is None:
+            raise ValueError(f"kind={kind!r} interpolates between real and fake: fake is required")
+        _checks.batch(fake, "fake")
+        _checks.same_as(fake, "fake", real, "real")
+    elif alpha is not None:
+        raise ValueError(f"alpha applies only to the interpolating kinds, not to kind={kind!r}")
+
+    with torch.no_grad():
+        if spec.point == "interpolate":
+            x = interpolate(real, fake, alpha=alpha, generator=None if alpha is not None else generator)
+        elif spec.point == "perturb":
+            x = dragan_perturb(real, generator)
+        else:
+            x = real if spec.point == "real" else fake
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = D(x, *d_args, **(d_kwargs or {}))
+        per_sample = _per_sample_input_penalty(logits, x, spec, grad_scaler)
+    return _finish(per_sample, weight, spec.reduction, return_per_sample)
+
+
+def r1_penalty(
+    logits: torch.Tensor,
+    inputs: torch.Tensor,
+    weight: float = 10.0,
+    *,
+    grad_scaler=None,
+    return_per_sample: bool = False,
+):
+    """weight · mean_i ‖∂ sum(logits) / ∂inputs_i‖² from logits already computed from ``inputs``.
+
+    The shared forward: run ``D`` once on ``inputs.requires_grad_(True)`` and use the same logits
+    for the main loss and for R1 (as StyleGAN2-ADA's combined phase), or for R1 on a real ∪
+    Fake-As-Real batch.
+    """
+    _checks.batch(inputs, "inputs")
+    if not inputs.requires_grad:
+        raise ValueError(
+            "inputs must require grad and logits must be computed from them: "
+            "call inputs.requires_grad_(True) before D(inputs)"
+        )
+    weight = _checks.real_number(weight, "weight", minimum=0.0)
+    _check_logits(logits, inputs.shape[0], "logits")
+    per_sample = _per_sample_input_penalty(logits, inputs, KINDS["r1"], grad_scaler)
+    return _finish(per_sample, weight, "mean", return_per_sample)
+
+
+class LazyRegularizer:
+    """Lazy regularization (StyleGAN2): apply a penalty every ``interval`` steps with gain ``interval``.
+
+    ``due(step)`` says whether this step applies it; multiply the penalty by ``gain``.
+    ``adjust_optimizer(opt)`` rescales an Adam-like or RMSprop optimizer of the regularized network
+    by ``mb_ratio = interval / (interval + 1)`` (lr·mb_ratio, betas**mb_ratio; for RMSprop
+    alpha**mb_ratio and momentum**mb_ratio), as StyleGAN2 does for its separate penalty steps.
+
+    Example::
+
+        lazy = fastgp.LazyRegularizer(16)
+        lazy.adjust_optimizer(d_opt)
+        ...
+        if lazy.due(step):
+            (lazy.gain * fastgp.gradient_penalty(D, real, kind="r1", weight=5.0)).backward()
+    """
+
+    def __init__(self, interval: int):
+        self.interval = _checks.integer(interval, "interval", minimum=1)
+
+    @property
+    def gain(self) -> int:
+        return self.interval
+
+    @property
+    def mb_ratio(self) -> float:
+        return self.interval / (self.interval + 1)
+
+    def due(self, step: int) -> bool:
+        return _checks.integer(step, "step", minimum=0) % self.interval == 0
+
+    def adjust_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        ratio = self.mb_ratio
+        for group in optimizer.param_groups:
+            if "fastgp_lazy_interval" in group:
+                raise ValueError("optimizer was already adjusted for lazy regularization")
+            if "betas" not in group and "alpha" not in group:
+                raise TypeError(
+                    f"adjust_optimizer supports optimizers with betas (Adam, AdamW, ...) or RMSprop, "
+                    f"got {type(optimizer).__name__}"
+                )
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * ratio
+            if "betas" in group:
+                group["betas"] = tuple(beta**ratio for beta in group["betas"])
+            else:
+                group["alpha"] = group["alpha"] ** ratio
+                group["momentum"] = group.get("momentum", 0) ** ratio
+            group["fastgp_lazy_interval"] = self.interval
+        return optimizer

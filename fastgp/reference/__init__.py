@@ -1,0 +1,1 @@
+"""Pure-PyTorch references: the oracle of the tests and the baseline of the benchmarks."""

@@ -1,0 +1,379 @@
+"""The public gradient-penalty API: values, gradients of every order, bad input, lazy R1, AMP."""
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import gradcheck, gradgradcheck
+
+import fastgp
+from fastgp.reference.penalty import gradient_penalty_reference
+from helpers import make
+
+KINDS = list(fastgp.KINDS)
+INTERPOLATING = [k for k, spec in fastgp.KINDS.items() if spec.point == "interpolate"]
+
+
+# ------------------------------------------------------------------------------------------
+# Discriminators of every input rank (smooth activations: second derivatives are non-trivial)
+# ------------------------------------------------------------------------------------------
+
+
+class ConvD(nn.Module):
+    def __init__(self, channels=3, out_shape=()):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 6, 3, padding=1), nn.Softplus(), nn.Conv2d(6, 4, 3, stride=2), nn.Tanh()
+        )
+        self.head = nn.LazyLinear(1)
+        self.out_shape = out_shape
+
+    def forward(self, x):
+        out = self.head(self.body(x).flatten(1))
+        return out if self.out_shape == (1,) else out.squeeze(1)
+
+
+class MLPD(nn.Module):
+    """A conditional discriminator: D(x, label, scale=...)."""
+
+    def __init__(self, dim=7, classes=3):
+        super().__init__()
+        self.embed = nn.Embedding(classes, dim)
+        self.net = nn.Sequential(nn.Linear(dim, 16), nn.Softplus(), nn.Linear(16, 1))
+
+    def forward(self, x, label, scale=1.0):
+        return scale * self.net(x * self.embed(label)).squeeze(1)
+
+
+class SeqD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Tanh(), nn.Flatten(), nn.LazyLinear(1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def make_problem(name, dtype=torch.float64):
+    torch.manual_seed(0)
+    if name == "image":
+        D, shape, args, kwargs = ConvD(), (5, 3, 8, 8), (), {}
+    elif name == "image-b1":
+        D, shape, args, kwargs = ConvD(out_shape=(1,)), (4, 3, 8, 8), (), {}
+    elif name == "channels_last":
+        D, shape, args, kwargs = ConvD(), (4, 3, 8, 8), (), {}
+    elif name == "vector-conditional":
+        D, shape = MLPD(), (6, 7)
+        args, kwargs = (torch.tensor([0, 1, 2, 0, 1, 2]),), {"scale": 0.7}
+    elif name == "sequence":
+        D, shape, args, kwargs = SeqD(), (4, 2, 9), (), {}
+    else:
+        raise AssertionError(name)
+    layout = "channels_last" if name == "channels_last" else "contiguous"
+    real = make(shape, dtype, layout, seed=1)
+    fake = make(shape, dtype, layout, seed=2)
+    D = D.to(dtype)
+    D(real, *args, **kwargs)  # materialize lazy layers
+    return D, real, fake, args, kwargs
+
+
+def param_grads(D):
+    # A bias right before the output gets no gradient from an input-gradient penalty.
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in D.parameters()]
+
+
+PROBLEMS = ["image", "image-b1", "channels_last", "vector-conditional", "sequence"]
+
+
+# ------------------------------------------------------------------------------------------
+# Values and D-parameter gradients against the hand-written reference, float64, 1e-6
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_gradient_penalty_matches_reference(backend_name, kind, problem):
+    D, real, fake, args, kwargs = make_problem(problem)
+    alpha = torch.rand(real.shape[0], dtype=torch.float64) if kind in INTERPOLATING else None
+    common = dict(kind=kind, weight=3.0, alpha=alpha, d_args=args, d_kwargs=kwargs)
+
+    value = fastgp.gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(9), **common)
+    value.backward()
+    got = param_grads(D)
+    D.zero_grad()
+    expected_value = gradient_penalty_reference(D, real, fake, generator=torch.Generator().manual_seed(9), **common)
+    expected_value.backward()
+    expected = param_grads(D)
+
+    assert value.shape == () and value.dtype == torch.float64
+    torch.testing.assert_close(value, expected_value, rtol=1e-6, atol=1e-9)
+    for g, e in zip(got, expected):
+        assert g.abs().sum() > 0 or e.abs().sum() == 0
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["wgan-gp", "r1", "lp"])
+def test_gradient_penalty_float32_matches_reference(backend_name, kind):
+    D, real, fake, args, kwargs = make_problem("image", torch.float32)
+    alpha = torch.rand(real.shape[0]) if kind in INTERPOLATING else None
+    value = fastgp.gradient_penalty(D, real, fake, kind=kind, alpha=alpha)
+    expected = gradient_penalty_reference(D, real, fake, kind=kind, alpha=alpha)
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_return_per_sample_and_reductions(backend_name):
+    D, real, fake, _, _ = make_problem("image")
+    alpha = torch.rand(real.shape[0], dtype=torch.float64)
+    total, per_sample = fastgp.gradient_penalty(D, real, fake, alpha=alpha, weight=2.0, return_per_sample=True)
+    expected = gradient_penalty_reference(D, real, fake, alpha=alpha, weight=2.0, reduction="none")
+    assert per_sample.shape == (real.shape[0],)
+    torch.testing.assert_close(per_sample, expected)
+    torch.testing.assert_close(total, expected.mean())
+    max_gp, per_sample = fastgp.gradient_penalty(D, real, fake, kind="max-gp", alpha=alpha, return_per_sample=True)
+    torch.testing.assert_close(max_gp, per_sample.max())
+
+
+def test_r1_shared_forward_equals_separate_forward(backend_name):
+    D, real, _, _, _ = make_problem("image")
+    x = real.detach().requires_grad_(True)
+    logits = D(x)
+    loss = torch.nn.functional.softplus(-logits).mean()
+    total = loss + fastgp.r1_penalty(logits, x, weight=5.0)
+    total.backward()
+    shared = param_grads(D)
+    D.zero_grad()
+    loss2 = torch.nn.functional.softplus(-D(real)).mean()
+    (loss2 + fastgp.gradient_penalty(D, real, kind="r1", weight=5.0)).backward()
+    for g, e in zip(shared, param_grads(D)):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+
+
+def test_r1_penalty_with_logits_b1(backend_name):
+    D, real, _, _, _ = make_problem("image-b1")
+    x = real.clone().requires_grad_(True)
+    value = fastgp.r1_penalty(D(x), x, 2.0)
+    torch.testing.assert_close(value, gradient_penalty_reference(D, real, kind="r1", weight=2.0))
+
+
+def test_nonfinite_gradients_propagate(backend_name):
+    D = lambda x: (x * torch.tensor([float("nan"), 1.0, 2.0], dtype=x.dtype)).sum(1)  # noqa: E731
+    value = fastgp.gradient_penalty(D, torch.randn(4, 3), kind="r1")
+    assert torch.isnan(value)
+
+
+# ------------------------------------------------------------------------------------------
+# interpolate and grad_norm_penalty: gradcheck and gradgradcheck in float64
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_interpolate_gradcheck(backend_name, layout):
+    shape = (3, 2, 3, 4)
+    real = make(shape, torch.float64, layout, seed=1).requires_grad_(True)
+    fake = make(shape, torch.float64, layout, seed=2).requires_grad_(True)
+    alpha = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    fn = lambda r, f, a: fastgp.interpolate(r, f, alpha=a)  # noqa: E731
+    assert gradcheck(fn, (real, fake, alpha))
+    assert gradgradcheck(fn, (real, fake, alpha))
+
+
+def test_interpolate_random_gradcheck(backend_name):
+    real = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    fake = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    fn = lambda r, f: fastgp.interpolate(r, f, generator=torch.Generator().manual_seed(3))  # noqa: E731
+    assert gradcheck(fn, (real, fake))
+    assert gradgradcheck(fn, (real, fake))
+
+
+@pytest.mark.parametrize("center,one_sided", [(1.0, False), (0.0, False), (1.0, True), (0.7, False)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "max"])
+def test_grad_norm_penalty_gradcheck(backend_name, center, one_sided, reduction):
+    # Norms spread around the centre, so the one-sided penalty has active and inactive rows.
+    grad = (torch.randn(5, 3, 4, dtype=torch.float64) * torch.tensor([0.1, 0.3, 0.5, 0.9, 1.3]).view(5, 1, 1)).requires_grad_(True)
+    fn = lambda g: fastgp.grad_norm_penalty(g, center=center, one_sided=one_sided, reduction=reduction)  # noqa: E731
+    assert gradcheck(fn, (grad,))
+    assert gradgradcheck(fn, (grad,))
+
+
+def test_grad_norm_penalty_second_derivative_nonzero(backend_name):
+    # A raw kernel in backward would give a silently ZERO second derivative: check it is not.
+    grad = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    (first,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad), grad, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), grad)
+    ref_grad = grad.detach().clone().requires_grad_(True)
+    ref_value = ((ref_grad.norm(dim=1) - 1) ** 2).mean()
+    (ref_first,) = torch.autograd.grad(ref_value, ref_grad, create_graph=True)
+    (ref_second,) = torch.autograd.grad(ref_first.sum(), ref_grad)
+    assert second.abs().sum() > 0
+    torch.testing.assert_close(second, ref_second)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "max"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_grad_norm_penalty_values(backend_name, reduction, dtype):
+    grad = make((6, 3, 4, 4), dtype, seed=3, scale=0.3).requires_grad_(True)
+    value = fastgp.grad_norm_penalty(grad, reduction=reduction)
+    per_sample = (grad.detach().double().flatten(1).norm(dim=1) - 1) ** 2
+    expected = {"mean": per_sample.mean(), "sum": per_sample.sum(), "none": per_sample, "max": per_sample.max()}[reduction]
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    value.sum().backward()
+    assert grad.grad.dtype == dtype and grad.grad.shape == grad.shape
+
+
+def test_interpolate_generator_reproducible_and_uniform(backend_name):
+    real, fake = torch.ones(4096, 2), torch.zeros(4096, 2)
+    a = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(5))
+    b = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(5))
+    c = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    alpha = a[:, 0]
+    assert torch.equal(a[:, 0], a[:, 1])  # one alpha per sample, broadcast over the row
+    assert bool((alpha >= 0).all()) and bool((alpha < 1).all())
+    assert abs(alpha.mean().item() - 0.5) < 0.02
+    torch.manual_seed(1)
+    d = fastgp.interpolate(real, fake)
+    torch.manual_seed(1)
+    assert torch.equal(d, fastgp.interpolate(real, fake))
+
+
+def test_interpolate_alpha_broadcastable_shape(backend_name):
+    real, fake = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    alpha = torch.tensor([0.0, 0.5, 1.0])
+    out = fastgp.interpolate(real, fake, alpha=alpha.view(3, 1, 1))
+    torch.testing.assert_close(out, alpha.view(3, 1, 1) * real + (1 - alpha.view(3, 1, 1)) * fake)
+    assert torch.equal(out[0], fake[0]) and torch.equal(out[2], real[2])
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input: each a clear ValueError/TypeError naming the argument
+# ------------------------------------------------------------------------------------------
+
+D_IMAGE = lambda x: x.flatten(1).sum(1)  # noqa: E731
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(5, 3)), ValueError, "same shape"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3).double()), TypeError, "same dtype"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3, device="meta")), ValueError, "same device"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(0, 3), torch.randn(0, 3)), ValueError, "empty batch"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.ones(4, 3, dtype=torch.int64), kind="r1"), TypeError, "floating dtype"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4), kind="r1"), ValueError, "at least 2 dimensions"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), kind="wgan"), ValueError, "'wgan-gp', 'zero-gp', 'r1'"),
+        (lambda: fastgp.gradient_penalty(lambda x: x, torch.randn(4, 3), kind="r1"), ValueError, r"\[B\] or \[B, 1\].*got \[4, 3\]"),
+        (lambda: fastgp.gradient_penalty(lambda x: x.sum(), torch.randn(4, 3), kind="r1"), ValueError, r"shape \[B\] or \[B, 1\]"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), alpha=torch.rand(3)), ValueError, "alpha must have shape"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), alpha=torch.rand(4, 3)), ValueError, "alpha must have shape"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), alpha=torch.tensor([0.1, 0.2, 1.5, 0.3])), ValueError, r"alpha must lie in \[0, 1\]"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), alpha=torch.tensor([0.1, -0.2, 0.5, 0.3])), ValueError, r"alpha must lie in \[0, 1\]"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), alpha=torch.tensor([0.1, float("nan"), 0.5, 0.3])), ValueError, r"alpha must lie in \[0, 1\]"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), kind="r1", alpha=torch.rand(4)), ValueError, "alpha applies only"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), weight=-1.0), ValueError, "weight must be >= 0"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), weight="10"), TypeError, "weight must be a real number"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3)), ValueError, "fake is required"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), kind="r2"), TypeError, "fake must be a torch.Tensor"),
+        (lambda: fastgp.gradient_penalty("D", torch.randn(4, 3), kind="r1"), TypeError, "D must be callable"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, [[1.0]], kind="r1"), TypeError, "real must be a torch.Tensor"),
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), kind="r1", generator=0), TypeError, "generator"),
+        (lambda: fastgp.gradient_penalty(lambda x: torch.zeros(4), torch.randn(4, 3), kind="r1"), ValueError, "do not depend on the inputs"),
+        (lambda: fastgp.r1_penalty(torch.randn(4), torch.randn(4, 3), 1.0), ValueError, "inputs must require grad"),
+        (lambda: fastgp.r1_penalty(torch.randn(5), torch.randn(4, 3, requires_grad=True), 1.0), ValueError, r"logits must be logits of shape \[B\] or \[B, 1\] with B = 4"),
+        (lambda: fastgp.r1_penalty(torch.randn(4), torch.randn(4, 3, requires_grad=True), -2.0), ValueError, "weight must be >= 0"),
+        (lambda: fastgp.interpolate(torch.randn(4, 3), torch.randn(4, 2)), ValueError, "same shape"),
+        (lambda: fastgp.interpolate(torch.randn(4, 3), torch.randn(4, 3), alpha=torch.rand(4), generator=torch.Generator()), ValueError, "not both"),
+        (lambda: fastgp.interpolate(torch.randn(4, 3), torch.randn(4, 3), alpha=torch.ones(4, dtype=torch.int64)), TypeError, "alpha must have a floating dtype"),
+        (lambda: fastgp.grad_norm_penalty(torch.randn(4, 3), reduction="avg"), ValueError, "reduction must be one of"),
+        (lambda: fastgp.grad_norm_penalty(torch.randn(4, 3), center=-1.0), ValueError, "center must be >= 0"),
+        (lambda: fastgp.grad_norm_penalty(torch.randn(4, 3), one_sided=1), TypeError, "one_sided must be a bool"),
+        (lambda: fastgp.grad_norm_penalty(torch.randn(0, 3)), ValueError, "grad has an empty batch"),
+        (lambda: fastgp.grad_norm_penalty(torch.ones(4, 3, dtype=torch.int32)), TypeError, "grad must have a floating dtype"),
+    ],
+)
+def test_bad_input(backend_name, call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ------------------------------------------------------------------------------------------
+# Lazy regularization
+# ------------------------------------------------------------------------------------------
+
+
+def test_lazy_regularizer_schedule_and_adam():
+    lazy = fastgp.LazyRegularizer(16)
+    assert [s for s in range(40) if lazy.due(s)] == [0, 16, 32]
+    assert lazy.gain == 16 and lazy.mb_ratio == pytest.approx(16 / 17)
+    params = [nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99))
+    lazy.adjust_optimizer(opt)
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    with pytest.raises(ValueError, match="already adjusted"):
+        lazy.adjust_optimizer(opt)
+
+
+def test_lazy_regularizer_rmsprop_and_errors():
+    lazy = fastgp.LazyRegularizer(4)
+    opt = torch.optim.RMSprop([nn.Parameter(torch.zeros(2))], lr=1e-3, alpha=0.9, momentum=0.5)
+    lazy.adjust_optimizer(opt)
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(1e-3 * 0.8)
+    assert group["alpha"] == pytest.approx(0.9**0.8) and group["momentum"] == pytest.approx(0.5**0.8)
+    with pytest.raises(TypeError, match="supports optimizers with betas"):
+        lazy.adjust_optimizer(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1))
+    with pytest.raises(ValueError, match="interval must be >= 1"):
+        fastgp.LazyRegularizer(0)
+    with pytest.raises(TypeError, match="interval must be an int"):
+        fastgp.LazyRegularizer(2.5)
+    with pytest.raises(TypeError, match="optimizer must be"):
+        lazy.adjust_optimizer("adam")
+
+
+def test_lazy_r1_amortizes_the_same_gradient():
+    # With gain = interval, the penalty's gradient summed over a period equals R1 every step.
+    D, real, _, _, _ = make_problem("image")
+    lazy = fastgp.LazyRegularizer(4)
+    total = [torch.zeros_like(p) for p in D.parameters()]
+    for step in range(4):
+        D.zero_grad()
+        if lazy.due(step):
+            (lazy.gain * fastgp.gradient_penalty(D, real, kind="r1", weight=1.0)).backward()
+            total = [t + g for t, g in zip(total, param_grads(D))]
+    D.zero_grad()
+    for _ in range(4):
+        fastgp.gradient_penalty(D, real, kind="r1", weight=1.0).backward()
+    for t, p in zip(total, param_grads(D)):
+        torch.testing.assert_close(t, p)
+
+
+# ------------------------------------------------------------------------------------------
+# Mixed precision: autocast + GradScaler, the penalty on unscaled input gradients
+# ------------------------------------------------------------------------------------------
+
+
+def test_grad_scaler_penalty_is_unscaled(backend_name):
+    D, real, fake, _, _ = make_problem("image", torch.float32)
+    alpha = torch.rand(real.shape[0])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    scaled = fastgp.gradient_penalty(D, real, fake, alpha=alpha, grad_scaler=scaler)
+    plain = fastgp.gradient_penalty(D, real, fake, alpha=alpha)
+    torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_autocast_bf16_step_with_grad_scaler(backend_name):
+    D, real, fake, _, _ = make_problem("image", torch.float32)
+    alpha = torch.rand(real.shape[0])
+    exact = fastgp.gradient_penalty(D, real, fake, alpha=alpha)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        penalty = fastgp.gradient_penalty(D, real, fake, alpha=alpha, grad_scaler=scaler)
+        loss = D(fake).mean() - D(real).mean() + penalty
+    assert penalty.dtype == torch.float32
+    torch.testing.assert_close(penalty, exact, rtol=5e-2, atol=1e-3)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.isfinite(p).all() for p in D.parameters())

@@ -1,0 +1,212 @@
+"""The raw kernels of the penalty family, every CPU backend against the pure-PyTorch reference."""
+
+import pytest
+import torch
+
+import fastgp
+from fastgp import backend
+from fastgp.reference import penalty as ref
+from helpers import DTYPES, LAYOUTS, make, shapes_for, tolerances
+
+
+def kernels():
+    return backend.kernels("penalty", "cpu")
+
+
+def layout_cases():
+    for layout in LAYOUTS:
+        for shape in shapes_for(layout):
+            yield layout, shape
+
+
+LAYOUT_CASES = list(layout_cases())
+
+
+def assert_same_layout(out, like):
+    """Outputs keep the memory format of a dense input (channels_last stays channels_last)."""
+    assert out.shape == like.shape
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+# ------------------------------------------------------------------------------------------
+# Philox: the reference stream is Philox4x32-10 (Random123 known answer)
+# ------------------------------------------------------------------------------------------
+
+
+def test_reference_philox_known_answer():
+    # Random123 kat_vectors: philox4x32_10, counter 0, key 0 -> first word 0x6627e8d5.
+    assert int(ref.philox4x32(torch.tensor([0]), 0)[0]) == 0x6627E8D5
+
+
+def test_reference_philox_uniform_range_and_spread():
+    u = ref.philox_uniform(20000, seed=1234)
+    assert u.dtype == torch.float32
+    assert bool((u >= 0).all()) and bool((u < 1).all())
+    assert abs(u.mean().item() - 0.5) < 0.01  # std of the mean ~ 0.002
+    assert abs(u.var().item() - 1 / 12) < 0.003
+
+
+# ------------------------------------------------------------------------------------------
+# interpolate / interpolate_random
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout,shape", LAYOUT_CASES)
+def test_interpolate_matches_reference(backend_name, dtype, layout, shape):
+    real = make(shape, dtype, layout, seed=1)
+    fake = make(shape, dtype, layout, seed=2)
+    alpha = torch.rand(shape[0], generator=torch.Generator().manual_seed(3)).to(dtype)
+    out = kernels().interpolate(real, fake, alpha)
+    torch.testing.assert_close(out, ref.interpolate(real, fake, alpha), **tolerances(dtype))
+    assert out.dtype == dtype
+    assert_same_layout(out, real)
+    # The inputs are left untouched.
+    torch.testing.assert_close(real, make(shape, dtype, layout, seed=1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout,shape", LAYOUT_CASES)
+def test_interpolate_random_matches_reference_stream(backend_name, dtype, layout, shape):
+    real = make(shape, dtype, layout, seed=1)
+    fake = make(shape, dtype, layout, seed=2)
+    for seed_value in (0, 7, 2**32 + 5, 2**62 - 1):
+        seed = torch.tensor([seed_value], dtype=torch.int64)
+        out, alpha = kernels().interpolate_random(real, fake, seed)
+        expected_out, expected_alpha = ref.interpolate_random(real, fake, seed)
+        # Every backend draws the same Philox stream: alpha is bit-identical.
+        assert alpha.dtype == dtype and alpha.shape == (shape[0],)
+        assert torch.equal(alpha, expected_alpha), (alpha, expected_alpha)
+        torch.testing.assert_close(out, expected_out, **tolerances(dtype))
+        assert_same_layout(out, real)
+
+
+def test_interpolate_random_seeds_differ(backend_name):
+    real, fake = torch.ones(64, 3), torch.zeros(64, 3)
+    _, a = kernels().interpolate_random(real, fake, torch.tensor([1]))
+    _, b = kernels().interpolate_random(real, fake, torch.tensor([2]))
+    assert not torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------
+# grad_norm_penalty_forward / grad_norm_penalty_backward
+# ------------------------------------------------------------------------------------------
+
+HEADS = [(1.0, False), (0.0, False), (1.0, True), (0.5, False), (0.0, True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout,shape", LAYOUT_CASES)
+@pytest.mark.parametrize("center,one_sided", HEADS)
+def test_penalty_head_matches_reference(backend_name, dtype, layout, shape, center, one_sided):
+    grad = make(shape, dtype, layout, seed=4, scale=0.4)
+    penalty, norm = kernels().grad_norm_penalty_forward(grad, center, one_sided)
+    expected_penalty, expected_norm = ref.grad_norm_penalty_forward(grad, center, one_sided)
+    acc = ref.acc_dtype(dtype)
+    assert penalty.dtype == acc and norm.dtype == acc and penalty.shape == (shape[0],)
+    tol = tolerances(acc)
+    torch.testing.assert_close(penalty, expected_penalty, **tol)
+    torch.testing.assert_close(norm, expected_norm, **tol)
+
+    grad_penalty = torch.linspace(0.5, 1.5, shape[0], dtype=acc)
+    grad_in = kernels().grad_norm_penalty_backward(grad_penalty, grad, norm, center, one_sided)
+    expected = ref.grad_norm_penalty_backward(grad_penalty, grad, expected_norm, center, one_sided)
+    assert grad_in.dtype == dtype
+    torch.testing.assert_close(grad_in, expected, **tolerances(dtype))
+    assert_same_layout(grad_in, grad)
+
+
+def test_penalty_head_large_rows_fp32_accuracy(backend_name):
+    # Long rows: the float32 accumulation must stay close to a float64 sum.
+    grad = make((3, 3, 64, 64), torch.float32, seed=5)
+    penalty, norm = kernels().grad_norm_penalty_forward(grad, 1.0, False)
+    exact = grad.double().flatten(1).norm(dim=1)
+    torch.testing.assert_close(norm.double(), exact, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16), ids=str)
+def test_penalty_head_half_accumulates_in_float32(backend_name, dtype):
+    # 20000 elements of 1.0: a float16 accumulator would saturate at 2048; bf16 at 256.
+    grad = torch.ones(2, 20000, dtype=dtype)
+    penalty, norm = kernels().grad_norm_penalty_forward(grad, 0.0, False)
+    assert torch.equal(penalty, torch.full((2,), 20000.0))
+
+
+def test_penalty_head_zero_gradient(backend_name):
+    grad = torch.zeros(3, 10, dtype=torch.float64)
+    penalty, norm = kernels().grad_norm_penalty_forward(grad, 1.0, False)
+    assert torch.equal(penalty, torch.ones(3, dtype=torch.float64))
+    grad_in = kernels().grad_norm_penalty_backward(torch.ones(3, dtype=torch.float64), grad, norm, 1.0, False)
+    assert torch.equal(grad_in, torch.zeros_like(grad))  # not NaN: coef is 0 at norm 0
+    penalty0, _ = kernels().grad_norm_penalty_forward(grad, 0.0, False)
+    assert torch.equal(penalty0, torch.zeros(3, dtype=torch.float64))
+
+
+def test_penalty_head_propagates_non_finite(backend_name):
+    grad = torch.randn(4, 6)
+    grad[1, 2] = float("nan")
+    grad[2, 0] = float("inf")
+    for center in (0.0, 1.0):
+        penalty, norm = kernels().grad_norm_penalty_forward(grad, center, False)
+        assert torch.isnan(penalty[1]) and torch.isinf(penalty[2])
+        assert torch.isfinite(penalty[[0, 3]]).all()
+        grad_in = kernels().grad_norm_penalty_backward(torch.ones(4), grad, norm, center, False)
+        assert torch.isnan(grad_in[1]).any()
+        assert not torch.isfinite(grad_in[2]).all()
+
+
+# ------------------------------------------------------------------------------------------
+# The compiled ops: schema, fake kernels, torch.compile
+# ------------------------------------------------------------------------------------------
+
+
+def _op_samples():
+    cases = [("contiguous", (4, 3, 5, 7)), ("channels_last", (4, 3, 5, 7)), ("contiguous", (3, 11)), ("strided", (3, 2, 6))]
+    for layout, shape in cases:
+        real, fake, grad = make(shape, layout=layout, seed=1), make(shape, layout=layout, seed=2), make(shape, layout=layout, seed=3)
+        yield from _samples_of(real, fake, grad)
+    # Batch dimension not outermost (a permuted view), and mixed layouts: kernels copy to contiguous.
+    permuted = make((5, 4, 3), seed=4).permute(1, 0, 2)
+    yield from _samples_of(permuted, make((4, 5, 3), seed=5), permuted)
+    channels_last = make((2, 3, 4, 5), layout="channels_last", seed=6)
+    yield from _samples_of(channels_last, make((2, 3, 4, 5), seed=7), channels_last)
+
+
+def _samples_of(real, fake, grad):
+    batch = real.shape[0]
+    norm = grad.reshape(batch, -1).norm(dim=1)
+    yield "interpolate", (real, fake, torch.rand(batch))
+    yield "interpolate_random", (real, fake, torch.tensor([11]))
+    yield "grad_norm_penalty_forward", (grad, 1.0, False)
+    yield "grad_norm_penalty_forward", (grad, 0.0, True)
+    yield "grad_norm_penalty_backward", (torch.rand(batch), grad, norm, 1.0, False)
+
+
+@pytest.mark.parametrize("name,args", list(_op_samples()))
+def test_opcheck(name, args):
+    op = getattr(torch.ops.fastgp, name).default
+    torch.library.opcheck(op, args)
+
+
+def test_torch_compile_fullgraph_calls_compiled_ops():
+    def head(grad, real, fake, alpha):
+        penalty, _ = torch.ops.fastgp.grad_norm_penalty_forward(grad, 1.0, False)
+        return penalty.mean(), torch.ops.fastgp.interpolate(real, fake, alpha)
+
+    compiled = torch.compile(head, fullgraph=True, backend="aot_eager")
+    args = (torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.rand(4))
+    for got, expected in zip(compiled(*args), head(*args)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_torch_compile_public_penalty_head():
+    with fastgp.use_backend("extension"):
+        compiled = torch.compile(fastgp.grad_norm_penalty, backend="aot_eager")
+        grad = torch.randn(6, 5, requires_grad=True)
+        value = compiled(grad)
+        value.backward()
+        expected_grad = grad.grad.clone()
+        grad.grad = None
+        fastgp.grad_norm_penalty(grad).backward()
+    torch.testing.assert_close(expected_grad, grad.grad)
