@@ -1,0 +1,40 @@
+"""Session guard for the Triton kernel tests.
+
+Triton kernels run on a GPU, or on the CPU under Triton's interpreter, which must be switched on
+with ``TRITON_INTERPRET=1`` in the environment BEFORE the module defining the ``@triton.jit``
+kernels is imported. These tests therefore run in their own pytest process:
+
+    TRITON_INTERPRET=1 python -m pytest tests/triton          # no GPU: interpreter, CPU tensors
+    python -m pytest tests/triton                              # with a CUDA GPU: compiled kernels
+    python -m pytest tests --ignore=tests/triton               # everything else
+
+Without a GPU and without the interpreter the session fails at once (a silent skip would hide
+that the Triton backend was never tested).
+"""
+
+import os
+
+import pytest
+import torch
+
+RUN_HINT = (
+    "tests/triton need a CUDA GPU or Triton's interpreter, and neither is on. Run them in their own "
+    "process with the interpreter switched on before import:\n"
+    "    TRITON_INTERPRET=1 python -m pytest tests/triton\n"
+    "and the rest of the suite with: python -m pytest tests --ignore=tests/triton"
+)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pytest_configure(config):
+    # also called when this conftest is only found during collection (``pytest tests``)
+    if not _interpreting() and not torch.cuda.is_available():
+        pytest.exit(RUN_HINT, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_report_header(config):
+    mode = "interpreter (TRITON_INTERPRET=1, CPU tensors)" if _interpreting() else "compiled (CUDA tensors)"
+    return f"fastgp triton kernels: {mode}"
