@@ -153,9 +153,12 @@ class _GradNormPenalty(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_penalty, _grad_norm):
         grad, norm = ctx.saved_tensors
-        grad_in = _GradNormPenaltyBackward.apply(
-            grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels
-        )
+        if not torch.is_grad_enabled():
+            # A first-order backward (create_graph=False) records no graph: call the kernel
+            # directly and skip the second Function's overhead.
+            grad_in = ctx.kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, ctx.center, ctx.one_sided)
+        else:
+            grad_in = _GradNormPenaltyBackward.apply(grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels)
         return grad_in, None, None
 
 
@@ -164,7 +167,6 @@ class _GradNormPenaltyBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_penalty, grad, norm, center, one_sided, kernels):
-        grad_penalty = grad_penalty.contiguous()  # the upstream gradient is often an expanded scalar
         ctx.save_for_backward(grad_penalty, grad)
         ctx.center, ctx.one_sided = center, one_sided
         return kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, center, one_sided)

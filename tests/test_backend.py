@@ -1,6 +1,7 @@
 """Backend selection, the fallback when the extension cannot load, and `python -m fastgp info`."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -109,3 +110,14 @@ def test_import_works_and_falls_back_when_extension_is_broken():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "compiled extension is unavailable" in result.stdout
+
+
+def test_cuda_kernels_built_when_a_toolkit_is_present():
+    # CI proves the CUDA sources by compiling and linking them: with a CUDA build of torch and
+    # nvcc on the machine, the auto build must have included them (not silently skipped them).
+    if torch.version.cuda is None or shutil.which("nvcc") is None:
+        pytest.skip("CPU-only torch or no nvcc: the CUDA kernels are not expected here")
+    if os.environ.get("FASTGP_BUILD_CUDA") == "0":
+        pytest.skip("FASTGP_BUILD_CUDA=0 disables the CUDA kernels")
+    assert backend.extension_has_cuda()
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastgp::grad_norm_penalty_backward", "CUDA")
