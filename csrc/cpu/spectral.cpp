@@ -1,0 +1,219 @@
+// CPU kernels of the `spectral` family: fused power iterations of spectral normalization, for
+// one matrix and for a group of matrices of different shapes in one parallel loop. Schemas live
+// in csrc/ops.cpp; the finishing math (csrc/fastgp/spectral.h) is shared with the CUDA kernels.
+//
+// Both ops run the same engine: a list of matrices is cut into work items (matrix, chunk of
+// rows); one at::parallel_for covers every item of every matrix (the multi-tensor pattern), each
+// item reads its rows of W once and writes its own partial sums; a short serial step per matrix
+// adds the partials in item order and normalizes. The split depends only on the shapes, so
+// results do not depend on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "fastgp/spectral.h"
+#include "fastgp/tensor_utils.h"
+
+namespace fastgp {
+namespace {
+
+// Elements of W per work item: large enough to amortize a task, small enough that a
+// discriminator's layers give both cores work.
+constexpr int64_t kItemElems = spectral::kItemElems;
+
+// Independent accumulators of a dot product, combined by a fixed tree: gcc vectorizes the loop
+// without -ffast-math and the order of additions is the same on every run.
+template <typename acc_t>
+inline acc_t dot(const acc_t* __restrict__ a, const acc_t* __restrict__ b, int64_t n) {
+  constexpr int kLanes = 64 / sizeof(acc_t);
+  acc_t acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  for (int j = 0; i < n; ++i, ++j) acc[j] += a[i] * b[i];
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+  }
+  return acc[0];
+}
+
+template <typename scalar_t, typename acc_t>
+struct Matrix {
+  const scalar_t* W;
+  int64_t h, w, ld;       // rows, columns, row stride (column stride is 1)
+  scalar_t* u_out;        // [h]
+  scalar_t* v_out;        // [w]
+  std::vector<acc_t> u, v, p;  // iteration state in acc precision
+  int64_t first_item, rows_per_item, num_items;
+};
+
+template <typename scalar_t, typename acc_t>
+void power_iteration_kernel(std::vector<Matrix<scalar_t, acc_t>>& mats, int64_t n_iterations,
+                            acc_t eps, acc_t* sigma_out) {
+  // Work items.
+  int64_t items = 0;
+  int64_t max_w = 0;
+  for (auto& m : mats) {
+    m.rows_per_item = std::max<int64_t>(1, kItemElems / std::max<int64_t>(m.w, 1));
+    m.num_items = (m.h + m.rows_per_item - 1) / m.rows_per_item;
+    m.first_item = items;
+    items += m.num_items;
+    max_w = std::max(max_w, m.w);
+  }
+  std::vector<int64_t> item_matrix(static_cast<size_t>(items));
+  std::vector<int64_t> partial_offset(static_cast<size_t>(items) + 1, 0);
+  for (size_t g = 0; g < mats.size(); ++g) {
+    for (int64_t c = 0; c < mats[g].num_items; ++c) {
+      const int64_t it = mats[g].first_item + c;
+      item_matrix[it] = static_cast<int64_t>(g);
+      partial_offset[it + 1] = partial_offset[it] + mats[g].w;
+    }
+  }
+  // Item k's partial Wᵀp over its rows (iterations) or its partial σ (no iteration).
+  std::vector<acc_t> partial(static_cast<size_t>(std::max<int64_t>(partial_offset[items], items)));
+
+  // Runs f(row as acc_t*, i) over rows [r0, r1) of matrix m, converting reduced precision rows
+  // into a buffer once so that both uses of the row read float.
+  auto for_rows = [](const Matrix<scalar_t, acc_t>& m, int64_t r0, int64_t r1,
+                     std::vector<acc_t>& buf, const auto& f) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const scalar_t* row = m.W + i * m.ld;
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        f(row, i);
+      } else {
+        for (int64_t j = 0; j < m.w; ++j) buf[j] = static_cast<acc_t>(row[j]);
+        f(buf.data(), i);
+      }
+    }
+  };
+
+  if (n_iterations == 0) {
+    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> buf(std::is_same_v<scalar_t, acc_t> ? 0 : max_w);
+      for (int64_t it = begin; it < end; ++it) {
+        const auto& m = mats[item_matrix[it]];
+        const int64_t r0 = (it - m.first_item) * m.rows_per_item;
+        acc_t s = 0;
+        for_rows(m, r0, std::min(m.h, r0 + m.rows_per_item), buf,
+                 [&](const acc_t* row, int64_t i) { s += m.u[i] * dot(row, m.v.data(), m.w); });
+        partial[it] = s;
+      }
+    });
+    for (size_t g = 0; g < mats.size(); ++g) {
+      acc_t s = 0;
+      for (int64_t c = 0; c < mats[g].num_items; ++c) s += partial[mats[g].first_item + c];
+      sigma_out[g] = s;
+    }
+    return;
+  }
+
+  for (int64_t iteration = 0; iteration < n_iterations; ++iteration) {
+    // One pass over every W: p_i = W_i·v and the item's partial t = Σ p_i W_i.
+    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> buf(std::is_same_v<scalar_t, acc_t> ? 0 : max_w);
+      for (int64_t it = begin; it < end; ++it) {
+        auto& m = mats[item_matrix[it]];
+        const int64_t r0 = (it - m.first_item) * m.rows_per_item;
+        acc_t* t = partial.data() + partial_offset[it];
+        std::fill(t, t + m.w, acc_t(0));
+        for_rows(m, r0, std::min(m.h, r0 + m.rows_per_item), buf,
+                 [&](const acc_t* row, int64_t i) {
+                   const acc_t p = dot(row, m.v.data(), m.w);
+                   m.p[i] = p;
+                   for (int64_t j = 0; j < m.w; ++j) t[j] += p * row[j];
+                 });
+      }
+    });
+    // Per matrix: t = Σ partials in item order, then the normalizations (csrc/fastgp/spectral.h).
+    at::parallel_for(0, static_cast<int64_t>(mats.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) {
+        auto& m = mats[g];
+        acc_t* t = m.v.data();  // v is not needed any more this iteration: sum t into it
+        std::fill(t, t + m.w, acc_t(0));
+        for (int64_t c = 0; c < m.num_items; ++c) {
+          const acc_t* part = partial.data() + partial_offset[m.first_item + c];
+          for (int64_t j = 0; j < m.w; ++j) t[j] += part[j];
+        }
+        const auto f = spectral::finish<acc_t>(dot(m.p.data(), m.p.data(), m.h),
+                                               dot(t, t, m.w), eps);
+        for (int64_t i = 0; i < m.h; ++i) m.u[i] = m.p[i] * f.inv_du;
+        for (int64_t j = 0; j < m.w; ++j) t[j] *= f.inv_dv;
+        sigma_out[g] = f.sigma;
+      }
+    });
+  }
+  for (auto& m : mats) {
+    for (int64_t i = 0; i < m.h; ++i) m.u_out[i] = static_cast<scalar_t>(m.u[i]);
+    for (int64_t j = 0; j < m.w; ++j) m.v_out[j] = static_cast<scalar_t>(m.v[j]);
+  }
+}
+
+// Matrices as the kernel wants them: unit column stride (else a contiguous copy, read only).
+std::vector<at::Tensor> as_row_major(at::TensorList weights) {
+  std::vector<at::Tensor> out;
+  out.reserve(weights.size());
+  for (const auto& W : weights) {
+    out.push_back(W.size(1) <= 1 || W.stride(1) == 1 ? W : W.contiguous());
+  }
+  return out;
+}
+
+at::Tensor run(const char* op, at::TensorList weights, at::TensorList us, at::TensorList vs,
+               int64_t n_iterations, double eps) {
+  spectral::check_group(op, weights, us, vs, n_iterations, eps);
+  const auto W = as_row_major(weights);
+  const auto dtype = weights.empty() ? at::kFloat : weights[0].scalar_type();
+  at::Tensor sigma = at::empty({static_cast<int64_t>(weights.size())},
+                               at::TensorOptions().dtype(acc_dtype(dtype)));
+  if (weights.empty()) return sigma;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fastgp_spectral_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<Matrix<scalar_t, acc_t>> mats(W.size());
+    for (size_t g = 0; g < W.size(); ++g) {
+      auto& m = mats[g];
+      m.W = W[g].const_data_ptr<scalar_t>();
+      m.h = W[g].size(0);
+      m.w = W[g].size(1);
+      m.ld = W[g].stride(0);
+      m.u_out = us[g].mutable_data_ptr<scalar_t>();
+      m.v_out = vs[g].mutable_data_ptr<scalar_t>();
+      const scalar_t* u0 = us[g].const_data_ptr<scalar_t>();
+      const scalar_t* v0 = vs[g].const_data_ptr<scalar_t>();
+      m.u.assign(u0, u0 + m.h);
+      m.v.assign(v0, v0 + m.w);
+      m.p.assign(static_cast<size_t>(m.h), acc_t(0));
+    }
+    power_iteration_kernel<scalar_t, acc_t>(mats, n_iterations, static_cast<acc_t>(eps),
+                                            sigma.mutable_data_ptr<acc_t>());
+  });
+  return sigma;
+}
+
+at::Tensor spectral_power_iteration_cpu(const at::Tensor& weight, const at::Tensor& u,
+                                        const at::Tensor& v, int64_t n_iterations, double eps) {
+  return run("spectral_power_iteration", {weight}, {u}, {v}, n_iterations, eps).squeeze(0);
+}
+
+at::Tensor spectral_power_iteration_grouped_cpu(at::TensorList weights, at::TensorList us,
+                                                at::TensorList vs, int64_t n_iterations,
+                                                double eps) {
+  return run("spectral_power_iteration_grouped", weights, us, vs, n_iterations, eps);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
+  m.impl("spectral_power_iteration", &spectral_power_iteration_cpu);
+  m.impl("spectral_power_iteration_grouped", &spectral_power_iteration_grouped_cpu);
+}
+
+}  // namespace fastgp
