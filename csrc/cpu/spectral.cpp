@@ -46,6 +46,34 @@ inline acc_t dot(const acc_t* __restrict__ a, const acc_t* __restrict__ b, int64
   return acc[0];
 }
 
+// The two row loops of a pass, compiled twice by gcc (target_clones: AVX2+FMA-free AVX2 code and
+// baseline code, picked once at load time by the CPU). The fixed-lane dot above keeps the same
+// order of additions in both copies, so the results are identical on every x86-64 CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FASTGP_ROW_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FASTGP_ROW_CLONES
+#endif
+
+template <typename acc_t>
+struct RowOps;
+
+#define FASTGP_ROW_OPS(T)                                                                  \
+  FASTGP_ROW_CLONES T row_dot_##T(const T* a, const T* b, int64_t n) { return dot(a, b, n); } \
+  FASTGP_ROW_CLONES void row_axpy_##T(T* __restrict__ y, T a, const T* __restrict__ x,        \
+                                      int64_t n) {                                         \
+    for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];                                      \
+  }                                                                                        \
+  template <>                                                                              \
+  struct RowOps<T> {                                                                       \
+    static T dot(const T* a, const T* b, int64_t n) { return row_dot_##T(a, b, n); }       \
+    static void axpy(T* y, T a, const T* x, int64_t n) { row_axpy_##T(y, a, x, n); }       \
+  };
+
+FASTGP_ROW_OPS(float)
+FASTGP_ROW_OPS(double)
+#undef FASTGP_ROW_OPS
+
 template <typename scalar_t, typename acc_t>
 struct Matrix {
   const scalar_t* W;
@@ -104,7 +132,9 @@ void power_iteration_kernel(std::vector<Matrix<scalar_t, acc_t>>& mats, int64_t 
         const int64_t r0 = (it - m.first_item) * m.rows_per_item;
         acc_t s = 0;
         for_rows(m, r0, std::min(m.h, r0 + m.rows_per_item), buf,
-                 [&](const acc_t* row, int64_t i) { s += m.u[i] * dot(row, m.v.data(), m.w); });
+                 [&](const acc_t* row, int64_t i) {
+                   s += m.u[i] * RowOps<acc_t>::dot(row, m.v.data(), m.w);
+                 });
         partial[it] = s;
       }
     });
@@ -127,9 +157,9 @@ void power_iteration_kernel(std::vector<Matrix<scalar_t, acc_t>>& mats, int64_t 
         std::fill(t, t + m.w, acc_t(0));
         for_rows(m, r0, std::min(m.h, r0 + m.rows_per_item), buf,
                  [&](const acc_t* row, int64_t i) {
-                   const acc_t p = dot(row, m.v.data(), m.w);
+                   const acc_t p = RowOps<acc_t>::dot(row, m.v.data(), m.w);
                    m.p[i] = p;
-                   for (int64_t j = 0; j < m.w; ++j) t[j] += p * row[j];
+                   RowOps<acc_t>::axpy(t, p, row, m.w);
                  });
       }
     });
