@@ -362,3 +362,16 @@ def test_once_per_step_recomputes_sigma_when_weight_changes(backend_name):
     sigma = torch.vdot(p._u, D[0].parametrizations.weight.original @ p._v)
     torch.testing.assert_close(w, D[0].parametrizations.weight.original / sigma)
     assert torch.equal(u_before, p._u)
+
+
+def test_parametrize_cached_matches_torch(backend_name):
+    """Under torch's parametrize.cached() (one W/σ per D step) the gradients are torch's too."""
+    real, fake = torch.randn(4, 6, dtype=D64), torch.randn(4, 6, dtype=D64)
+    grads = []
+    for sn in (P.spectral_norm, spectral_norm):
+        D = discriminator(sn)
+        with torch.nn.utils.parametrize.cached():
+            loss = D(fake).mean() - D(real).mean() + D(0.5 * (real + fake)).square().mean()
+            grads.append(torch.autograd.grad(loss, list(D.parameters())))
+    for ga, gb in zip(*grads):
+        torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-9)
