@@ -60,4 +60,21 @@ TORCH_LIBRARY(fastgp, m) {
   m.def(
       "grad_norm_penalty_backward(Tensor grad_penalty, Tensor grad, Tensor norm, float center, "
       "bool one_sided) -> Tensor");
+
+  // ---- family `spectral` ------------------------------------------------------------------
+  // Power iterations of spectral normalization, in the order of
+  // torch.nn.utils.parametrizations.spectral_norm: n_iterations times
+  //   u = normalize(W v), v = normalize(W^T u), normalize(x) = x / max(||x||_2, eps),
+  // updating u [h] and v [w] (contiguous, W's dtype) IN PLACE; float16/bfloat16 iterate in
+  // float32. Returns sigma = u^T W v for the final u, v (0-d, acc dtype); with n_iterations == 0
+  // u and v are left alone and only sigma is computed. W: [h, w] with any strides.
+  m.def(
+      "spectral_power_iteration(Tensor weight, Tensor(a!) u, Tensor(b!) v, int n_iterations, "
+      "float eps) -> Tensor");
+
+  // The same for a list of matrices of different shapes (one dtype, one device) in one parallel
+  // loop / one launch per step; returns sigma [G] in acc dtype.
+  m.def(
+      "spectral_power_iteration_grouped(Tensor[] weights, Tensor(a!)[] us, Tensor(b!)[] vs, "
+      "int n_iterations, float eps) -> Tensor");
 }

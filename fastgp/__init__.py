@@ -19,6 +19,7 @@ from .penalty import (  # noqa: E402
     r1_penalty,
 )
 from . import diagnostics, losses  # noqa: E402
+from . import nn, spectral  # noqa: E402
 
 __all__ = [
     "BACKENDS",
@@ -31,7 +32,9 @@ __all__ = [
     "info",
     "interpolate",
     "losses",
+    "nn",
     "r1_penalty",
     "set_backend",
+    "spectral",
     "use_backend",
 ]

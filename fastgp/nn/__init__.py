@@ -1,0 +1,3 @@
+"""nn.Module and parametrization drop-ins built on fastgp's kernels."""
+
+from .spectral_norm import SpectralNormStep, apply_spectral_norm, remove_spectral_norm, spectral_norm  # noqa: F401

@@ -1,0 +1,259 @@
+"""Drop-in for ``torch.nn.utils.parametrizations.spectral_norm`` running fastgp's fused kernels.
+
+``fastgp.nn.spectral_norm(module)`` registers a parametrization with the SAME buffers, the same
+random initialization and 15 warm-up iterations, the same forward in training and eval mode and
+the same state_dict keys (``parametrizations.weight.original``, ``parametrizations.weight.0._u``,
+``..._v``) as torch's, so checkpoints load both ways; checkpoints of the legacy
+``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``) load too.
+
+Beyond torch: ``apply_spectral_norm`` / ``remove_spectral_norm`` for whole models, and the opt-in
+once-per-step mode (``SpectralNormStep``): every spectral-normalized layer of a model advances its
+power iteration once per optimizer step, all layers in ONE grouped kernel call, and every forward
+inside the step (real, fake, interpolates) reuses the same σ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .. import _checks
+from .. import spectral as _spectral
+
+_CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _CONV_TRANSPOSE + (nn.Embedding,)
+
+
+class SpectralNorm(nn.Module):
+    """The parametrization: ``weight ↦ weight / σ(weight)`` (see ``fastgp.spectral``).
+
+    Buffers ``_u`` [h] and ``_v`` [w] in the weight's dtype, exactly like torch's ``_SpectralNorm``.
+    ``once_per_step`` (set by ``SpectralNormStep``) stops the per-forward iteration: σ is then the
+    value cached by the last ``step()`` (recomputed from u, v if the weight changed since).
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12):
+        super().__init__()
+        ndim = weight.ndim
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+        if dim >= max(ndim, 1) or dim < -max(ndim, 1):
+            raise ValueError(f"dim must be in [{-max(ndim, 1)}, {max(ndim, 1) - 1}] for a {ndim}-d weight, got {dim}")
+        self.n_power_iterations = _spectral.check_n_power_iterations(n_power_iterations)
+        self.eps = _spectral.check_eps(eps)
+        self.dim = dim if dim >= 0 else dim + ndim
+        self.once_per_step = False
+        self._sigma: torch.Tensor | None = None  # once-per-step cache: σ and the weight version
+        self._sigma_version = -1
+        if ndim > 1:
+            weight_mat = _spectral.weight_to_matrix(weight, self.dim)
+            h, w = weight_mat.shape
+            # The same draws in the same order as torch, so one seed gives both the same state.
+            u = weight_mat.new_empty(h).normal_(0, 1)
+            v = weight_mat.new_empty(w).normal_(0, 1)
+            self.register_buffer("_u", nn.functional.normalize(u, dim=0, eps=self.eps))
+            self.register_buffer("_v", nn.functional.normalize(v, dim=0, eps=self.eps))
+            _spectral.power_iteration(weight_mat, self._u, self._v, 15, self.eps)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight.ndim == 1:
+            return _spectral.spectral_normalize(weight, None, None, eps=self.eps)
+        if self.once_per_step:
+            return _spectral.spectral_normalize(
+                weight, self._u, self._v, self.dim, 0, self.eps, sigma=self._cached_sigma(weight)
+            )
+        n = self.n_power_iterations if self.training else 0
+        return _spectral.spectral_normalize(weight, self._u, self._v, self.dim, n, self.eps)
+
+    def _cached_sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        # A weight written since step() (load_state_dict, a manual edit) bumps its version: then
+        # σ = uᵀ W v is recomputed for the current W with the current vectors (one pass, no update).
+        if self._sigma is None or self._sigma_version != weight._version:
+            with torch.no_grad():
+                weight_mat = _spectral.weight_to_matrix(weight.detach(), self.dim)
+                self._set_sigma(_spectral.power_iteration(weight_mat, self._u, self._v, 0, self.eps), weight)
+        return self._sigma
+
+    def _set_sigma(self, sigma: torch.Tensor, weight: torch.Tensor) -> None:
+        self._sigma = sigma
+        self._sigma_version = weight._version
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return value  # as torch: assigning the weight stores it as the original
+
+    def extra_repr(self) -> str:
+        mode = ", once_per_step" if self.once_per_step else ""
+        return f"n_power_iterations={getattr(self, 'n_power_iterations', 0)}, dim={self.dim}, eps={self.eps}{mode}"
+
+
+def _spectral_parametrization(module: nn.Module, name: str):
+    """The first spectral norm (ours or torch's) registered on module.<name>, else None."""
+    if not parametrize.is_parametrized(module, name):
+        return None
+    for p in module.parametrizations[name]:
+        if isinstance(p, SpectralNorm) or type(p).__name__ == "_SpectralNorm":
+            return p
+    return None
+
+
+def _legacy_load_hook(name: str):
+    """Map the keys of the legacy torch.nn.utils.spectral_norm onto the parametrization's."""
+
+    def hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        old = prefix + name
+        if old + "_orig" not in state_dict:
+            return
+        new = f"{prefix}parametrizations.{name}"
+        state_dict[new + ".original"] = state_dict.pop(old + "_orig")
+        for suffix in ("_u", "_v"):
+            if old + suffix in state_dict:
+                state_dict[f"{new}.0.{suffix}"] = state_dict.pop(old + suffix)
+        # Legacy files of version None also stored the normalized weight itself: derived data.
+        state_dict.pop(old, None)
+
+    return hook
+
+
+def spectral_norm(
+    module: nn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12, dim: int | None = None
+) -> nn.Module:
+    """Apply spectral normalization to ``module.<name>``: the signature and semantics of
+    ``torch.nn.utils.parametrizations.spectral_norm``, on fastgp's fused kernels.
+
+    ``dim`` defaults to 1 for ConvTranspose layers and 0 otherwise. ``n_power_iterations=0`` (which
+    torch rejects) never iterates in forward: useful with ``SpectralNormStep``.
+    Returns the module.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    weight = getattr(module, name, None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"module {type(module).__name__} has no parameter or buffer named {name!r}")
+    if _spectral_parametrization(module, name) is not None or hasattr(module, name + "_orig"):
+        raise ValueError(f"module {type(module).__name__} already has spectral normalization on {name!r}")
+    if not weight.is_floating_point() or weight.dtype not in _checks.FLOATING_DTYPES:
+        raise TypeError(
+            f"{name} must have a floating dtype (float16, bfloat16, float32 or float64), got {weight.dtype}"
+        )
+    if dim is None:
+        dim = 1 if isinstance(module, _CONV_TRANSPOSE) else 0
+    parametrization = SpectralNorm(weight, n_power_iterations, dim, eps)
+    parametrize.register_parametrization(module, name, parametrization)
+    module._register_load_state_dict_pre_hook(_legacy_load_hook(name))
+    return module
+
+
+def spectral_norms(model: nn.Module) -> list[SpectralNorm]:
+    """Every fastgp spectral-norm parametrization inside ``model``."""
+    return [m for m in model.modules() if isinstance(m, SpectralNorm)]
+
+
+def apply_spectral_norm(
+    model: nn.Module,
+    layer_types: Iterable[type] = DEFAULT_LAYER_TYPES,
+    exclude: Iterable = (),
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+) -> nn.Module:
+    """Spectral-normalize the ``weight`` of every layer of ``model`` of one of ``layer_types``.
+
+    ``exclude``: module names (as in ``model.named_modules()``) or module objects to leave alone.
+    Layers already spectral-normalized are skipped. Returns the model.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    layer_types = tuple(layer_types)
+    if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in layer_types):
+        raise TypeError(f"layer_types must be nn.Module subclasses, got {layer_types}")
+    exclude = list(exclude)
+    excluded_names = {e for e in exclude if isinstance(e, str)}
+    excluded_ids = {id(e) for e in exclude if isinstance(e, nn.Module)}
+    unknown = excluded_names - {n for n, _ in model.named_modules()}
+    if unknown:
+        raise ValueError(f"exclude names modules that are not in the model: {sorted(unknown)}")
+    for qualified, module in list(model.named_modules()):
+        if not isinstance(module, layer_types) or qualified in excluded_names or id(module) in excluded_ids:
+            continue
+        if _spectral_parametrization(module, "weight") is not None or hasattr(module, "weight_orig"):
+            continue
+        if isinstance(getattr(module, "weight", None), torch.Tensor):
+            spectral_norm(module, "weight", n_power_iterations, eps)
+    return model
+
+
+def remove_spectral_norm(model: nn.Module) -> nn.Module:
+    """Remove every fastgp spectral norm in ``model``, leaving the normalized weights as plain
+    parameters (as ``parametrize.remove_parametrizations(..., leave_parametrized=True)``; a layer in
+    training mode runs one more power iteration, as torch's does). Returns the model."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for module in list(model.modules()):
+        if not parametrize.is_parametrized(module):
+            continue
+        for name in list(module.parametrizations.keys()):
+            if any(isinstance(p, SpectralNorm) for p in module.parametrizations[name]):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+class SpectralNormStep:
+    """The opt-in once-per-step mode for every fastgp spectral norm inside ``model``.
+
+    While attached, forwards do not iterate: σ (and u, v) advance only in ``step()``, which runs
+    ``n_power_iterations`` of ALL layers in one grouped kernel call per (device, dtype), so the
+    real, fake and interpolate forwards of one discriminator step all use the same σ. With
+    ``optimizer`` given, ``step()`` runs after each ``optimizer.step()`` (a step post-hook).
+    ``step()`` is also run once on attaching, so the first forwards have a fresh σ. ``detach()``
+    returns to the default (torch-compatible) per-forward iteration.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, n_power_iterations: int | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        self.n_power_iterations = (
+            None if n_power_iterations is None else _spectral.check_n_power_iterations(n_power_iterations)
+        )
+        self._layers: list[tuple[nn.Module, str, SpectralNorm]] = []
+        for module in model.modules():
+            if not parametrize.is_parametrized(module):
+                continue
+            for name, plist in module.parametrizations.items():
+                for p in plist:
+                    if isinstance(p, SpectralNorm) and hasattr(p, "_u"):
+                        self._layers.append((module, name, p))
+        if not self._layers:
+            raise ValueError("model has no fastgp spectral-normalized layer with a matrix weight")
+        for _, _, p in self._layers:
+            p.once_per_step = True
+        self._hook = optimizer.register_step_post_hook(lambda *args: self.step()) if optimizer is not None else None
+        self.step()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Advance every layer's u, v and σ in one grouped call per (device, dtype)."""
+        groups: dict[tuple, list] = {}
+        for module, name, p in self._layers:
+            weight = module.parametrizations[name].original
+            n = p.n_power_iterations if self.n_power_iterations is None else self.n_power_iterations
+            groups.setdefault((weight.device, weight.dtype, n, p.eps), []).append((weight, p))
+        for (_, _, n, eps), items in groups.items():
+            mats = [_spectral.weight_to_matrix(w.detach(), p.dim) for w, p in items]
+            sigmas = _spectral.power_iteration_grouped(mats, [p._u for _, p in items], [p._v for _, p in items], n, eps)
+            for (weight, p), sigma in zip(items, sigmas.unbind(0)):
+                p._set_sigma(sigma, weight)
+
+    def detach(self) -> None:
+        """Back to the default mode: every training forward iterates again."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        for _, _, p in self._layers:
+            p.once_per_step = False
+            p._sigma = None

@@ -1,0 +1,195 @@
+"""Spectral normalization: the fused power iteration and the differentiable W / σ around it.
+
+``W_SN = W / σ(W)`` with σ estimated by power iteration on the matrix view of W (Miyato et al.),
+exactly as ``torch.nn.utils.parametrizations.spectral_norm`` computes it:
+
+- the matrix view: ``dim`` moved to the front, the rest flattened (``dim=1`` for ConvTranspose);
+- each iteration, under no_grad and IN PLACE on the stored vectors:
+  ``u = normalize(W v)`` then ``v = normalize(Wᵀ u)``, ``normalize(x) = x / max(‖x‖, eps)``;
+- ``σ = uᵀ W v`` with u and v treated as constants, so ``∂σ/∂W = u vᵀ``.
+
+The compiled kernels read W once per iteration and produce σ without another pass (derivation in
+csrc/fastgp/spectral.h). Only the power iteration is a kernel; σ's gradient is the torch formula
+``grad · u vᵀ`` in differentiable torch ops, so first AND second derivatives (gradient penalties
+through spectral-normalized layers) are those of torch's parametrization.
+
+float16/bfloat16 weights iterate in float32; u and v are stored in the weight's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks, backend
+
+FAMILY = "spectral"
+
+
+# --------------------------------------------------------------------------------------------
+# Fake (meta) implementations of the compiled ops, so torch.compile can trace code calling them
+# --------------------------------------------------------------------------------------------
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _register_fake_kernels() -> None:
+    if not backend._load_extension():
+        return
+
+    @torch.library.register_fake("fastgp::spectral_power_iteration")
+    def _(weight, u, v, n_iterations, eps):
+        return weight.new_empty((), dtype=_acc_dtype(weight.dtype))
+
+    @torch.library.register_fake("fastgp::spectral_power_iteration_grouped")
+    def _(weights, us, vs, n_iterations, eps):
+        dtype = _acc_dtype(weights[0].dtype) if len(weights) else torch.float32
+        device = weights[0].device if len(weights) else "cpu"
+        return torch.empty((len(weights),), dtype=dtype, device=device)
+
+
+_register_fake_kernels()
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def check_n_power_iterations(value) -> int:
+    return _checks.integer(value, "n_power_iterations", minimum=0)
+
+
+def check_eps(value) -> float:
+    eps = _checks.real_number(value, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return eps
+
+
+def _check_triplet(weight, u, v, index: str = "") -> None:
+    _checks.floating(weight, f"weight{index}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight{index} must be a matrix [h, w], got shape {list(weight.shape)}")
+    for name, vec, size in ((f"u{index}", u, weight.shape[0]), (f"v{index}", v, weight.shape[1])):
+        _checks.tensor(vec, name)
+        if vec.shape != (size,):
+            raise ValueError(f"{name} must have shape [{size}], got {list(vec.shape)}")
+        if vec.dtype != weight.dtype:
+            raise TypeError(f"{name} must have the dtype of weight{index} ({weight.dtype}), got {vec.dtype}")
+        if vec.device != weight.device:
+            raise ValueError(f"{name} must be on the device of weight{index} ({weight.device}), got {vec.device}")
+        if not vec.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (it is updated in place)")
+
+
+# --------------------------------------------------------------------------------------------
+# Power iteration (no autograd: the vectors are state, not functions of W)
+# --------------------------------------------------------------------------------------------
+
+
+def power_iteration(
+    weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int = 1, eps: float = 1e-12
+) -> torch.Tensor:
+    """Advance ``u``, ``v`` in place by ``n_iterations`` power iterations on ``weight`` [h, w].
+
+    Returns σ = uᵀ W v for the final vectors (0-d; float32 for float16/bfloat16 weights), without
+    a gradient. ``n_iterations=0`` only computes σ.
+    """
+    _check_triplet(weight, u, v)
+    n_iterations = _checks.integer(n_iterations, "n_iterations", minimum=0)
+    eps = check_eps(eps)
+    with torch.no_grad():
+        return backend.kernels(FAMILY, weight.device).spectral_power_iteration(
+            weight.detach(), u, v, n_iterations, eps
+        )
+
+
+def power_iteration_grouped(weights, us, vs, n_iterations: int = 1, eps: float = 1e-12) -> torch.Tensor:
+    """``power_iteration`` over lists of matrices of different shapes in ONE fused call.
+
+    All weights share one dtype and device. Returns σ [G] (float32 for float16/bfloat16).
+    """
+    weights, us, vs = list(weights), list(us), list(vs)
+    if not (len(weights) == len(us) == len(vs)):
+        raise ValueError(f"weights, us and vs must have the same length, got {len(weights)}, {len(us)} and {len(vs)}")
+    for g, (w, u, v) in enumerate(zip(weights, us, vs)):
+        _check_triplet(w, u, v, f"[{g}]")
+        if w.dtype != weights[0].dtype or w.device != weights[0].device:
+            raise ValueError(
+                f"all weights must share one dtype and device, got {weights[0].dtype} on {weights[0].device} "
+                f"and {w.dtype} on {w.device} (weights[{g}])"
+            )
+    n_iterations = _checks.integer(n_iterations, "n_iterations", minimum=0)
+    eps = check_eps(eps)
+    if not weights:
+        return torch.empty(0)
+    with torch.no_grad():
+        return backend.kernels(FAMILY, weights[0].device).spectral_power_iteration_grouped(
+            [w.detach() for w in weights], us, vs, n_iterations, eps
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# σ with torch's gradient
+# --------------------------------------------------------------------------------------------
+
+
+class _Sigma(torch.autograd.Function):
+    """σ = uᵀ W v whose value the kernel already computed; ∂σ/∂W = u vᵀ (u, v constants).
+
+    The backward is built from differentiable ops, so double backward through it is exact (σ is
+    linear in W: its own second derivative is zero, and the gradient stays a function of the
+    incoming gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, weight_mat, u, v, sigma):
+        ctx.save_for_backward(u, v)
+        return sigma.to(weight_mat.dtype, copy=True)
+
+    @staticmethod
+    def backward(ctx, grad_sigma):
+        u, v = ctx.saved_tensors
+        grad_weight = grad_sigma * torch.outer(u, v) if ctx.needs_input_grad[0] else None
+        return grad_weight, None, None, None
+
+
+def weight_to_matrix(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """The matrix view torch's spectral norm iterates on: ``dim`` first, the rest flattened."""
+    if dim != 0:
+        weight = weight.permute(dim, *(d for d in range(weight.dim()) if d != dim))
+    return weight.flatten(1)
+
+
+def spectral_normalize(
+    weight: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    dim: int = 0,
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+    sigma: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``weight / σ``: the forward of ``fastgp.nn.spectral_norm`` as a function.
+
+    Advances ``u``, ``v`` (the buffers, in place) by ``n_power_iterations`` first (0 in eval mode),
+    then divides by σ = uᵀ W v with the gradient of torch's parametrization. A precomputed ``sigma``
+    (the once-per-step mode) is used as σ's value instead of running the kernel at all. 1-D weights
+    are simply normalized.
+    """
+    if weight.dim() == 1:
+        return F.normalize(weight, dim=0, eps=eps)
+    weight_mat = weight_to_matrix(weight, dim)
+    if sigma is None:
+        with torch.no_grad():
+            sigma = backend.kernels(FAMILY, weight.device).spectral_power_iteration(
+                weight_mat.detach(), u, v, n_power_iterations, eps
+            )
+    # Clones: a second forward before backward updates the buffers in place again (the GAN
+    # pattern D(real), D(fake)); the graph of the first must keep its own u, v (as torch does).
+    u = u.clone(memory_format=torch.contiguous_format)
+    v = v.clone(memory_format=torch.contiguous_format)
+    return weight / _Sigma.apply(weight_mat, u, v, sigma)
