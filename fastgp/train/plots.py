@@ -1,0 +1,100 @@
+"""PNG pictures of a run (matplotlib, from the ``train`` extra).
+
+``samples.png``: real vs generated points over the discriminator's value surface D(x) with its
+gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a well-behaved
+D's gradients point from the fakes towards the data. ``curves.png``: losses and metrics against
+the step, read back from metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "the trainer's pictures need matplotlib: pip install 'fastgp[train]' (or set log.plots=false)"
+        ) from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def samples(run, path: str) -> None:
+    plt = _pyplot()
+    G = run.G_ema if run.G_ema is not None else run.G
+    with torch.no_grad():
+        fake = G(run.z_eval).cpu()
+    real = run.real_eval.cpu()
+    both = torch.cat([real, fake[torch.isfinite(fake).all(1)]])
+    lo, hi = both.min(0).values, both.max(0).values
+    pad = 0.1 * (hi - lo).clamp_min(1e-3)
+    lo, hi = lo - pad, hi + pad
+    n = 60
+    xs, ys = torch.linspace(float(lo[0]), float(hi[0]), n), torch.linspace(float(lo[1]), float(hi[1]), n)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    grid = torch.stack([gx.flatten(), gy.flatten()], 1).to(run.device).requires_grad_(True)
+    value = run.D(grid).reshape(-1)
+    (grad,) = torch.autograd.grad(value.sum(), grid)
+    value, grad = value.detach().cpu().reshape(n, n), grad.cpu().reshape(n, n, 2)
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    surface = ax.contourf(gx, gy, value, levels=30, cmap="coolwarm", alpha=0.8)
+    fig.colorbar(surface, ax=ax, label="D(x) (logit)")
+    step = 4  # a sparser grid for the arrows
+    ax.quiver(gx[::step, ::step], gy[::step, ::step], grad[::step, ::step, 0], grad[::step, ::step, 1],
+              color="k", alpha=0.6, width=0.003)
+    ax.scatter(real[:, 0], real[:, 1], s=3, c="tab:green", label="real", alpha=0.5)
+    ax.scatter(fake[:, 0], fake[:, 1], s=3, c="tab:orange", label="generated" + (" (EMA)" if run.G_ema is not None else ""), alpha=0.5)
+    ax.set_xlim(float(lo[0]), float(hi[0]))
+    ax.set_ylim(float(lo[1]), float(hi[1]))
+    ax.set_aspect("equal")
+    last = run.last
+    key = "ema_" if run.G_ema is not None else ""
+    ax.set_title(
+        f"{run.cfg['data']['name']}, step {run.step}: {last.get(key + 'modes', '?')}/{run.data.n_modes} modes, "
+        f"high quality {last.get(key + 'hq', float('nan')):.2f}\narrows: ∇ₓD"
+    )
+    ax.legend(loc="upper right", markerscale=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves(metrics_path: str, path: str) -> None:
+    plt = _pyplot()
+    with open(metrics_path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    panels = [
+        ("losses", ["d_loss", "g_loss", "penalty"]),
+        ("high-quality share", ["hq", "ema_hq"]),
+        ("modes covered", ["modes", "ema_modes"]),
+        ("Jacobian norms", ["grad_d_x", "jac_g_z"]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key, marker="." if len(pts) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_all(run) -> None:
+    samples(run, os.path.join(run.out_dir, "samples.png"))
+    curves(os.path.join(run.out_dir, "metrics.jsonl"), os.path.join(run.out_dir, "curves.png"))
