@@ -152,8 +152,11 @@ def _assert_same_state(a, b):
     assert a["step"] == b["step"] and a["d_step"] == b["d_step"]
 
 
+RECT_SMALL = ["data.name=rectangles", "data.n_images=256", "model.channels=8", "noise.dim=8"]
+
+
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
-                                          "optim.n_dis=2", "noise.dist=uniform"]])
+                                          "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 
@@ -270,6 +273,8 @@ def test_incompatible_checkpoint_fails_clearly(edit, message, finished_run, tmp_
 def test_resume_refuses_changed_options_and_missing_runs(finished_run, tmp_path, capsys):
     code, err = run_cli(["--resume", str(finished_run), "--set", "data.name=ring"], capsys)
     assert code == 2 and "cannot change these options when resuming: data.name: checkpoint has '8gaussians', now 'ring'" in err
+    code, err = run_cli(["--resume", str(finished_run), "--set", "steps=3"], capsys)
+    assert code == 2 and "steps: the checkpoint in" in err and "is at step 6; resume with steps >= 6" in err
     code, err = run_cli(["--resume", str(tmp_path)], capsys)
     assert code == 2 and "no checkpoint.pt there" in err
     code, err = run_cli(["--resume", str(finished_run), "--out", str(tmp_path)], capsys)
@@ -290,7 +295,7 @@ BAD_SETS = [
     (["optim.lr_g=fast"], "optim.lr_g: expected a number, got 'fast'"),
     (["optim.beta1=1"], "optim.beta1: must be in [0, 1), got 1.0"),
     (["ema.decay=1.5"], "ema.decay: must be in [0, 1), got 1.5"),
-    (["data.name=mnist"], "data.name: must be one of '8gaussians', 'swissroll', 'ring', 'finite-gaussian'; got 'mnist'"),
+    (["data.name=mnist"], "data.name: must be one of '8gaussians', 'swissroll', 'ring', 'finite-gaussian', 'rectangles'; got 'mnist'"),
     (["regularizers.penalty.kind=gp"], "regularizers.penalty.kind: must be one of 'none', 'wgan-gp'"),
     (["regularizers.penalty.interval=0"], "regularizers.penalty.interval: must be >= 1, got 0"),
     (["regularizers.spectral-norm.enabled=true"],
@@ -303,6 +308,9 @@ BAD_SETS = [
     (["device=cuda"] if not torch.cuda.is_available() else ["device=tpu"], "device: "),
     (["steps"], "--set 'steps': expected key=value"),
     (["noise.dist=cauchy"], "noise.dist: must be one of 'normal', 'uniform'; got 'cauchy'"),
+    (["data.name=rectangles", "model.name=mlp"], "model.name: 'mlp' is the 2-D pair; data.name='rectangles' needs 'dcgan'"),
+    (["model.name=dcgan"], "model.name: 'dcgan' needs 32×32 image data; data.name='8gaussians' is 2-D"),
+    (["data.name=rectangles", "data.n_rect=6"], "data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got 6"),
 ]
 
 
@@ -347,3 +355,52 @@ def test_yaml_exponent_floats_and_typed_sets(tmp_path):
     assert cfg["loss"]["params"] == {"margin": 0.5}
     with pytest.raises(config.ConfigError, match="missing.yaml"):
         config.resolve(files=[tmp_path / "missing.yaml"])
+
+
+# ----------------------------------------------------------------------------------------------
+# rectangles: the generator, the component count, the metrics, an image run
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_rect", [1, 2, 3, 5])
+def test_rectangles_have_exactly_n_separated_squares(n_rect):
+    from fastgp.train.images import count_components, rectangles
+
+    x = rectangles(300, n_rect, seed=4)
+    assert x.shape == (300, 1, 32, 32) and set(x.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal((x > 0).flatten(1).sum(1), torch.full((300,), 64 * n_rect))
+    assert torch.equal(count_components(x), torch.full((300,), n_rect))
+    assert torch.equal(x, rectangles(300, n_rect, seed=4))  # deterministic
+    assert not torch.equal(x, rectangles(300, n_rect, seed=5))
+
+
+def test_count_components_uses_4_connectivity():
+    from fastgp.train.images import count_components
+
+    img = -torch.ones(4, 1, 6, 6)
+    img[1, 0, 0, 0] = img[1, 0, 1, 1] = 1  # diagonal neighbours: two components
+    img[2, 0, 0, :4] = 1
+    img[2, 0, :5, 3] = 1  # an L: one component
+    img[3, 0, ::2, ::2] = 1  # 9 isolated pixels
+    assert count_components(img).tolist() == [0, 2, 1, 9]
+
+
+def test_rectangles_metrics_on_training_images():
+    from fastgp.train.images import Rectangles
+
+    data = Rectangles(512, 2, seed=0)
+    m = data.metrics(data.images[:100])
+    assert m == {"correct": 1.0, "nn_dist": 0.0}
+    noise = torch.randn(100, 1, 32, 32)
+    assert data.metrics(noise)["nn_dist"] > 10
+
+
+def test_rectangles_run_writes_an_image_grid(tmp_path, capsys):
+    run_dir = tmp_path / "rect"
+    code, err = run_cli(["--config", os.path.join(CONFIGS, "rectangles.yaml"), "--out", str(run_dir),
+                         *quick(*RECT_SMALL, "log.plots=true")], capsys)
+    assert code == 0, err
+    assert (run_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    last = read_metrics(run_dir)[-1]
+    for key in ("correct", "nn_dist", "ema_correct", "ema_nn_dist", "grad_d_x", "jac_g_z"):
+        assert key in last, key

@@ -46,6 +46,10 @@ def run(argv=None) -> int:
         conflicts = config.resume_conflicts(saved, cfg)
         if conflicts:
             raise config.ConfigError("cannot change these options when resuming: " + "; ".join(conflicts))
+        if cfg["steps"] < payload["step"]:
+            raise config.ConfigError(
+                f"steps: the checkpoint in {out} is at step {payload['step']}; resume with steps >= {payload['step']}"
+            )
         print(f"resuming {out} at step {payload['step']} of {cfg['steps']}", file=sys.stderr)
     else:
         cfg = config.resolve(files=args.config, sets=args.sets)  # fails here, before any training

@@ -20,6 +20,8 @@ from . import regularizers
 from .regularizers import Option, _at_least, _choice
 
 DATASETS_2D = ("8gaussians", "swissroll", "ring", "finite-gaussian")
+DATASETS_IMAGE = ("rectangles",)
+DATASETS = DATASETS_2D + DATASETS_IMAGE
 
 
 class ConfigError(ValueError):
@@ -46,7 +48,7 @@ SCHEMA: dict[str, Option] = {
     ),
     "steps": Option(6000, "generator steps", _at_least(1)),
     "batch_size": Option(256, "samples per batch (real and fake)", _at_least(1)),
-    "data.name": Option("8gaussians", "dataset: " + ", ".join(DATASETS_2D), _choice(DATASETS_2D)),
+    "data.name": Option("8gaussians", "dataset: " + ", ".join(DATASETS), _choice(DATASETS)),
     "data.scale": Option(
         10.0,
         "8gaussians/ring: radius of the circle; swissroll: size; finite-gaussian: std of the Gaussian",
@@ -56,10 +58,16 @@ SCHEMA: dict[str, Option] = {
         0.2, "std of the noise around each mode/curve; the high-quality radius is 3·std", _positive
     ),
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", _at_least(1)),
+    "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", _at_least(1)),
+    "data.n_images": Option(25600, "rectangles: training images, generated from the seed", _at_least(1)),
     "noise.dist": Option("normal", "latent noise: normal (std s) or uniform on [-s, s]", _choice(("normal", "uniform"))),
     "noise.scale": Option(1.0, "s: the noise scale", _positive),
     "noise.dim": Option(2, "latent dimension", _at_least(1)),
-    "model.hidden": Option(64, "units of each of the 2 hidden layers of G and D (MLPs)", _at_least(1)),
+    "model.name": Option(
+        "auto", "auto (mlp for 2-D data, dcgan for images), mlp or dcgan (32×32)", _choice(("auto", "mlp", "dcgan"))
+    ),
+    "model.hidden": Option(64, "mlp: units of each of the 2 hidden layers of G and D", _at_least(1)),
+    "model.channels": Option(32, "dcgan: channels of the first D / last G convolution (then ×2, ×4)", _at_least(1)),
     "model.activation": Option("relu", "hidden activation: relu or leaky-relu (slope 0.2)", _choice(("relu", "leaky-relu"))),
     "loss.name": Option(
         "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), _choice(regularizers.LOSS_NAMES)
@@ -288,6 +296,14 @@ def _check_cross(flat: dict) -> None:
         losses.get(flat["loss.name"], **flat["loss.params"])
     except (TypeError, ValueError) as e:
         raise ConfigError(f"loss.params: {e}") from None
+    image = flat["data.name"] in DATASETS_IMAGE
+    if flat["model.name"] == "mlp" and image:
+        raise ConfigError(f"model.name: 'mlp' is the 2-D pair; data.name={flat['data.name']!r} needs 'dcgan' (or 'auto')")
+    if flat["model.name"] == "dcgan" and not image:
+        raise ConfigError(f"model.name: 'dcgan' needs 32×32 image data; data.name={flat['data.name']!r} is 2-D")
+    if image and flat["data.n_rect"] > 5:
+        # Rejection sampling of separated squares becomes impractical beyond 5 (at most 9 fit).
+        raise ConfigError(f"data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got {flat['data.n_rect']}")
     try:
         device = torch.device(flat["device"])
     except RuntimeError as e:

@@ -32,6 +32,10 @@ import torch
 class Toy2D:
     """Samples and metrics of one 2-D dataset."""
 
+    kind = "2d"
+    main_metric = "hq"
+    shape = (2,)
+
     def __init__(self, name: str, scale: float, std: float, n_points: int, seed: int):
         self.name, self.scale, self.std = name, scale, std
         if name == "8gaussians":

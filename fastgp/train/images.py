@@ -7,7 +7,8 @@ Pixels are −1 (background) or +1 (rectangle), the range of a tanh generator.
 
 Metrics of a generated batch (thresholded at 0): ``correct``, the share of images with exactly
 ``n_rect`` connected components; ``nn_dist``, the mean L2 distance of a generated image to its
-nearest training image (a memorization check: 0 means copies of training images).
+nearest training image (a memorization check: 0 means copies of training images), over the
+first 256 samples.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 SIZE, RECT = 32, 8
+NN_SAMPLES = 256
 
 
 def rectangles(n: int, n_rect: int, seed: int) -> torch.Tensor:
@@ -78,6 +80,6 @@ class Rectangles:
     def metrics(self, fake: torch.Tensor) -> dict:
         fake = fake.detach().float().cpu()
         correct = (count_components(fake) == self.n_rect).float().mean()
-        train = self.images.flatten(1)
-        nearest = torch.cat([torch.cdist(chunk, train).min(1).values for chunk in fake.flatten(1).split(256)])
+        # The nearest-image search costs n·25,600·1,024 multiply-adds: measured on 256 samples.
+        nearest = torch.cdist(fake[:NN_SAMPLES].flatten(1), self.images.flatten(1)).min(1).values
         return {"correct": float(correct), "nn_dist": float(nearest.mean())}

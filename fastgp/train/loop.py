@@ -21,6 +21,7 @@ import torch
 from .. import diagnostics, losses
 from . import checkpoint, config, models
 from .data import Toy2D
+from .images import Rectangles
 from .regularizers import REGISTRY
 
 METRICS = "metrics.jsonl"
@@ -36,9 +37,13 @@ class Run:
         np.random.seed(seed)
         self.device = torch.device(cfg["device"])
         d = cfg["data"]
-        self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
-        self.G, self.D = (m.to(self.device) for m in models.build(cfg, data_dim=2))
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg["ema"]["decay"] > 0 else None
+        if d["name"] == "rectangles":
+            self.data = Rectangles(d["n_images"], d["n_rect"], seed)
+        else:
+            self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
+        self.G, self.D = (m.to(self.device) for m in models.build(cfg, self.data.shape))
+        # The EMA generator only ever runs in eval mode (batch norm with G's running statistics).
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg["ema"]["decay"] > 0 else None
         self.opt_g, self.opt_d = self._optimizer(self.G, "lr_g"), self._optimizer(self.D, "lr_d")
         self.regs = {name: entry.build(cfg["regularizers"][name]) for name, entry in REGISTRY.items()}
         self.penalty = self.regs["penalty"]
@@ -106,6 +111,8 @@ class Run:
             with torch.no_grad():
                 for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
                     p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b)  # batch-norm statistics follow G
         self.acc["g_loss"] += float(g_loss.detach())
         self.acc["n"] += 1
         self.step += 1
@@ -122,7 +129,7 @@ class Run:
         return rec
 
     def diagnose(self) -> dict:
-        n = min(256, self.z_eval.shape[0])
+        n = min(256 if self.data.kind == "2d" else 64, self.z_eval.shape[0])
         grad_d = diagnostics.jacobian_norm(self.D, self.real_eval[:n])
         jac_g = diagnostics.jacobian_norm(self.G, self.z_eval[:n])
         return {"grad_d_x": float(grad_d.mean()), "jac_g_z": float(jac_g.mean())}
@@ -135,10 +142,15 @@ class Run:
             rec["g_loss"] = a["g_loss"] / a["n"]
         if a["n_penalty"]:
             rec["penalty"] = a["penalty"] / a["n_penalty"]
-        rec.update(self.evaluate())
-        diag_every = self.cfg["log"]["diag_every"]
-        if diag_every and self.step % diag_every == 0:
-            rec.update(self.diagnose())
+        # Measurements in eval mode: batch norm uses its running statistics and is not updated.
+        self.G.eval()
+        try:
+            rec.update(self.evaluate())
+            diag_every = self.cfg["log"]["diag_every"]
+            if diag_every and self.step % diag_every == 0:
+                rec.update(self.diagnose())
+        finally:
+            self.G.train()
         rec["time_s"] = round(time.perf_counter() - self.started, 3)
         self.acc = dict.fromkeys(self.acc, 0.0)
         self.acc["n"] = self.acc["n_penalty"] = 0
@@ -226,7 +238,7 @@ def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
         f.write(config.dump(cfg))
 
     steps, log = cfg["steps"], cfg["log"]
-    main_key = "ema_hq" if run.G_ema is not None else "hq"
+    main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
     bar = tqdm(total=steps, initial=run.step, unit="step", disable=not log["progress"], dynamic_ncols=True)
     try:
         while run.step < steps:
@@ -234,12 +246,10 @@ def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
             bar.update(1)
             if run.step % log["every"] == 0 or run.step == steps:
                 rec = run.record()
-                bar.set_postfix(
-                    d=f"{rec.get('d_loss', float('nan')):.3f}",
-                    g=f"{rec.get('g_loss', float('nan')):.3f}",
-                    hq=f"{rec[main_key]:.2f}",
-                    modes=f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}",
-                )
+                shown = {run.data.main_metric: f"{rec[main_key]:.2f}"}
+                if run.data.kind == "2d":
+                    shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
+                bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)
             if run.step % cfg["checkpoint"]["every"] == 0 or run.step == steps:
                 run.save()
     finally:

@@ -1,8 +1,9 @@
 """PNG pictures of a run (matplotlib, from the ``train`` extra).
 
-``samples.png``: real vs generated points over the discriminator's value surface D(x) with its
-gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a well-behaved
-D's gradients point from the fakes towards the data. ``curves.png``: losses and metrics against
+``samples.png``: for 2-D data, real vs generated points over the discriminator's value surface
+D(x) with its gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a
+well-behaved D's gradients point from the fakes towards the data; for images, a grid of
+generated images beside training images. ``curves.png``: losses and metrics against
 the step, read back from metrics.jsonl.
 """
 
@@ -25,6 +26,39 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def image_grid(run, path: str, n: int = 64) -> None:
+    plt = _pyplot()
+    G = run.G_ema if run.G_ema is not None else run.G
+    was_training = G.training
+    G.eval()
+    with torch.no_grad():
+        fake = G(run.z_eval[:n]).cpu()
+    G.train(was_training)
+    real = run.real_eval[:n].cpu()
+
+    def tile(x):  # [n, 1, H, W] in [-1, 1] -> one [rows·H, 8·W] picture with 1-pixel gaps
+        cols = 8
+        rows = (x.shape[0] + cols - 1) // cols
+        H, W = x.shape[-2:]
+        canvas = torch.zeros(rows * (H + 1), cols * (W + 1))  # grey gaps between images
+        for i, img in enumerate(x[:, 0]):
+            r, c = divmod(i, cols)
+            canvas[r * (H + 1):r * (H + 1) + H, c * (W + 1):c * (W + 1) + W] = img
+        return canvas
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    key = "ema_" if run.G_ema is not None else ""
+    metric = run.data.main_metric
+    for ax, x, title in ((axes[0], fake, f"generated{' (EMA)' if key else ''}, step {run.step}: "
+                          f"{metric} {run.last.get(key + metric, float('nan')):.2f}"), (axes[1], real, "training images")):
+        ax.imshow(tile(x.clamp(-1, 1)).numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def samples(run, path: str) -> None:
@@ -72,12 +106,12 @@ def curves(metrics_path: str, path: str) -> None:
     plt = _pyplot()
     with open(metrics_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    panels = [
-        ("losses", ["d_loss", "g_loss", "penalty"]),
-        ("high-quality share", ["hq", "ema_hq"]),
-        ("modes covered", ["modes", "ema_modes"]),
-        ("Jacobian norms", ["grad_d_x", "jac_g_z"]),
-    ]
+    if "correct" in records[-1]:
+        panels = [("share with exactly N rectangles", ["correct", "ema_correct"]),
+                  ("distance to the nearest training image", ["nn_dist", "ema_nn_dist"])]
+    else:
+        panels = [("high-quality share", ["hq", "ema_hq"]), ("modes covered", ["modes", "ema_modes"])]
+    panels = [("losses", ["d_loss", "g_loss", "penalty"])] + panels + [("Jacobian norms", ["grad_d_x", "jac_g_z"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
@@ -96,5 +130,5 @@ def curves(metrics_path: str, path: str) -> None:
 
 
 def write_all(run) -> None:
-    samples(run, os.path.join(run.out_dir, "samples.png"))
+    (samples if run.data.kind == "2d" else image_grid)(run, os.path.join(run.out_dir, "samples.png"))
     curves(os.path.join(run.out_dir, "metrics.jsonl"), os.path.join(run.out_dir, "curves.png"))
