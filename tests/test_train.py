@@ -18,8 +18,18 @@ from fastgp.train.regularizers import LOSS_NAMES
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 CONFIG_FILES = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
-QUICK = ["steps=6", "batch_size=32", "log.every=3", "log.diag_every=3", "log.eval_samples=64",
+QUICK = ["steps=6", "batch_size=32", "data.n_images=512", "log.every=3", "log.diag_every=3", "log.eval_samples=64",
          "checkpoint.every=3", "log.progress=false", "log.plots=false"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The trainer runs on one thread (its `threads` default); so do this module's direct calls:
+    on a busy 2-core machine two OpenMP threads spin and make these tiny ops many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def quick(*extra):
@@ -187,6 +197,31 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, ca
     _assert_same_state(_final_state(whole), _final_state(part))
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
     assert strip(read_metrics(part)) == strip(read_metrics(whole))
+
+
+def test_sigkilled_process_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    import time
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fastgp.train", "--out", str(run_dir)]
+                            + quick("steps=1000000", "checkpoint.every=20", "log.every=7"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "checkpoint.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it run on, past more checkpoints and log lines
+    finally:
+        proc.kill()
+        proc.wait()
+    step = checkpoint.load(str(run_dir))["step"]
+    assert step % 20 == 0 and step >= 20
+    code, err = run_cli(["--resume", str(run_dir), "--set", f"steps={step + 9}"], capsys)
+    assert code == 0, err
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 9  # no duplicates from the killed tail
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".checkpoint-")]
 
 
 def test_resume_extends_a_finished_run(tmp_path, capsys):
