@@ -191,9 +191,14 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, ca
     assert [r["step"] for r in read_metrics(part)] == [3, 6, 9]
     assert checkpoint.load(str(part))["step"] == 8
 
+    # ... and was killed while appending a record and while writing a checkpoint.
+    with open(part / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 12, "d_lo')
+    (part / ".checkpoint-abc.tmp").write_bytes(b"partial")
     code, err = run_cli(["--resume", str(part)], capsys)
     assert code == 0, err
     assert "resuming" in err and "at step 8 of 14" in err
+    assert not (part / ".checkpoint-abc.tmp").exists()
     _assert_same_state(_final_state(whole), _final_state(part))
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
     assert strip(read_metrics(part)) == strip(read_metrics(whole))
@@ -367,6 +372,7 @@ BAD_FILES = [
     ("- steps\n", "must hold a mapping of options, got list"),
     ("steps: [\n", "is not valid YAML"),
     ("loss: {params: 3}\n", "loss.params: expected a mapping, got 3 (int)"),
+    ("data: 3\n", "data: unknown option"),
 ]
 
 
@@ -379,6 +385,12 @@ def test_bad_config_file_fails_before_training(text, message, tmp_path, capsys):
     assert code == 2
     assert message in err
     assert not out.exists()
+
+
+def test_empty_sections_mean_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("regularizers:\ndata: {}\noptim: {n_dis: 2}\n")
+    assert config.resolve(files=[path]) == config.resolve(sets=["optim.n_dis=2"])
 
 
 def test_yaml_exponent_floats_and_typed_sets(tmp_path):

@@ -3,7 +3,8 @@
 A checkpoint is written to a temporary file in the run directory, flushed and fsynced, then
 renamed over ``checkpoint.pt`` (an atomic replace on POSIX), and the directory is fsynced so the
 rename itself survives a crash: a process killed at any moment leaves the previous complete
-checkpoint or the new one, never a partial file. Loading checks the format and every component;
+checkpoint or the new one, never a partial file (a killed write leaves only its temporary file,
+removed when the run is resumed). Loading checks the format and every component;
 anything unreadable or incompatible raises ``CheckpointError`` — a run is never silently
 restarted.
 """
@@ -19,6 +20,7 @@ import torch
 
 FORMAT = "fastgp.train/1"
 NAME = "checkpoint.pt"
+TMP_PREFIX = ".checkpoint-"
 KEYS = ("format", "step", "d_step", "config", "models", "optimizers", "rng")
 
 
@@ -59,7 +61,7 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
 def save(run_dir: str, payload: dict) -> str:
     """Write ``payload`` atomically to run_dir/checkpoint.pt; returns the path."""
     path = os.path.join(run_dir, NAME)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".tmp", dir=run_dir)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **payload}, f)
@@ -76,6 +78,13 @@ def save(run_dir: str, payload: dict) -> str:
     finally:
         os.close(dir_fd)
     return path
+
+
+def remove_stale_temporaries(run_dir: str) -> None:
+    """Delete temporary files of checkpoint writes that a killed process left behind."""
+    for name in os.listdir(run_dir):
+        if name.startswith(TMP_PREFIX) and name.endswith(".tmp"):
+            os.unlink(os.path.join(run_dir, name))
 
 
 def load(run_dir: str) -> dict:

@@ -125,9 +125,10 @@ def flatten(nested: dict, prefix: str = "") -> dict:
         if not isinstance(key, str):
             raise ConfigError(f"{prefix}{key!r}: keys must be strings")
         dotted = prefix + key
+        is_section = any(k.startswith(dotted + ".") for k in SCHEMA)
+        if is_section and value is None:
+            continue  # "regularizers:" with nothing under it: the defaults
         if isinstance(value, dict) and dotted not in _FREE and dotted not in SCHEMA:
-            if not value:
-                raise ConfigError(f"{dotted}: empty section")
             flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value

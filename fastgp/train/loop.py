@@ -201,12 +201,22 @@ class Run:
         self.acc["n"], self.acc["n_penalty"] = int(self.acc["n"]), int(self.acc["n_penalty"])
         # A process killed after the checkpoint may have logged later steps: drop them, they
         # will be logged again by the resumed run.
+        # A kill during an append leaves a torn last line: it is after the checkpoint too.
         metrics = os.path.join(self.out_dir, METRICS)
         if os.path.exists(metrics):
+            kept = []
             with open(metrics, encoding="utf-8") as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= self.step]
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        break
+                    if record["step"] > self.step:
+                        break
+                    kept.append(json.dumps(record) + "\n")
             with open(metrics, "w", encoding="utf-8") as f:
                 f.writelines(kept)
+        checkpoint.remove_stale_temporaries(self.out_dir)
 
 
 def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
