@@ -1,0 +1,94 @@
+"""2-D toy datasets (nothing is downloaded) and their metrics.
+
+Each dataset samples points with a ``torch.Generator`` and describes where the data lies by
+reference points grouped into modes:
+
+==================  =====================================================  =====================
+name                samples                                                modes
+==================  =====================================================  =====================
+8gaussians          8 Gaussians (std ``std``) centred on a circle of       the 8 centres
+                    radius ``scale`` (×10 of the unit circle by default,
+                    as in the zero-centred-GP paper)
+ring                angle ~ U(0, 2π), radius ``scale`` + N(0, std²)         8 arcs of 45°
+swissroll           the curve t·(cos t, sin t)·scale/(4.5π), t ∈ [1.5π,    8 equal pieces of t
+                    4.5π], + N(0, std²) noise
+finite-gaussian     a fixed sample of ``n_points`` from N(0, scale²·I)      each point
+                    (seed-determined; the Fake-As-Real setting)
+==================  =====================================================  =====================
+
+Metrics of a generated batch: a sample is *high quality* when it lies within 3·std of the data
+(of a mode centre, of the ring's circle, of the roll's curve, of a training point); a mode is
+*covered* when it receives at least a quarter of its fair share of the batch (n / (4·modes)) of
+high-quality samples, so a few stray points do not count as covering it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class Toy2D:
+    """Samples and metrics of one 2-D dataset."""
+
+    kind = "2d"
+    main_metric = "hq"
+    shape = (2,)
+
+    def __init__(self, name: str, scale: float, std: float, n_points: int, seed: int):
+        self.name, self.scale, self.std = name, scale, std
+        if name == "8gaussians":
+            angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+            self.ref = torch.stack([angles.cos(), angles.sin()], 1) * scale
+            self.ref_mode = torch.arange(8)
+        elif name == "ring":
+            angles = torch.arange(720, dtype=torch.float64) * (2 * math.pi / 720)
+            self.ref = torch.stack([angles.cos(), angles.sin()], 1) * scale
+            self.ref_mode = torch.arange(720) // 90
+        elif name == "swissroll":
+            t = torch.linspace(1.5 * math.pi, 4.5 * math.pi, 2000, dtype=torch.float64)
+            self.ref = self._roll(t)
+            self.ref_mode = torch.arange(2000) * 8 // 2000
+        elif name == "finite-gaussian":
+            # Its own generator: the training set depends on the seed only, not on the run's stream.
+            g = torch.Generator().manual_seed(seed + 7919)
+            self.ref = torch.randn(n_points, 2, generator=g, dtype=torch.float64) * scale
+            self.ref_mode = torch.arange(n_points)
+        else:
+            raise ValueError(f"data.name: unknown 2-D dataset {name!r}")
+        self.ref = self.ref.float()
+        self.n_modes = int(self.ref_mode.max()) + 1
+
+    def _roll(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t * t.cos(), t * t.sin()], 1) * (self.scale / (4.5 * math.pi))
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        if self.name == "8gaussians":
+            idx = torch.randint(0, 8, (n,), generator=generator)
+            return self.ref[idx] + self.std * torch.randn(n, 2, generator=generator)
+        if self.name == "ring":
+            angle = torch.rand(n, generator=generator) * (2 * math.pi)
+            radius = self.scale + self.std * torch.randn(n, generator=generator)
+            return torch.stack([angle.cos(), angle.sin()], 1) * radius[:, None]
+        if self.name == "swissroll":
+            t = 1.5 * math.pi + 3 * math.pi * torch.rand(n, generator=generator)
+            return self._roll(t) + self.std * torch.randn(n, 2, generator=generator)
+        idx = torch.randint(0, self.ref.shape[0], (n,), generator=generator)
+        return self.ref[idx].clone()
+
+    @torch.no_grad()
+    def metrics(self, fake: torch.Tensor) -> dict:
+        """``modes`` covered (of ``n_modes``), ``hq`` share, for a batch of generated points."""
+        fake = fake.detach().float().cpu()
+        dist, nearest = torch.cdist(fake, self.ref).min(dim=1)
+        if self.name == "ring":  # exact distance to the circle rather than to its discretization
+            dist = (fake.norm(dim=1) - self.scale).abs()
+        hq = dist <= 3 * self.std
+        counts = torch.bincount(self.ref_mode[nearest[hq]], minlength=self.n_modes)
+        needed = max(1.0, fake.shape[0] / (4 * self.n_modes))
+        finite = bool(torch.isfinite(fake).all())
+        return {
+            "modes": int((counts >= needed).sum()) if finite else 0,
+            "hq": float(hq.float().mean()) if finite else 0.0,
+        }

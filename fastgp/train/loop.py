@@ -1,0 +1,271 @@
+"""The training loop: G and D, their optimizers, the regularizers, metrics, checkpoints, pictures.
+
+Every random draw of training comes from generators owned by the run (data and noise on the
+CPU, penalties on the run's device), saved in each checkpoint with the global torch / Python /
+NumPy states, so a resumed run continues the same random stream. Evaluation and diagnostics draw
+from their own fixed generator and never touch the training stream: measuring a run does not
+change it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from .. import diagnostics, losses
+from . import checkpoint, config, models
+from .data import Toy2D
+from .images import Rectangles
+from .regularizers import REGISTRY
+
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+
+
+class Run:
+    def __init__(self, cfg: dict, out_dir: str):
+        self.cfg, self.out_dir = cfg, out_dir
+        seed = cfg["seed"]
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        self.device = torch.device(cfg["device"])
+        d = cfg["data"]
+        if d["name"] == "rectangles":
+            self.data = Rectangles(d["n_images"], d["n_rect"], seed)
+        else:
+            self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
+        self.G, self.D = (m.to(self.device) for m in models.build(cfg, self.data.shape))
+        # The EMA generator only ever runs in eval mode (batch norm with G's running statistics).
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg["ema"]["decay"] > 0 else None
+        self.opt_g, self.opt_d = self._optimizer(self.G, "lr_g"), self._optimizer(self.D, "lr_d")
+        self.regs = {name: entry.build(cfg["regularizers"][name]) for name, entry in REGISTRY.items()}
+        self.penalty = self.regs["penalty"]
+        self.penalty.adjust_optimizer(self.opt_d)
+        self.d_loss_fn, self.g_loss_fn = losses.get(cfg["loss"]["name"], **cfg["loss"]["params"])
+        self.generators = {
+            "data": torch.Generator().manual_seed(seed + 1),
+            "penalty": torch.Generator(self.device).manual_seed(seed + 2),
+        }
+        # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
+        g_eval = torch.Generator().manual_seed(seed + 3)
+        n_eval = cfg["log"]["eval_samples"]
+        self.z_eval = self._noise(n_eval, g_eval)
+        self.real_eval = self.data.sample(n_eval, g_eval).to(self.device)
+        self.step = self.d_step = 0
+        self.acc = {"d_loss": 0.0, "g_loss": 0.0, "penalty": 0.0, "n": 0, "n_penalty": 0}
+        self.last: dict = {}
+        self.started = time.perf_counter()
+
+    def _optimizer(self, model, lr_key):
+        o = self.cfg["optim"]
+        if o["name"] == "adam":
+            return torch.optim.Adam(model.parameters(), lr=o[lr_key], betas=(o["beta1"], o["beta2"]))
+        return torch.optim.RMSprop(model.parameters(), lr=o[lr_key], alpha=o["beta2"], momentum=o["beta1"])
+
+    def _noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        nz = self.cfg["noise"]
+        if nz["dist"] == "normal":
+            z = torch.randn(n, nz["dim"], generator=generator) * nz["scale"]
+        else:
+            z = (torch.rand(n, nz["dim"], generator=generator) * 2 - 1) * nz["scale"]
+        return z.to(self.device)
+
+    # ----------------------------------------------------------------------------------------
+    # One generator step (n_dis discriminator steps first)
+    # ----------------------------------------------------------------------------------------
+
+    def train_step(self) -> None:
+        B, gen = self.cfg["batch_size"], self.generators["data"]
+        self.D.requires_grad_(True)
+        for _ in range(self.cfg["optim"]["n_dis"]):
+            real = self.data.sample(B, gen).to(self.device)
+            with torch.no_grad():
+                fake = self.G(self._noise(B, gen))
+            total, main, gp = self.penalty.d_loss(
+                self.D, real, fake, self.d_loss_fn, self.d_step, self.generators["penalty"]
+            )
+            self.opt_d.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt_d.step()
+            self.d_step += 1
+            self.acc["d_loss"] += float(main.detach())
+            if gp is not None:
+                self.acc["penalty"] += float(gp.detach())
+                self.acc["n_penalty"] += 1
+        self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
+        g_loss = self.g_loss_fn(self.D(self.G(self._noise(B, gen))))
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        if self.G_ema is not None:
+            # Warm-up as TensorFlow's ExponentialMovingAverage: the average forgets the random
+            # initialization within the first steps instead of after ~1/(1 - decay) steps.
+            decay = min(self.cfg["ema"]["decay"], (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b)  # batch-norm statistics follow G
+        self.acc["g_loss"] += float(g_loss.detach())
+        self.acc["n"] += 1
+        self.step += 1
+
+    # ----------------------------------------------------------------------------------------
+    # Measurements
+    # ----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        rec = {f"{k}": v for k, v in self.data.metrics(self.G(self.z_eval)).items()}
+        if self.G_ema is not None:
+            rec.update({f"ema_{k}": v for k, v in self.data.metrics(self.G_ema(self.z_eval)).items()})
+        return rec
+
+    def diagnose(self) -> dict:
+        n = min(256 if self.data.kind == "2d" else 64, self.z_eval.shape[0])
+        grad_d = diagnostics.jacobian_norm(self.D, self.real_eval[:n])
+        jac_g = diagnostics.jacobian_norm(self.G, self.z_eval[:n])
+        return {"grad_d_x": float(grad_d.mean()), "jac_g_z": float(jac_g.mean())}
+
+    def record(self) -> dict:
+        a = self.acc
+        rec = {"step": self.step, "d_step": self.d_step}
+        if a["n"]:
+            rec["d_loss"] = a["d_loss"] / (a["n"] * self.cfg["optim"]["n_dis"])
+            rec["g_loss"] = a["g_loss"] / a["n"]
+        if a["n_penalty"]:
+            rec["penalty"] = a["penalty"] / a["n_penalty"]
+        # Measurements in eval mode: batch norm uses its running statistics and is not updated.
+        self.G.eval()
+        try:
+            rec.update(self.evaluate())
+            diag_every = self.cfg["log"]["diag_every"]
+            if diag_every and self.step % diag_every == 0:
+                rec.update(self.diagnose())
+        finally:
+            self.G.train()
+        rec["time_s"] = round(time.perf_counter() - self.started, 3)
+        self.acc = dict.fromkeys(self.acc, 0.0)
+        self.acc["n"] = self.acc["n_penalty"] = 0
+        self.last = rec
+        with open(os.path.join(self.out_dir, METRICS), "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        return rec
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+    # ----------------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "d_step": self.d_step,
+            "config": self.cfg,
+            "models": {
+                "G": self.G.state_dict(),
+                "D": self.D.state_dict(),
+                "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            },
+            "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
+            "rng": checkpoint.rng_state(self.generators),
+            "log_acc": dict(self.acc),
+        }
+
+    def save(self) -> None:
+        checkpoint.save(self.out_dir, self.state())
+
+    def restore(self, payload: dict) -> None:
+        path = os.path.join(self.out_dir, checkpoint.NAME)
+        mods = payload["models"]
+        checkpoint.load_module(self.G, mods["G"], "G", path)
+        checkpoint.load_module(self.D, mods["D"], "D", path)
+        if (mods["G_ema"] is None) != (self.G_ema is None):
+            raise checkpoint.CheckpointError(f"{path}: the EMA of G does not match ema.decay")
+        if self.G_ema is not None:
+            checkpoint.load_module(self.G_ema, mods["G_ema"], "G_ema", path)
+        try:
+            self.opt_g.load_state_dict(payload["optimizers"]["G"])
+            self.opt_d.load_state_dict(payload["optimizers"]["D"])
+            checkpoint.set_rng_state(payload["rng"], self.generators)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise checkpoint.CheckpointError(f"{path}: optimizer or RNG state does not match: {e}") from None
+        self.step, self.d_step = int(payload["step"]), int(payload["d_step"])
+        self.acc.update(payload.get("log_acc", {}))
+        self.acc["n"], self.acc["n_penalty"] = int(self.acc["n"]), int(self.acc["n_penalty"])
+        # A process killed after the checkpoint may have logged later steps: drop them, they
+        # will be logged again by the resumed run.
+        # A kill during an append leaves a torn last line: it is after the checkpoint too.
+        metrics = os.path.join(self.out_dir, METRICS)
+        if os.path.exists(metrics):
+            kept = []
+            with open(metrics, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        break
+                    if record["step"] > self.step:
+                        break
+                    kept.append(json.dumps(record) + "\n")
+            with open(metrics, "w", encoding="utf-8") as f:
+                f.writelines(kept)
+        checkpoint.remove_stale_temporaries(self.out_dir)
+
+
+def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
+    """Train (or continue, given a loaded checkpoint ``resume``) for ``cfg['steps']`` G steps in
+    ``out_dir``; returns the finished Run. ``cfg`` must come from ``config.resolve/validate``."""
+    if cfg["log"]["plots"]:
+        from . import plots
+
+        plots._pyplot()  # a missing matplotlib fails now, not after training
+    threads_before = torch.get_num_threads()
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    try:
+        return _train(cfg, out_dir, resume)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
+    from tqdm import tqdm
+
+    os.makedirs(out_dir, exist_ok=True)
+    run = Run(cfg, out_dir)
+    if resume is not None:
+        run.restore(resume)
+    elif os.path.exists(os.path.join(out_dir, METRICS)):
+        os.unlink(os.path.join(out_dir, METRICS))
+    with open(os.path.join(out_dir, CONFIG), "w", encoding="utf-8") as f:
+        f.write(config.dump(cfg))
+
+    steps, log = cfg["steps"], cfg["log"]
+    main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
+    bar = tqdm(total=steps, initial=run.step, unit="step", disable=not log["progress"], dynamic_ncols=True)
+    try:
+        while run.step < steps:
+            run.train_step()
+            bar.update(1)
+            if run.step % log["every"] == 0 or run.step == steps:
+                rec = run.record()
+                shown = {run.data.main_metric: f"{rec[main_key]:.2f}"}
+                if run.data.kind == "2d":
+                    shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
+                bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)
+            if run.step % cfg["checkpoint"]["every"] == 0 or run.step == steps:
+                run.save()
+    finally:
+        bar.close()
+    if log["plots"]:
+        from . import plots
+
+        plots.write_all(run)
+    return run

@@ -1,0 +1,134 @@
+"""PNG pictures of a run (matplotlib, from the ``train`` extra).
+
+``samples.png``: for 2-D data, real vs generated points over the discriminator's value surface
+D(x) with its gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a
+well-behaved D's gradients point from the fakes towards the data; for images, a grid of
+generated images beside training images. ``curves.png``: losses and metrics against
+the step, read back from metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "the trainer's pictures need matplotlib: pip install 'fastgp[train]' (or set log.plots=false)"
+        ) from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(run, path: str, n: int = 64) -> None:
+    plt = _pyplot()
+    G = run.G_ema if run.G_ema is not None else run.G
+    was_training = G.training
+    G.eval()
+    with torch.no_grad():
+        fake = G(run.z_eval[:n]).cpu()
+    G.train(was_training)
+    real = run.real_eval[:n].cpu()
+
+    def tile(x):  # [n, 1, H, W] in [-1, 1] -> one [rows·H, 8·W] picture with 1-pixel gaps
+        cols = 8
+        rows = (x.shape[0] + cols - 1) // cols
+        H, W = x.shape[-2:]
+        canvas = torch.zeros(rows * (H + 1), cols * (W + 1))  # grey gaps between images
+        for i, img in enumerate(x[:, 0]):
+            r, c = divmod(i, cols)
+            canvas[r * (H + 1):r * (H + 1) + H, c * (W + 1):c * (W + 1) + W] = img
+        return canvas
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    key = "ema_" if run.G_ema is not None else ""
+    metric = run.data.main_metric
+    for ax, x, title in ((axes[0], fake, f"generated{' (EMA)' if key else ''}, step {run.step}: "
+                          f"{metric} {run.last.get(key + metric, float('nan')):.2f}"), (axes[1], real, "training images")):
+        ax.imshow(tile(x.clamp(-1, 1)).numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def samples(run, path: str) -> None:
+    plt = _pyplot()
+    G = run.G_ema if run.G_ema is not None else run.G
+    with torch.no_grad():
+        fake = G(run.z_eval).cpu()
+    real = run.real_eval.cpu()
+    both = torch.cat([real, fake[torch.isfinite(fake).all(1)]])
+    lo, hi = both.min(0).values, both.max(0).values
+    pad = 0.1 * (hi - lo).clamp_min(1e-3)
+    lo, hi = lo - pad, hi + pad
+    n = 60
+    xs, ys = torch.linspace(float(lo[0]), float(hi[0]), n), torch.linspace(float(lo[1]), float(hi[1]), n)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    grid = torch.stack([gx.flatten(), gy.flatten()], 1).to(run.device).requires_grad_(True)
+    value = run.D(grid).reshape(-1)
+    (grad,) = torch.autograd.grad(value.sum(), grid)
+    value, grad = value.detach().cpu().reshape(n, n), grad.cpu().reshape(n, n, 2)
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    surface = ax.contourf(gx, gy, value, levels=30, cmap="coolwarm", alpha=0.8)
+    fig.colorbar(surface, ax=ax, label="D(x) (logit)")
+    step = 4  # a sparser grid for the arrows
+    ax.quiver(gx[::step, ::step], gy[::step, ::step], grad[::step, ::step, 0], grad[::step, ::step, 1],
+              color="k", alpha=0.6, width=0.003)
+    ax.scatter(real[:, 0], real[:, 1], s=3, c="tab:green", label="real", alpha=0.5)
+    ax.scatter(fake[:, 0], fake[:, 1], s=3, c="tab:orange", label="generated" + (" (EMA)" if run.G_ema is not None else ""), alpha=0.5)
+    ax.set_xlim(float(lo[0]), float(hi[0]))
+    ax.set_ylim(float(lo[1]), float(hi[1]))
+    ax.set_aspect("equal")
+    last = run.last
+    key = "ema_" if run.G_ema is not None else ""
+    ax.set_title(
+        f"{run.cfg['data']['name']}, step {run.step}: {last.get(key + 'modes', '?')}/{run.data.n_modes} modes, "
+        f"high quality {last.get(key + 'hq', float('nan')):.2f}\narrows: ∇ₓD"
+    )
+    ax.legend(loc="upper right", markerscale=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves(metrics_path: str, path: str) -> None:
+    plt = _pyplot()
+    with open(metrics_path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if "correct" in records[-1]:
+        panels = [("share with exactly N rectangles", ["correct", "ema_correct"]),
+                  ("distance to the nearest training image", ["nn_dist", "ema_nn_dist"])]
+    else:
+        panels = [("high-quality share", ["hq", "ema_hq"]), ("modes covered", ["modes", "ema_modes"])]
+    panels = [("losses", ["d_loss", "g_loss", "penalty"])] + panels + [("Jacobian norms", ["grad_d_x", "jac_g_z"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key, marker="." if len(pts) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_all(run) -> None:
+    (samples if run.data.kind == "2d" else image_grid)(run, os.path.join(run.out_dir, "samples.png"))
+    curves(os.path.join(run.out_dir, "metrics.jsonl"), os.path.join(run.out_dir, "curves.png"))

@@ -1,0 +1,453 @@
+"""The reference trainer: config families, outputs, exact resume, checkpoints and bad configs.
+
+Runs are a few steps each so the module stays well under a minute on 2 cores.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import fastgp
+from fastgp.train import checkpoint, cli, config, train
+from fastgp.train.regularizers import LOSS_NAMES
+
+CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+CONFIG_FILES = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
+QUICK = ["steps=6", "batch_size=32", "data.n_images=512", "log.every=3", "log.diag_every=3", "log.eval_samples=64",
+         "checkpoint.every=3", "log.progress=false", "log.plots=false"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The trainer runs on one thread (its `threads` default); so do this module's direct calls:
+    on a busy 2-core machine two OpenMP threads spin and make these tiny ops many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def quick(*extra):
+    return [a for s in QUICK + list(extra) for a in ("--set", s)]
+
+
+def run_cli(args, capsys=None):
+    code = cli.main(args)
+    err = capsys.readouterr().err if capsys is not None else ""
+    return code, err
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--config", "--set", "--out", "--resume"):
+        assert flag in out
+    for key, opt in config.SCHEMA.items():
+        default = "{}" if opt.default == {} else yaml.safe_dump(opt.default, default_flow_style=True).strip().removesuffix("...").strip()
+        assert f"  {key} [{default}]" in out, key
+
+
+def test_module_and_console_script_run(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "fastgp-train")
+    assert os.path.exists(script), "the fastgp-train console script is not installed"
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "regularizers.penalty.kind" in out
+    run_dir = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-m", "fastgp.train", "--out", str(run_dir)] + quick("steps=2"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "checkpoint.pt").exists() and "final:" in proc.stderr
+
+
+def test_default_run_writes_every_output(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["--out", str(run_dir), "--set", "steps=8", "--set", "log.every=4",
+                         "--set", "log.diag_every=8", "--set", "log.eval_samples=128"], capsys)
+    assert code == 0, err
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "samples.png", "curves.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    for png in ("samples.png", "curves.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "step" in err  # the tqdm bar (stderr) shows steps
+    saved = config.load_yaml(run_dir / "config.yaml")
+    expected = config.resolve(sets=["steps=8", "log.every=4", "log.diag_every=8", "log.eval_samples=128"])
+    assert saved == expected
+    assert saved["regularizers"]["penalty"]["kind"] == "zero-gp" and saved["data"]["name"] == "8gaussians"
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [4, 8]
+    last = records[-1]
+    for key in ("d_loss", "g_loss", "penalty", "modes", "hq", "ema_modes", "ema_hq", "grad_d_x", "jac_g_z"):
+        assert key in last, key
+    assert 0 <= last["hq"] <= 1 and 0 <= last["modes"] <= 8
+    assert "grad_d_x" not in records[0]  # diagnostics only every log.diag_every steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Config families: every shipped config, every penalty kind, every loss
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_config_files_train(name, tmp_path):
+    cfg = config.resolve(files=[os.path.join(CONFIGS, name)], sets=QUICK)
+    run = train(cfg, str(tmp_path / "r"))
+    records = read_metrics(tmp_path / "r")
+    assert [r["step"] for r in records] == [3, 6]
+    assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in records)
+    assert run.step == 6 and run.d_step == 6 * cfg["optim"]["n_dis"]
+
+
+def test_default_config_file_is_the_default():
+    assert config.resolve(files=[os.path.join(CONFIGS, "8gaussians-zero-gp.yaml")]) == config.resolve()
+
+
+@pytest.mark.parametrize("kind", ("none",) + tuple(fastgp.KINDS))
+def test_every_penalty_kind(kind, tmp_path):
+    cfg = config.resolve(sets=QUICK + [f"regularizers.penalty.kind={kind}", "regularizers.penalty.interval=2",
+                                       "optim.name=rmsprop"])
+    train(cfg, str(tmp_path / "r"))
+    records = read_metrics(tmp_path / "r")
+    if kind == "none":
+        assert all("penalty" not in r for r in records)
+    else:  # lazy: due at D steps 0, 2, 4 -> logged in both intervals
+        assert all(r["penalty"] >= 0 for r in records)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_every_loss(loss, tmp_path):
+    cfg = config.resolve(sets=QUICK + [f"loss.name={loss}", "noise.dist=uniform", "ema.decay=0", "optim.n_dis=2"])
+    run = train(cfg, str(tmp_path / "r"))
+    assert run.G_ema is None and "ema_hq" not in run.last
+    assert torch.isfinite(torch.tensor(run.last["d_loss"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Resume: exactly the parameters of an uninterrupted run
+# ----------------------------------------------------------------------------------------------
+
+
+def _final_state(run_dir):
+    return checkpoint.load(str(run_dir))
+
+
+def _assert_same_state(a, b):
+    for net in ("G", "D", "G_ema"):
+        for key, value in a["models"][net].items():
+            assert torch.equal(value, b["models"][net][key]), (net, key)
+    for opt in ("G", "D"):
+        sa, sb = a["optimizers"][opt]["state"], b["optimizers"][opt]["state"]
+        assert sa.keys() == sb.keys()
+        for idx in sa:
+            for key in sa[idx]:
+                assert torch.equal(torch.as_tensor(sa[idx][key]), torch.as_tensor(sb[idx][key])), (opt, idx, key)
+    for name, state in a["rng"]["generators"].items():
+        assert torch.equal(state, b["rng"]["generators"][name]), name
+    assert a["step"] == b["step"] and a["d_step"] == b["d_step"]
+
+
+RECT_SMALL = ["data.name=rectangles", "data.n_images=256", "model.channels=8", "noise.dim=8"]
+
+
+@pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
+                                          "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL])
+def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
+    from fastgp.train.loop import Run
+
+    common = QUICK + ["steps=14", "log.every=3", "log.diag_every=3", "checkpoint.every=4"] + variant
+    sets = [a for s in common for a in ("--set", s)]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run_cli(["--out", str(whole), *sets])[0] == 0
+
+    # Kill the second run at step 10: its last checkpoint is step 8, and it has already logged
+    # step 9, which the resumed run must drop and log again.
+    real_step = Run.train_step
+
+    def killed_at_10(self):
+        if self.step == 10:
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(Run, "train_step", killed_at_10)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["--out", str(part), *sets])
+    monkeypatch.setattr(Run, "train_step", real_step)
+    assert [r["step"] for r in read_metrics(part)] == [3, 6, 9]
+    assert checkpoint.load(str(part))["step"] == 8
+
+    # ... and was killed while appending a record and while writing a checkpoint.
+    with open(part / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 12, "d_lo')
+    (part / ".checkpoint-abc.tmp").write_bytes(b"partial")
+    code, err = run_cli(["--resume", str(part)], capsys)
+    assert code == 0, err
+    assert "resuming" in err and "at step 8 of 14" in err
+    assert not (part / ".checkpoint-abc.tmp").exists()
+    _assert_same_state(_final_state(whole), _final_state(part))
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(part)) == strip(read_metrics(whole))
+
+
+def test_sigkilled_process_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    import time
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fastgp.train", "--out", str(run_dir)]
+                            + quick("steps=1000000", "checkpoint.every=20", "log.every=7"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "checkpoint.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it run on, past more checkpoints and log lines
+    finally:
+        proc.kill()
+        proc.wait()
+    step = checkpoint.load(str(run_dir))["step"]
+    assert step % 20 == 0 and step >= 20
+    code, err = run_cli(["--resume", str(run_dir), "--set", f"steps={step + 9}"], capsys)
+    assert code == 0, err
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 9  # no duplicates from the killed tail
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".checkpoint-")]
+
+
+def test_resume_extends_a_finished_run(tmp_path, capsys):
+    sets = [a for s in QUICK for a in ("--set", s)]
+    assert run_cli(["--out", str(tmp_path / "whole"), *sets, "--set", "steps=9"])[0] == 0
+    assert run_cli(["--out", str(tmp_path / "part"), *sets])[0] == 0  # 6 steps
+    code, err = run_cli(["--resume", str(tmp_path / "part"), "--set", "steps=9"], capsys)
+    assert code == 0, err
+    _assert_same_state(_final_state(tmp_path / "whole"), _final_state(tmp_path / "part"))
+    assert config.load_yaml(tmp_path / "part" / "config.yaml")["steps"] == 9
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint robustness
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert cli.main(["--out", str(run_dir)] + quick()) == 0
+    return run_dir
+
+
+def test_checkpoint_write_is_atomic(finished_run, tmp_path, monkeypatch):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    before = (run_dir / "checkpoint.pt").read_bytes()
+
+    def dies_midway(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt  # killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(str(run_dir), {"step": 0})
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def _copy(finished_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    return run_dir
+
+
+def test_corrupt_checkpoint_fails_clearly(finished_run, tmp_path, capsys):
+    run_dir = _copy(finished_run, tmp_path)
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=8"], capsys)
+    assert code == 2
+    assert "checkpoint.pt is corrupt or not a fastgp checkpoint" in err
+    assert len(read_metrics(run_dir)) == 2  # nothing was restarted or rewritten
+
+
+def _rewrite(run_dir, edit):
+    path = run_dir / "checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(format="other/9"), "has format 'other/9'; this fastgp reads 'fastgp.train/1'"),
+    (lambda p: p.pop("rng"), "is incomplete: missing rng"),
+    (lambda p: p["models"]["D"].pop("0.weight"), "D does not match this configuration"),
+    (lambda p: p["models"]["G"].update({"0.weight": torch.zeros(3, 3)}), "G does not match this configuration"),
+    (lambda p: p["rng"]["generators"].pop("penalty"), "no state for the generator(s) ['penalty']"),
+    (lambda p: p["config"]["optim"].update(n_dis=0), "optim.n_dis: must be >= 1"),
+])
+def test_incompatible_checkpoint_fails_clearly(edit, message, finished_run, tmp_path, capsys):
+    run_dir = _copy(finished_run, tmp_path)
+    _rewrite(run_dir, edit)
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=8"], capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_resume_refuses_changed_options_and_missing_runs(finished_run, tmp_path, capsys):
+    code, err = run_cli(["--resume", str(finished_run), "--set", "data.name=ring"], capsys)
+    assert code == 2 and "cannot change these options when resuming: data.name: checkpoint has '8gaussians', now 'ring'" in err
+    code, err = run_cli(["--resume", str(finished_run), "--set", "steps=3"], capsys)
+    assert code == 2 and "steps: the checkpoint in" in err and "is at step 6; resume with steps >= 6" in err
+    code, err = run_cli(["--resume", str(tmp_path)], capsys)
+    assert code == 2 and "no checkpoint.pt there" in err
+    code, err = run_cli(["--resume", str(finished_run), "--out", str(tmp_path)], capsys)
+    assert code == 2 and "drop --config/--out" in err
+    code, err = run_cli(["--out", str(finished_run)] + quick(), capsys)
+    assert code == 2 and f"--out {finished_run} already holds a run" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad configurations fail before training, naming the key
+# ----------------------------------------------------------------------------------------------
+
+BAD_SETS = [
+    (["optim.lrd=1"], "optim.lrd: unknown option; did you mean 'optim.lr_d'?"),
+    (["steps=1.5"], "steps: expected an int, got '1.5'"),
+    (["steps=0"], "steps: must be >= 1, got 0"),
+    (["optim.lr_d=-1"], "optim.lr_d: must be > 0, got -1.0"),
+    (["optim.lr_g=fast"], "optim.lr_g: expected a number, got 'fast'"),
+    (["optim.beta1=1"], "optim.beta1: must be in [0, 1), got 1.0"),
+    (["ema.decay=1.5"], "ema.decay: must be in [0, 1), got 1.5"),
+    (["data.name=mnist"], "data.name: must be one of '8gaussians', 'swissroll', 'ring', 'finite-gaussian', 'rectangles'; got 'mnist'"),
+    (["regularizers.penalty.kind=gp"], "regularizers.penalty.kind: must be one of 'none', 'wgan-gp'"),
+    (["regularizers.penalty.interval=0"], "regularizers.penalty.interval: must be >= 1, got 0"),
+    (["regularizers.spectral-norm.enabled=true"],
+     "regularizers.spectral-norm: unknown regularizer ('spectral-norm' is planned, not available yet); available: penalty"),
+    (["regularizers.dropout.p=0.5"], "regularizers.dropout: unknown regularizer; available: penalty"),
+    (["loss.name=lgan"], "loss.name: must be one of"),
+    (["loss.name=hinge", "loss.params.margin=-1"], "loss.params: margin must be >= 0.0, got -1.0"),
+    (["loss.params.margin=2"], "loss.params: unexpected parameter 'margin' for loss 'non-saturating'"),
+    (["log.progress=maybe"], "log.progress: expected a bool (true/false), got 'maybe'"),
+    (["device=cuda"] if not torch.cuda.is_available() else ["device=tpu"], "device: "),
+    (["steps"], "--set 'steps': expected key=value"),
+    (["noise.dist=cauchy"], "noise.dist: must be one of 'normal', 'uniform'; got 'cauchy'"),
+    (["data.name=rectangles", "model.name=mlp"], "model.name: 'mlp' is the 2-D pair; data.name='rectangles' needs 'dcgan'"),
+    (["model.name=dcgan"], "model.name: 'dcgan' needs 32×32 image data; data.name='8gaussians' is 2-D"),
+    (["data.name=rectangles", "data.n_rect=6"], "data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got 6"),
+]
+
+
+@pytest.mark.parametrize("sets, message", BAD_SETS, ids=[s[0] for s, _ in BAD_SETS])
+def test_bad_set_fails_before_training(sets, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    code, err = run_cli(["--out", str(out)] + [a for s in sets for a in ("--set", s)], capsys)
+    assert code == 2
+    assert f"fastgp-train: error: {message}" in err
+    assert not out.exists()
+
+
+BAD_FILES = [
+    ("steps: true\n", "steps: expected an int, got True (bool)"),
+    ("optim: {lr_d: -1.0e-3}\n", "optim.lr_d: must be > 0, got -0.001"),
+    ("optim: {n_dis: 2.5}\n", "optim.n_dis: expected an int, got 2.5 (float)"),
+    ("data: {name: ring, radius: 3}\n", "data.radius: unknown option"),
+    ("regularizers: {far: {m0: 16}}\n", "regularizers.far: unknown regularizer; available: penalty"),
+    ("- steps\n", "must hold a mapping of options, got list"),
+    ("steps: [\n", "is not valid YAML"),
+    ("loss: {params: 3}\n", "loss.params: expected a mapping, got 3 (int)"),
+    ("data: 3\n", "data: unknown option"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_FILES, ids=[m.split(":")[0] for _, m in BAD_FILES])
+def test_bad_config_file_fails_before_training(text, message, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "never"
+    code, err = run_cli(["--config", str(path), "--out", str(out)], capsys)
+    assert code == 2
+    assert message in err
+    assert not out.exists()
+
+
+def test_empty_sections_mean_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("regularizers:\ndata: {}\noptim: {n_dis: 2}\n")
+    assert config.resolve(files=[path]) == config.resolve(sets=["optim.n_dis=2"])
+
+
+def test_yaml_exponent_floats_and_typed_sets(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {lr_d: 1e-3, lr_g: 2}\nloss: {name: hinge, params: {margin: 2}}\n")
+    cfg = config.resolve(files=[path], sets=["optim.n_dis=3", "log.plots=off", "loss.params.margin=0.5"])
+    assert cfg["optim"]["lr_d"] == 1e-3 and cfg["optim"]["lr_g"] == 2.0 and isinstance(cfg["optim"]["lr_g"], float)
+    assert cfg["optim"]["n_dis"] == 3 and cfg["log"]["plots"] is False
+    assert cfg["loss"]["params"] == {"margin": 0.5}
+    with pytest.raises(config.ConfigError, match="missing.yaml"):
+        config.resolve(files=[tmp_path / "missing.yaml"])
+
+
+# ----------------------------------------------------------------------------------------------
+# rectangles: the generator, the component count, the metrics, an image run
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_rect", [1, 2, 3, 5])
+def test_rectangles_have_exactly_n_separated_squares(n_rect):
+    from fastgp.train.images import count_components, rectangles
+
+    x = rectangles(300, n_rect, seed=4)
+    assert x.shape == (300, 1, 32, 32) and set(x.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal((x > 0).flatten(1).sum(1), torch.full((300,), 64 * n_rect))
+    assert torch.equal(count_components(x), torch.full((300,), n_rect))
+    assert torch.equal(x, rectangles(300, n_rect, seed=4))  # deterministic
+    assert not torch.equal(x, rectangles(300, n_rect, seed=5))
+
+
+def test_count_components_uses_4_connectivity():
+    from fastgp.train.images import count_components
+
+    img = -torch.ones(4, 1, 6, 6)
+    img[1, 0, 0, 0] = img[1, 0, 1, 1] = 1  # diagonal neighbours: two components
+    img[2, 0, 0, :4] = 1
+    img[2, 0, :5, 3] = 1  # an L: one component
+    img[3, 0, ::2, ::2] = 1  # 9 isolated pixels
+    assert count_components(img).tolist() == [0, 2, 1, 9]
+
+
+def test_rectangles_metrics_on_training_images():
+    from fastgp.train.images import Rectangles
+
+    data = Rectangles(512, 2, seed=0)
+    m = data.metrics(data.images[:100])
+    assert m == {"correct": 1.0, "nn_dist": 0.0}
+    noise = torch.randn(100, 1, 32, 32)
+    assert data.metrics(noise)["nn_dist"] > 10
+
+
+def test_rectangles_run_writes_an_image_grid(tmp_path, capsys):
+    run_dir = tmp_path / "rect"
+    code, err = run_cli(["--config", os.path.join(CONFIGS, "rectangles.yaml"), "--out", str(run_dir),
+                         *quick(*RECT_SMALL, "log.plots=true")], capsys)
+    assert code == 0, err
+    assert (run_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    last = read_metrics(run_dir)[-1]
+    for key in ("correct", "nn_dist", "ema_correct", "ema_nn_dist", "grad_d_x", "jac_g_z"):
+        assert key in last, key
