@@ -18,12 +18,13 @@ from .penalty import (  # noqa: E402
     interpolate,
     r1_penalty,
 )
-from . import diagnostics, losses  # noqa: E402
+from . import augment, diagnostics, losses, nn  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "augment",
     "diagnostics",
     "get_backend",
     "grad_norm_penalty",
@@ -31,6 +32,7 @@ __all__ = [
     "info",
     "interpolate",
     "losses",
+    "nn",
     "r1_penalty",
     "set_backend",
     "use_backend",
