@@ -60,35 +60,48 @@ void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* b
   const int64_t rows = g.B * g.K * g.P * g.H;
   const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(L, 1));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t i = r % g.H;
-      const int64_t np = r / g.H;  // n * P + p
-      const int64_t p = np % g.P;
-      const int64_t n = np / g.P;
-      const int64_t b = n / g.K;
-      const int64_t dy = shifts[2 * n], dx = shifts[2 * n + 1];
+    // Rows are visited in order; the per-image values (shift, source plane, in-image column
+    // span) change only when the plane (n, p) does, so the divisions happen once per task and
+    // once per plane, not once per row (rows are short: 32 floats at 32x32).
+    int64_t np = begin / g.H;  // n * P + p
+    int64_t i = begin - np * g.H;
+    int64_t n = -1, dy = 0, dx = 0, lo = 0, hi = 0;
+    const scalar_t* src_plane = nullptr;
+    for (int64_t r = begin; r < end; ++r, ++i) {
+      if (i == g.H) {
+        i = 0;
+        ++np;
+      }
+      if (n < 0 || i == 0) {
+        n = np / g.P;
+        const int64_t p = np - n * g.P;
+        dy = shifts[2 * n];
+        dx = shifts[2 * n + 1];
+        src_plane = x + ((n / g.K) * g.P + p) * g.H * L;
+        // Output pixels [lo, hi) read source pixels [lo - dx, hi - dx) inside the image.
+        lo = std::min(W, std::max<int64_t>(0, dx));
+        hi = std::max(lo, std::min(W, W + dx));
+      }
       scalar_t* dst = out + r * L;
       const int64_t sy = source_index(i, dy, g.H, g.mode);
       if (sy < 0) {
         std::fill(dst, dst + L, scalar_t(0));
         continue;
       }
-      const scalar_t* src = x + ((b * g.P + p) * g.H + sy) * L;
-      // Output pixels [lo, hi) read source pixels [lo - dx, hi - dx) inside the image.
-      const int64_t lo = std::min(W, std::max<int64_t>(0, dx));
-      const int64_t hi = std::max(lo, std::min(W, W + dx));
+      const scalar_t* src = src_plane + sy * L;
       if (hi > lo) std::memcpy(dst + lo * E, src + (lo - dx) * E, (hi - lo) * E * sizeof(scalar_t));
       // Border pixels: padding value or the reflected / replicated source pixel.
-      auto border = [&](int64_t j) {
-        const int64_t sx = source_index(j, dx, W, g.mode);
-        if (sx < 0) {
-          std::fill(dst + j * E, dst + (j + 1) * E, scalar_t(0));
-        } else {
-          std::memcpy(dst + j * E, src + sx * E, E * sizeof(scalar_t));
+      if (g.mode == augment::kZeros) {
+        std::fill(dst, dst + lo * E, scalar_t(0));
+        std::fill(dst + hi * E, dst + L, scalar_t(0));
+      } else {
+        for (int64_t j = 0; j < lo; ++j) {
+          std::memcpy(dst + j * E, src + source_index(j, dx, W, g.mode) * E, E * sizeof(scalar_t));
         }
-      };
-      for (int64_t j = 0; j < lo; ++j) border(j);
-      for (int64_t j = hi; j < W; ++j) border(j);
+        for (int64_t j = hi; j < W; ++j) {
+          std::memcpy(dst + j * E, src + source_index(j, dx, W, g.mode) * E, E * sizeof(scalar_t));
+        }
+      }
       int64_t c0, c1;
       cut_columns(boxes, n, i, W, &c0, &c1);
       if (c1 > c0) std::fill(dst + c0 * E, dst + c1 * E, scalar_t(0));
