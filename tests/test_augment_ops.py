@@ -166,3 +166,14 @@ def test_torch_compile_public_translate():
     with fastgp.use_backend("extension"):
         compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), fn(x))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_parallel_tasks_starting_inside_an_image(padding):
+    """Enough rows for several parallel tasks, with an odd plane count so that a task starts in the
+    middle of an image (the CPU loop keeps per-image state across rows)."""
+    x = make((3, 3, 23, 16), torch.float32, seed=11)
+    shifts = random_shifts(3, 15, 23, 16, padding, seed=12)
+    boxes = random_boxes(3, 15, 23, 16, seed=13)
+    out = torch.ops.fastgp.translate(x, shifts, boxes, padding)
+    assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
