@@ -77,4 +77,20 @@ TORCH_LIBRARY(fastgp, m) {
   m.def(
       "spectral_power_iteration_grouped(Tensor[] weights, Tensor(a!)[] us, Tensor(b!)[] vs, "
       "int n_iterations, float eps) -> Tensor");
+
+  // ---- family `augment` -------------------------------------------------------------------
+  // Images [B, C, H, W] (float16/bfloat16/float32/float64); shifts int64 [B, K, 2] of (dy, dx);
+  // padding "zeros" | "reflect" | "replicate" (reflect needs |dy| < H and |dx| < W); boxes
+  // (optional) int64 [B, K, 4] of (top, left, height, width): a cutout rectangle per output image,
+  // in output coordinates, zeroed after the translation (DiffAugment's translation + cutout, fused).
+
+  // out[b*K + k, c, i, j] = x[b, c, src(i, dy), src(j, dx)] (the padding value where src is
+  // outside the image), (dy, dx) = shifts[b, k]: content moves right/down for positive shifts.
+  // Output [B*K, C, H, W], channels_last when x is (else contiguous).
+  m.def("translate(Tensor x, Tensor shifts, Tensor? boxes, str padding) -> Tensor");
+
+  // The adjoint of translate w.r.t. x: grad [B*K, C, H, W] (its boxes zeroed) -> [B, C, H, W],
+  // summed over the K copies, deterministic (no atomics). For zeros padding and no boxes it
+  // equals the sum over k of translate by the negated shifts.
+  m.def("translate_backward(Tensor grad, Tensor shifts, Tensor? boxes, str padding) -> Tensor");
 }

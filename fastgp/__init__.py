@@ -18,13 +18,13 @@ from .penalty import (  # noqa: E402
     interpolate,
     r1_penalty,
 )
-from . import diagnostics, losses  # noqa: E402
-from . import nn, spectral  # noqa: E402
+from . import augment, diagnostics, losses, nn, spectral  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "augment",
     "diagnostics",
     "get_backend",
     "grad_norm_penalty",

@@ -17,7 +17,7 @@ import importlib.util
 
 __all__ = ["FAMILIES", "is_available"]
 
-FAMILIES = ("penalty", "spectral")
+FAMILIES = ("penalty", "spectral", "augment")
 
 
 def is_available() -> bool:

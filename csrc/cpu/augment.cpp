@@ -1,0 +1,243 @@
+// CPU kernels of the `augment` family: batched integer translation (forward) and its adjoint
+// (the backward w.r.t. the image). Schemas in csrc/ops.cpp; index math in csrc/fastgp/augment.h,
+// shared with the CUDA kernels.
+//
+// Images are viewed as [rows, P, H, W * E] raw memory (contiguous: P = C, E = 1; channels_last:
+// P = 1, E = C; see ImageView). A translated output row is one source row (or padding) moved by
+// dx pixels: a memcpy of the in-image span plus a fill or per-pixel copy of the border, so the
+// forward runs at memory-copy speed for both layouts.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fastgp/augment.h"
+#include "fastgp/tensor_utils.h"
+
+namespace fastgp {
+namespace {
+
+using augment::ImageView;
+using augment::source_index;
+
+// Rows per parallel task at least this many elements in total (ATen's GRAIN_SIZE).
+constexpr int64_t kGrain = 32768;
+
+struct Geometry {
+  int64_t B, K, P, H, W, E;
+  int mode;
+  int64_t row() const { return W * E; }
+};
+
+// The columns [c0, c1) of row i of output row block n that the cutout box zeroes (c0 == c1: none).
+// boxes: [B*K, 4] of (top, left, height, width) in output coordinates, or nullptr.
+inline void cut_columns(const int64_t* boxes, int64_t n, int64_t i, int64_t W, int64_t* c0,
+                        int64_t* c1) {
+  *c0 = *c1 = 0;
+  if (boxes == nullptr) return;
+  const int64_t* box = boxes + 4 * n;
+  if (i < box[0] || i >= box[0] + box[2]) return;
+  *c0 = std::min(W, std::max<int64_t>(0, box[1]));
+  *c1 = std::max(*c0, std::min(W, box[1] + box[3]));
+}
+
+// out row (n = b*K + k, p, i) from x row (b, p, src(i, dy)), for every output row, then the
+// cutout columns of that row zeroed.
+template <typename scalar_t>
+void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* boxes,
+                      scalar_t* out, const Geometry& g) {
+  const int64_t L = g.row(), E = g.E, W = g.W;
+  const int64_t rows = g.B * g.K * g.P * g.H;
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(L, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    // Rows are visited in order; the per-image values (shift, source plane, in-image column
+    // span) change only when the plane (n, p) does, so the divisions happen once per task and
+    // once per plane, not once per row (rows are short: 32 floats at 32x32).
+    int64_t np = begin / g.H;  // n * P + p
+    int64_t i = begin - np * g.H;
+    int64_t n = -1, dy = 0, dx = 0, lo = 0, hi = 0;
+    const scalar_t* src_plane = nullptr;
+    for (int64_t r = begin; r < end; ++r, ++i) {
+      if (i == g.H) {
+        i = 0;
+        ++np;
+      }
+      if (n < 0 || i == 0) {
+        n = np / g.P;
+        const int64_t p = np - n * g.P;
+        dy = shifts[2 * n];
+        dx = shifts[2 * n + 1];
+        src_plane = x + ((n / g.K) * g.P + p) * g.H * L;
+        // Output pixels [lo, hi) read source pixels [lo - dx, hi - dx) inside the image.
+        lo = std::min(W, std::max<int64_t>(0, dx));
+        hi = std::max(lo, std::min(W, W + dx));
+      }
+      scalar_t* dst = out + r * L;
+      const int64_t sy = source_index(i, dy, g.H, g.mode);
+      if (sy < 0) {
+        std::fill(dst, dst + L, scalar_t(0));
+        continue;
+      }
+      const scalar_t* src = src_plane + sy * L;
+      if (hi > lo) std::memcpy(dst + lo * E, src + (lo - dx) * E, (hi - lo) * E * sizeof(scalar_t));
+      // Border pixels: padding value or the reflected / replicated source pixel.
+      if (g.mode == augment::kZeros) {
+        std::fill(dst, dst + lo * E, scalar_t(0));
+        std::fill(dst + hi * E, dst + L, scalar_t(0));
+      } else {
+        for (int64_t j = 0; j < lo; ++j) {
+          std::memcpy(dst + j * E, src + source_index(j, dx, W, g.mode) * E, E * sizeof(scalar_t));
+        }
+        for (int64_t j = hi; j < W; ++j) {
+          std::memcpy(dst + j * E, src + source_index(j, dx, W, g.mode) * E, E * sizeof(scalar_t));
+        }
+      }
+      int64_t c0, c1;
+      cut_columns(boxes, n, i, W, &c0, &c1);
+      if (c1 > c0) std::fill(dst + c0 * E, dst + c1 * E, scalar_t(0));
+    }
+  });
+}
+
+// Adds grad row pixels [c0, c1) onto the accumulator row of their sources (shift dx).
+template <typename scalar_t, typename acc_t>
+inline void scatter_row(const scalar_t* src, acc_t* dst, int64_t dx, int64_t W, int64_t E,
+                        int mode, int64_t c0, int64_t c1) {
+  // In-image span: output pixels [lo, hi) onto source pixels [lo - dx, hi - dx); a plain loop the
+  // compiler vectorizes.
+  const int64_t lo = std::min(c1, std::max(c0, dx));
+  const int64_t hi = std::max(lo, std::min(c1, W + dx));
+  const scalar_t* s_span = src + lo * E;
+  acc_t* d_span = dst + (lo - dx) * E;
+  for (int64_t t = 0; t < (hi - lo) * E; ++t) d_span[t] += static_cast<acc_t>(s_span[t]);
+  auto border = [&](int64_t j) {
+    const int64_t sx = source_index(j, dx, W, mode);
+    if (sx < 0) return;
+    for (int64_t e = 0; e < E; ++e) dst[sx * E + e] += static_cast<acc_t>(src[j * E + e]);
+  };
+  for (int64_t j = c0; j < lo; ++j) border(j);
+  for (int64_t j = hi; j < c1; ++j) border(j);
+}
+
+// The adjoint: grad_x plane (b, p) = sum over k and over output rows i of grad row (b*K+k, p, i)
+// (minus its cutout columns) scattered onto source row src(i, dy). One task owns whole planes of
+// grad_x, so the scatter has no races and runs in a fixed order (deterministic, no atomics); it
+// accumulates in acc_t.
+template <typename scalar_t>
+void translate_backward_kernel(const scalar_t* grad, const int64_t* shifts, const int64_t* boxes,
+                               scalar_t* out, const Geometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t L = g.row(), E = g.E, W = g.W, plane = g.H * L;
+  const int64_t planes = g.B * g.P;
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane * g.K, 1));
+  at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(static_cast<size_t>(plane));
+    for (int64_t bp = begin; bp < end; ++bp) {
+      const int64_t b = bp / g.P, p = bp % g.P;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t k = 0; k < g.K; ++k) {
+        const int64_t n = b * g.K + k;
+        const int64_t dy = shifts[2 * n], dx = shifts[2 * n + 1];
+        for (int64_t i = 0; i < g.H; ++i) {
+          const int64_t sy = source_index(i, dy, g.H, g.mode);
+          if (sy < 0) continue;
+          const scalar_t* src = grad + ((n * g.P + p) * g.H + i) * L;
+          acc_t* dst = acc.data() + sy * L;
+          int64_t c0, c1;
+          cut_columns(boxes, n, i, W, &c0, &c1);
+          if (c1 > c0) {  // the cut pixels had no effect on the output: they get no gradient
+            scatter_row(src, dst, dx, W, E, g.mode, 0, c0);
+            scatter_row(src, dst, dx, W, E, g.mode, c1, W);
+          } else {
+            scatter_row(src, dst, dx, W, E, g.mode, 0, W);
+          }
+        }
+      }
+      scalar_t* o = out + bp * plane;
+      for (int64_t t = 0; t < plane; ++t) o[t] = static_cast<scalar_t>(acc[t]);
+    }
+  });
+}
+
+// Reflection is exact only for |shift| < size; checked here on the host (the shifts are tiny).
+void check_reflect_range(const char* op, const at::Tensor& shifts, int64_t H, int64_t W) {
+  const int64_t* s = shifts.const_data_ptr<int64_t>();
+  for (int64_t t = 0; t < shifts.numel(); t += 2) {
+    TORCH_CHECK(std::abs(s[t]) < H && std::abs(s[t + 1]) < W, "fastgp::", op,
+                ": reflect padding needs |dy| < H and |dx| < W, got shift (", s[t], ", ", s[t + 1],
+                ") for an image of size ", H, "x", W);
+  }
+}
+
+at::Tensor translate_cpu(const at::Tensor& x, const at::Tensor& shifts,
+                         const std::optional<at::Tensor>& boxes, c10::string_view padding) {
+  constexpr const char* op = "translate";
+  augment::check_image(op, "x", x);
+  const int mode = augment::parse_padding(op, std::string(padding));
+  const int64_t B = x.size(0);
+  augment::check_shifts(op, shifts, B, x);
+  const at::Tensor s = shifts.contiguous();
+  if (mode == augment::kReflect) check_reflect_range(op, s, x.size(2), x.size(3));
+  const at::Tensor bx = augment::check_boxes(op, boxes, s, x);
+  const ImageView v = augment::image_view(x);
+  const int64_t K = s.size(1);
+  at::Tensor out = augment::empty_image(v, B * K, x.size(1));
+  if (out.numel() == 0) return out;
+  const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastgp_translate_cpu",
+                                  [&] {
+                                    translate_kernel<scalar_t>(v.t.const_data_ptr<scalar_t>(),
+                                                               s.const_data_ptr<int64_t>(),
+                                                               augment::boxes_ptr(bx),
+                                                               out.mutable_data_ptr<scalar_t>(), g);
+                                  });
+  return out;
+}
+
+at::Tensor translate_backward_cpu(const at::Tensor& grad, const at::Tensor& shifts,
+                                  const std::optional<at::Tensor>& boxes,
+                                  c10::string_view padding) {
+  constexpr const char* op = "translate_backward";
+  augment::check_image(op, "grad", grad);
+  const int mode = augment::parse_padding(op, std::string(padding));
+  TORCH_CHECK(shifts.dim() == 3 && shifts.size(1) >= 1, "fastgp::", op,
+              ": shifts must have shape [B, K, 2] with K >= 1, got ", shifts.sizes());
+  const int64_t B = shifts.size(0), K = shifts.size(1);
+  augment::check_shifts(op, shifts, B, grad);
+  TORCH_CHECK(grad.size(0) == B * K, "fastgp::", op, ": grad must have B * K = ", B * K,
+              " rows (shifts is ", shifts.sizes(), "), got ", grad.size(0));
+  const at::Tensor s = shifts.contiguous();
+  if (mode == augment::kReflect) check_reflect_range(op, s, grad.size(2), grad.size(3));
+  const at::Tensor bx = augment::check_boxes(op, boxes, s, grad);
+  const ImageView v = augment::image_view(grad);
+  at::Tensor out = augment::empty_image(v, B, grad.size(1));
+  if (out.numel() == 0) return out;
+  const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_translate_backward_cpu", [&] {
+        translate_backward_kernel<scalar_t>(v.t.const_data_ptr<scalar_t>(),
+                                            s.const_data_ptr<int64_t>(),
+                                            augment::boxes_ptr(bx),
+                                            out.mutable_data_ptr<scalar_t>(), g);
+      });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
+  m.impl("translate", &translate_cpu);
+  m.impl("translate_backward", &translate_backward_cpu);
+}
+
+}  // namespace fastgp

@@ -1,0 +1,304 @@
+"""Batched random translation of images (DiffAugment's ``rand_translation``, K copies per sample in
+one kernel) and a drop-in for DiffAugment's policy function.
+
+Conventions (DESIGN.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
+padding value outside it — zeros, or for ``reflect`` / ``replicate`` the pixel at the source index
+reflected about the edge (edge not repeated, as ``F.pad(mode="reflect")``) / clamped onto it. A
+positive dx moves content right, a positive dy moves it down. Shifts are integers drawn uniformly
+from [−s, s] per sample and per copy, with s = int(size · ratio + 0.5) computed separately for H
+(dy) and W (dx), as DiffAugment does.
+
+Gradient orders: ``translate`` is linear in x and differentiable to any order. Its backward is the
+adjoint op ``translate_backward`` (for zeros padding: the translation by the negated shifts summed
+over the copies; for reflect / replicate a gather over every output pixel that read a source
+pixel), deterministic without atomics, and the backward of that adjoint is ``translate`` again.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks, backend
+from .reference.augment import PADDINGS
+
+FAMILY = "augment"
+POLICY_WORDS = ("color", "translation", "cutout")
+
+
+# --------------------------------------------------------------------------------------------
+# Fake (meta) implementations of the compiled ops
+# --------------------------------------------------------------------------------------------
+
+
+def _empty_image(like: torch.Tensor, rows: int) -> torch.Tensor:
+    """The output the kernels allocate: channels_last when ``like`` is only channels_last, else contiguous."""
+    channels_last = not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _register_fake_kernels() -> None:
+    if not backend._load_extension():
+        return
+
+    @torch.library.register_fake("fastgp::translate")
+    def _(x, shifts, boxes, padding):
+        return _empty_image(x, x.shape[0] * shifts.shape[1])
+
+    @torch.library.register_fake("fastgp::translate_backward")
+    def _(grad, shifts, boxes, padding):
+        return _empty_image(grad, shifts.shape[0])
+
+
+_register_fake_kernels()
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd: translate and its adjoint are each other's backward (any order, exact)
+# --------------------------------------------------------------------------------------------
+
+
+class _Translate(torch.autograd.Function):
+    """out = cutout(translate(x)): linear in x; its backward is the adjoint op."""
+
+    @staticmethod
+    def forward(ctx, x, shifts, boxes, padding):
+        ctx.save_for_backward(shifts, boxes)
+        ctx.padding = padding
+        return backend.kernels(FAMILY, x.device).translate(x, shifts, boxes, padding)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        shifts, boxes = ctx.saved_tensors
+        return _TranslateBackward.apply(grad_out, shifts, boxes, ctx.padding), None, None, None
+
+
+class _TranslateBackward(torch.autograd.Function):
+    """The adjoint of _Translate; its own backward is _Translate again (the adjoint of the adjoint)."""
+
+    @staticmethod
+    def forward(ctx, grad_out, shifts, boxes, padding):
+        ctx.save_for_backward(shifts, boxes)
+        ctx.padding = padding
+        return backend.kernels(FAMILY, grad_out.device).translate_backward(grad_out, shifts, boxes, padding)
+
+    @staticmethod
+    def backward(ctx, grad_grad_x):
+        shifts, boxes = ctx.saved_tensors
+        return _Translate.apply(grad_grad_x, shifts, boxes, ctx.padding), None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_image(x, name: str = "x") -> torch.Tensor:
+    _checks.floating(x, name)
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape [B, C, H, W] (rank 4), got shape {list(x.shape)}")
+    return x
+
+
+def _max_shifts(x: torch.Tensor, ratio, max_shift) -> tuple[int, int]:
+    """(s_y, s_x): from max_shift (an int or a (dy, dx) pair) when given, else int(size·ratio + 0.5)."""
+    height, width = x.shape[2], x.shape[3]
+    if max_shift is None:
+        ratio = _checks.real_number(ratio, "ratio")
+        if not 0 <= ratio < 1:
+            raise ValueError(f"ratio must lie in [0, 1), got {ratio}")
+        return int(height * ratio + 0.5), int(width * ratio + 0.5)
+    pair = tuple(max_shift) if isinstance(max_shift, (tuple, list)) else (max_shift, max_shift)
+    if len(pair) != 2:
+        raise ValueError(f"max_shift must be an int or a (dy, dx) pair, got {max_shift!r}")
+    s_y = _checks.integer(pair[0], "max_shift")
+    s_x = _checks.integer(pair[1], "max_shift")
+    if s_y < 0 or s_x < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift!r}")
+    if s_y >= height or s_x >= width:
+        raise ValueError(
+            f"max_shift must be smaller than the image size (H = {height}, W = {width}), got {max_shift!r}"
+        )
+    return s_y, s_x
+
+
+def _check_shifts(shifts, x: torch.Tensor, copies, padding: str) -> torch.Tensor:
+    _checks.tensor(shifts, "shifts")
+    if shifts.dtype.is_floating_point or shifts.dtype.is_complex or shifts.dtype == torch.bool:
+        raise TypeError(f"shifts must have an integer dtype, got {shifts.dtype}")
+    if shifts.dim() != 3 or shifts.shape[0] != x.shape[0] or shifts.shape[2] != 2 or shifts.shape[1] < 1:
+        raise ValueError(
+            f"shifts must have shape [B, K, 2] with B = {x.shape[0]} and K >= 1 ((dy, dx) per sample and copy), "
+            f"got {list(shifts.shape)}"
+        )
+    if shifts.device != x.device:
+        raise ValueError(f"shifts must be on the device of x ({x.device}), got {shifts.device}")
+    if copies is not None and copies != shifts.shape[1]:
+        raise ValueError(f"copies ({copies}) must equal K = shifts.shape[1] ({shifts.shape[1]}) when shifts is given")
+    if padding == "reflect":
+        # One reflection is exact only for |shift| < size (a host sync on GPU; only for reflect).
+        height, width = x.shape[2], x.shape[3]
+        if bool((shifts[..., 0].abs() >= height).any()) or bool((shifts[..., 1].abs() >= width).any()):
+            raise ValueError(f"reflect padding needs |dy| < H = {height} and |dx| < W = {width} in shifts")
+    return shifts.to(torch.int64).contiguous()
+
+
+def draw_shifts(
+    batch: int,
+    copies: int,
+    max_shift: tuple[int, int],
+    include_original: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Integer shifts [batch, copies, 2] of (dy, dx), uniform in [−s_y, s_y] × [−s_x, s_x]."""
+    s_y, s_x = max_shift
+    source = generator.device if generator is not None else torch.device(device)
+    dy = torch.randint(-s_y, s_y + 1, (batch, copies), generator=generator, device=source)
+    dx = torch.randint(-s_x, s_x + 1, (batch, copies), generator=generator, device=source)
+    shifts = torch.stack([dy, dx], dim=-1)
+    if include_original:
+        shifts[:, 0] = 0
+    return shifts.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def translate(
+    x: torch.Tensor,
+    *,
+    ratio: float = 0.125,
+    max_shift: int | tuple[int, int] | None = None,
+    copies: int | None = None,
+    include_original: bool = False,
+    shifts: torch.Tensor | None = None,
+    padding: str = "zeros",
+    generator: torch.Generator | None = None,
+    return_shifts: bool = False,
+):
+    """K randomly translated copies of every image, in one kernel.
+
+    Args:
+        x: images [B, C, H, W], float16/bfloat16/float32/float64 (contiguous, channels_last — kept
+            in the output — or any strided view).
+        ratio: the largest shift as a fraction of the image size, s = int(size·ratio + 0.5) per axis
+            (DiffAugment's default 0.125); ignored when ``max_shift`` is given.
+        max_shift: the largest shift in pixels, an int or a (dy, dx) pair, each in [0, size).
+        copies: K, the number of translated copies per sample (default 1).
+        include_original: copy 0 of every sample is the identity (shift 0); the other K − 1 are random.
+        shifts: int tensor [B, K, 2] of (dy, dx) on x's device, replaying a previous draw (for example
+            on a paired mask); K then comes from it (``copies`` may be omitted or must equal K).
+        padding: "zeros" (DiffAugment), "reflect" or "replicate".
+        generator: a ``torch.Generator`` for the shifts (reproducible draws).
+        return_shifts: also return the shifts [B, K, 2] used.
+
+    Returns:
+        out [B·K, C, H, W], sample-major (row b·K + k is copy k of sample b); with
+        ``return_shifts``, the pair (out, shifts).
+    """
+    _check_image(x)
+    _checks.choice(padding, "padding", PADDINGS)
+    _checks.generator(generator)
+    if copies is not None:
+        copies = _checks.integer(copies, "copies", minimum=1)
+    if not isinstance(include_original, bool):
+        raise TypeError(f"include_original must be a bool, got {type(include_original).__name__}")
+    if shifts is None:
+        limits = _max_shifts(x, ratio, max_shift)
+        shifts = draw_shifts(x.shape[0], copies or 1, limits, include_original, generator, x.device)
+    else:
+        if include_original or generator is not None or max_shift is not None:
+            raise ValueError("shifts replays a draw: include_original, generator and max_shift cannot be given with it")
+        shifts = _check_shifts(shifts, x, copies, padding)
+    out = _Translate.apply(x, shifts, None, padding)
+    return (out, shifts) if return_shifts else out
+
+
+# --------------------------------------------------------------------------------------------
+# DiffAugment drop-in
+# --------------------------------------------------------------------------------------------
+
+
+def _rand(x: torch.Tensor, generator) -> torch.Tensor:
+    """One U(0, 1) per sample, [B, 1, 1, 1] in x's dtype."""
+    source = generator.device if generator is not None else x.device
+    return torch.rand(x.shape[0], 1, 1, 1, generator=generator, device=source).to(x.device, x.dtype)
+
+
+def _color(x: torch.Tensor, generator) -> torch.Tensor:
+    x = x + (_rand(x, generator) - 0.5)  # brightness: + U(-0.5, 0.5)
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (_rand(x, generator) * 2) + mean  # saturation: × U(0, 2) around the channel mean
+    mean = x.mean(dim=[1, 2, 3], keepdim=True)
+    return (x - mean) * (_rand(x, generator) + 0.5) + mean  # contrast: × U(0.5, 1.5) around the image mean
+
+
+def cutout_boxes(x: torch.Tensor, ratio: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DiffAugment's cutout squares as boxes [B, 1, 4] of (top, left, height, width).
+
+    The square is int(size·ratio + 0.5) pixels per axis; its centre is uniform in
+    [0, size + (1 − cut % 2)) and it is clipped at the image border (DiffAugment's clamped index
+    grid zeroes exactly the clipped square, which always meets the image).
+    """
+    batch, _, height, width = x.shape
+    cut_h, cut_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    source = generator.device if generator is not None else x.device
+    off_y = torch.randint(0, height + (1 - cut_h % 2), (batch,), generator=generator, device=source)
+    off_x = torch.randint(0, width + (1 - cut_w % 2), (batch,), generator=generator, device=source)
+    top, left = off_y - cut_h // 2, off_x - cut_w // 2
+    boxes = torch.stack([top, left, torch.full_like(top, cut_h), torch.full_like(left, cut_w)], dim=-1)
+    return boxes.view(batch, 1, 4).to(x.device)
+
+
+def DiffAugment(
+    x: torch.Tensor,
+    policy: str = "color,translation,cutout",
+    channels_first: bool = True,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A drop-in for DiffAugment's function (Zhao et al., 2020) with the same policy words and
+    random distributions: color (brightness U(−0.5, 0.5), saturation ×U(0, 2), contrast
+    ×U(0.5, 1.5)), translation (ratio 0.125, zero padding) and cutout (ratio 0.5). Translation and a
+    cutout that follows it run as one pass of the translate kernel (the cutout box is zeroed while
+    the translated image is written; the backward skips it). ``channels_first=False`` takes and
+    returns [B, H, W, C] tensors. Differentiable to any order.
+    """
+    _checks.generator(generator)
+    if not isinstance(policy, str):
+        raise TypeError(f"policy must be a str, got {type(policy).__name__}")
+    words = [w for w in policy.split(",")] if policy else []
+    for word in words:
+        if word not in POLICY_WORDS:
+            raise ValueError(f"policy has an unknown word {word!r}; known words: {', '.join(POLICY_WORDS)}")
+    _check_image(x)
+    if not words:
+        return x
+    if not channels_first:
+        x = x.permute(0, 3, 1, 2)
+    position = 0
+    while position < len(words):
+        word = words[position]
+        if word == "color":
+            x = _color(x, generator)
+            position += 1
+            continue
+        # translation, cutout, or translation followed by cutout: one pass of the translate
+        # kernel (a cutout alone is a translation by 0 with a box). The random draws happen in
+        # DiffAugment's order (dy, dx, then the cutout offsets).
+        if word == "translation":
+            shifts = draw_shifts(x.shape[0], 1, _max_shifts(x, 0.125, None), False, generator, x.device)
+            position += 1
+        else:
+            shifts = torch.zeros(x.shape[0], 1, 2, dtype=torch.int64, device=x.device)
+        boxes = None
+        if position < len(words) and words[position] == "cutout":
+            boxes = cutout_boxes(x, 0.5, generator)
+            position += 1
+        x = _Translate.apply(x, shifts, boxes, "zeros")
+    if not channels_first:
+        x = x.permute(0, 2, 3, 1)
+    return x.contiguous()

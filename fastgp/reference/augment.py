@@ -1,0 +1,169 @@
+"""Pure-PyTorch reference of the augment family: integer translation of images, written the way
+DiffAugment's ``rand_translation`` writes it (a padded copy and an index gather, once per copy).
+
+Raw functions with the names, signatures and semantics of ``torch.ops.fastgp.*`` and
+``fastgp.triton.augment`` (see ``fastgp/augment.py`` for the public API):
+
+``translate(x, shifts, boxes, padding) -> out``
+    x [B, C, H, W], shifts int64 [B, K, 2] of (dy, dx); out [B·K, C, H, W] with
+    out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx] inside the image, else the padding value
+    ("zeros"), or x at the reflected ("reflect", edge not repeated) / clamped ("replicate") index.
+    boxes (optional) int64 [B, K, 4] of (top, left, height, width): a cutout rectangle per output
+    image, zeroed after the translation.
+``translate_backward(grad, shifts, boxes, padding) -> grad_x``
+    the adjoint w.r.t. x: grad [B·K, C, H, W] (zeroed inside the boxes) scattered back onto the
+    source pixels and summed over the K copies, [B, C, H, W].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PADDINGS = ("zeros", "reflect", "replicate")
+
+
+def source_index(i: torch.Tensor, d: torch.Tensor, n: int, padding: str):
+    """(source coordinate clamped into [0, n), inside-the-image mask or None) of output coordinate i."""
+    p = i - d
+    if padding == "zeros":
+        return p.clamp(0, n - 1), (p >= 0) & (p < n)
+    if padding == "reflect" and n > 1:
+        p = torch.where(p < 0, -p, p)
+        p = torch.where(p > n - 1, 2 * (n - 1) - p, p)
+    return p.clamp(0, n - 1), None
+
+
+def translate_once(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """One translation per sample by (dy[b], dx[b]), DiffAugment style: pad, then gather with index grids."""
+    batch, _, height, width = x.shape
+    grid_b, grid_y, grid_x = torch.meshgrid(
+        torch.arange(batch, device=x.device),
+        torch.arange(height, device=x.device),
+        torch.arange(width, device=x.device),
+        indexing="ij",
+    )
+    if padding == "zeros":
+        # One ring of zeros; every index that leaves the image is clamped onto it.
+        pad = 1
+        x_pad = F.pad(x, [1, 1, 1, 1])
+        grid_y = torch.clamp(grid_y - dy.view(-1, 1, 1) + pad, 0, height + 1)
+        grid_x = torch.clamp(grid_x - dx.view(-1, 1, 1) + pad, 0, width + 1)
+    else:
+        # Pad by the largest shift with torch's reflect / replicate padding, then gather.
+        pad_y = int(dy.abs().max()) if dy.numel() else 0
+        pad_x = int(dx.abs().max()) if dx.numel() else 0
+        x_pad = F.pad(x, [pad_x, pad_x, pad_y, pad_y], mode=padding)
+        grid_y = grid_y - dy.view(-1, 1, 1) + pad_y
+        grid_x = grid_x - dx.view(-1, 1, 1) + pad_x
+    return x_pad.permute(0, 2, 3, 1).contiguous()[grid_b, grid_y, grid_x].permute(0, 3, 1, 2)
+
+
+def keep_mask(boxes: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """[B·K, 1, H, W]: 0 inside each image's cutout box (top, left, height, width), 1 elsewhere."""
+    box = boxes.reshape(-1, 4, 1, 1)
+    rows = torch.arange(height, device=boxes.device).view(1, -1, 1)
+    cols = torch.arange(width, device=boxes.device).view(1, 1, -1)
+    inside = (rows >= box[:, 0]) & (rows < box[:, 0] + box[:, 2]) & (cols >= box[:, 1]) & (cols < box[:, 1] + box[:, 3])
+    return (~inside).to(dtype).unsqueeze(1)
+
+
+def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
+    batch, copies = shifts.shape[:2]
+    outs = [translate_once(x, shifts[:, k, 0], shifts[:, k, 1], padding) for k in range(copies)]
+    out = torch.stack(outs, dim=1).reshape(batch * copies, *x.shape[1:])
+    if boxes is not None:
+        out = out * keep_mask(boxes, x.shape[2], x.shape[3], x.dtype)
+    return out
+
+
+def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
+    batch, copies = shifts.shape[:2]
+    _, channels, height, width = grad.shape
+    if boxes is not None:
+        grad = grad * keep_mask(boxes, height, width, grad.dtype)
+    acc = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    g = grad.to(acc).reshape(batch, copies, channels, height * width)
+    out = torch.zeros(batch, channels, height * width, dtype=acc, device=grad.device)
+    rows = torch.arange(height, device=grad.device)
+    cols = torch.arange(width, device=grad.device)
+    for k in range(copies):
+        sy, valid_y = source_index(rows, shifts[:, k, 0:1], height, padding)  # [B, H]
+        sx, valid_x = source_index(cols, shifts[:, k, 1:2], width, padding)  # [B, W]
+        index = (sy[:, :, None] * width + sx[:, None, :]).reshape(batch, 1, -1).expand(-1, channels, -1)
+        values = g[:, k]
+        if valid_y is not None:
+            mask = (valid_y[:, :, None] & valid_x[:, None, :]).reshape(batch, 1, -1)
+            values = values * mask
+        out = out.scatter_add(2, index, values)
+    return out.reshape(batch, channels, height, width).to(grad.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# DiffAugment's policy function (Zhao et al., 2020), as its users write it, with an optional
+# generator. Translation uses DESIGN.md's sign convention (out[i] = x[i − dy]); the draws come in
+# DiffAugment's order and have its distributions, so fastgp.augment.DiffAugment with the same
+# generator state gives the same images.
+# ------------------------------------------------------------------------------------------------
+
+
+def _rand(x, generator):
+    return torch.rand(x.size(0), 1, 1, 1, generator=generator, device=x.device).to(x.dtype)
+
+
+def rand_brightness(x, generator=None):
+    return x + (_rand(x, generator) - 0.5)
+
+
+def rand_saturation(x, generator=None):
+    x_mean = x.mean(dim=1, keepdim=True)
+    return (x - x_mean) * (_rand(x, generator) * 2) + x_mean
+
+
+def rand_contrast(x, generator=None):
+    x_mean = x.mean(dim=[1, 2, 3], keepdim=True)
+    return (x - x_mean) * (_rand(x, generator) + 0.5) + x_mean
+
+
+def rand_translation(x, ratio=0.125, generator=None):
+    shift_y, shift_x = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    dy = torch.randint(-shift_y, shift_y + 1, size=[x.size(0)], generator=generator, device=x.device)
+    dx = torch.randint(-shift_x, shift_x + 1, size=[x.size(0)], generator=generator, device=x.device)
+    return translate_once(x, dy, dx, "zeros")
+
+
+def rand_cutout(x, ratio=0.5, generator=None):
+    cutout_size = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    offset_x = torch.randint(0, x.size(2) + (1 - cutout_size[0] % 2), size=[x.size(0), 1, 1], generator=generator, device=x.device)
+    offset_y = torch.randint(0, x.size(3) + (1 - cutout_size[1] % 2), size=[x.size(0), 1, 1], generator=generator, device=x.device)
+    grid_batch, grid_x, grid_y = torch.meshgrid(
+        torch.arange(x.size(0), dtype=torch.long, device=x.device),
+        torch.arange(cutout_size[0], dtype=torch.long, device=x.device),
+        torch.arange(cutout_size[1], dtype=torch.long, device=x.device),
+        indexing="ij",
+    )
+    grid_x = torch.clamp(grid_x + offset_x - cutout_size[0] // 2, min=0, max=x.size(2) - 1)
+    grid_y = torch.clamp(grid_y + offset_y - cutout_size[1] // 2, min=0, max=x.size(3) - 1)
+    mask = torch.ones(x.size(0), x.size(2), x.size(3), dtype=x.dtype, device=x.device)
+    mask[grid_batch, grid_x, grid_y] = 0
+    return x * mask.unsqueeze(1)
+
+
+AUGMENT_FNS = {
+    "color": [rand_brightness, rand_saturation, rand_contrast],
+    "translation": [rand_translation],
+    "cutout": [rand_cutout],
+}
+
+
+def diff_augment(x, policy="color,translation,cutout", channels_first=True, generator=None):
+    if policy:
+        if not channels_first:
+            x = x.permute(0, 3, 1, 2)
+        for p in policy.split(","):
+            for f in AUGMENT_FNS[p]:
+                x = f(x, generator=generator)
+        if not channels_first:
+            x = x.permute(0, 2, 3, 1)
+        x = x.contiguous()
+    return x

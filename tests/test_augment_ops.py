@@ -1,0 +1,179 @@
+"""The raw kernels of the augment family (translate, translate_backward), every CPU backend
+against the pure-PyTorch reference, plus the compiled ops' schema / fake kernels / torch.compile."""
+
+import pytest
+import torch
+
+from fastgp import backend
+from fastgp.reference import augment as ref
+from helpers import DTYPES, LAYOUTS, make, tolerances
+
+PADDINGS = ("zeros", "reflect", "replicate")
+SHAPES = [(3, 2, 5, 7), (2, 3, 1, 1), (1, 4, 3, 2), (2, 1, 6, 4)]
+
+
+def kernels():
+    return backend.kernels("augment", "cpu")
+
+
+def random_shifts(batch, copies, height, width, padding, seed=0):
+    """Shifts covering both signs, zero and (except for reflect) shifts larger than the image."""
+    gen = torch.Generator().manual_seed(seed)
+    lim_y, lim_x = (height - 1, width - 1) if padding == "reflect" else (height + 1, width + 1)
+    dy = torch.randint(-lim_y, lim_y + 1, (batch, copies), generator=gen)
+    dx = torch.randint(-lim_x, lim_x + 1, (batch, copies), generator=gen)
+    return torch.stack([dy, dx], dim=-1)
+
+
+def random_boxes(batch, copies, height, width, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    top = torch.randint(-2, height + 1, (batch, copies), generator=gen)
+    left = torch.randint(-2, width + 1, (batch, copies), generator=gen)
+    size_h = torch.randint(0, height + 2, (batch, copies), generator=gen)
+    size_w = torch.randint(0, width + 2, (batch, copies), generator=gen)
+    return torch.stack([top, left, size_h, size_w], dim=-1)
+
+
+def assert_layout(out, like):
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    else:
+        assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("with_boxes", [False, True], ids=["plain", "cutout"])
+def test_translate_and_adjoint_match_reference(backend_name, dtype, layout, padding, with_boxes):
+    for index, shape in enumerate(SHAPES):
+        batch, _, height, width = shape
+        copies = 3
+        x = make(shape, dtype, layout, seed=index)
+        shifts = random_shifts(batch, copies, height, width, padding, seed=index)
+        boxes = random_boxes(batch, copies, height, width, seed=index) if with_boxes else None
+        out = kernels().translate(x, shifts, boxes, padding)
+        # A translation moves values: exact in every dtype.
+        assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
+        assert out.dtype == dtype and out.shape == (batch * copies, *shape[1:])
+        if backend_name == "extension":  # the kernels keep channels_last (the reference need not)
+            assert_layout(out, x)
+        grad = make(out.shape, dtype, layout, seed=10 + index)
+        grad_x = kernels().translate_backward(grad, shifts, boxes, padding)
+        torch.testing.assert_close(grad_x, ref.translate_backward(grad, shifts, boxes, padding), **tolerances(dtype))
+        assert grad_x.dtype == dtype and grad_x.shape == shape
+        if backend_name == "extension":
+            assert_layout(grad_x, grad)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_adjoint_identity(backend_name, padding):
+    """<translate(x), g> == <x, translate_backward(g)>: the backward is the exact adjoint."""
+    x = make((3, 2, 6, 5), torch.float64, seed=1)
+    shifts = random_shifts(3, 4, 6, 5, padding, seed=2)
+    boxes = random_boxes(3, 4, 6, 5, seed=3)
+    for b in (None, boxes):
+        out = kernels().translate(x, shifts, b, padding)
+        grad = make(out.shape, torch.float64, seed=4)
+        lhs = (out * grad).sum()
+        rhs = (x * kernels().translate_backward(grad, shifts, b, padding)).sum()
+        torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_zeros_adjoint_is_negated_translate_summed(backend_name):
+    """For zeros padding the backward equals the translation by -shifts, summed over the copies."""
+    batch, copies = 2, 5
+    grad = make((batch * copies, 3, 7, 6), torch.float64, seed=5)
+    shifts = random_shifts(batch, copies, 7, 6, "zeros", seed=6)
+    per_copy = kernels().translate(grad, -shifts.reshape(batch * copies, 1, 2), None, "zeros")
+    expected = per_copy.reshape(batch, copies, 3, 7, 6).sum(dim=1)
+    torch.testing.assert_close(kernels().translate_backward(grad, shifts, None, "zeros"), expected, rtol=0, atol=1e-12)
+
+
+def test_backward_is_deterministic(backend_name):
+    grad = make((64, 3, 16, 16), torch.float32, seed=7)
+    shifts = random_shifts(4, 16, 16, 16, "replicate", seed=8)
+    first = kernels().translate_backward(grad, shifts, None, "replicate")
+    for _ in range(3):
+        assert torch.equal(kernels().translate_backward(grad, shifts, None, "replicate"), first)
+
+
+def test_known_values():
+    """A positive dx moves content right, a positive dy moves it down; each padding by hand."""
+    x = torch.arange(1.0, 5.0).view(1, 1, 1, 4)  # one row: 1 2 3 4
+    shifts = torch.tensor([[[0, 2], [0, -1]]])
+    with backend.use_backend("extension"):
+        out = backend.kernels("augment", "cpu").translate
+        assert out(x, shifts, None, "zeros").flatten().tolist() == [0, 0, 1, 2, 2, 3, 4, 0]
+        assert out(x, shifts, None, "reflect").flatten().tolist() == [3, 2, 1, 2, 2, 3, 4, 3]
+        assert out(x, shifts, None, "replicate").flatten().tolist() == [1, 1, 1, 2, 2, 3, 4, 4]
+        col = x.view(1, 1, 4, 1)
+        down = out(col, torch.tensor([[[1, 0]]]), None, "zeros").flatten().tolist()
+        assert down == [0, 1, 2, 3]
+        boxed = out(x, torch.tensor([[[0, 0]]]), torch.tensor([[[0, 1, 1, 2]]]), "zeros").flatten().tolist()
+        assert boxed == [1, 0, 0, 4]
+
+
+@pytest.mark.parametrize(
+    "args,error,match",
+    [
+        ((torch.zeros(2, 3, 4), torch.zeros(2, 1, 2, dtype=torch.long), None, "zeros"), RuntimeError, "x must have shape"),
+        ((torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2), None, "zeros"), RuntimeError, "shifts must be an int64"),
+        ((torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 2, dtype=torch.long), None, "zeros"), RuntimeError, "shifts must have shape"),
+        ((torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, dtype=torch.long), None, "wrap"), RuntimeError, "padding must be"),
+        ((torch.zeros(2, 1, 4, 4), torch.full((2, 1, 2), 4, dtype=torch.long), None, "reflect"), RuntimeError, "reflect padding needs"),
+        ((torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, dtype=torch.long), torch.zeros(2, 1, 3, dtype=torch.long), "zeros"), RuntimeError, "boxes must have shape"),
+        ((torch.zeros(2, 1, 4, 4, dtype=torch.int32), torch.zeros(2, 1, 2, dtype=torch.long), None, "zeros"), RuntimeError, "x must be float16"),
+    ],
+)
+def test_extension_rejects_bad_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        torch.ops.fastgp.translate(*args)
+
+
+# ------------------------------------------------------------------------------------------
+# The compiled ops: schema, fake kernels, torch.compile
+# ------------------------------------------------------------------------------------------
+
+OPCHECK_CASES = []
+for _layout in ("contiguous", "channels_last", "strided"):
+    for _padding in PADDINGS:
+        _x = make((2, 3, 5, 4), torch.float32, _layout, seed=1)
+        _shifts = random_shifts(2, 3, 5, 4, _padding, seed=2)
+        _boxes = random_boxes(2, 3, 5, 4, seed=3) if _padding == "zeros" else None
+        _grad = make((6, 3, 5, 4), torch.float32, _layout, seed=4)
+        OPCHECK_CASES.append(("translate", (_x, _shifts, _boxes, _padding)))
+        OPCHECK_CASES.append(("translate_backward", (_grad, _shifts, _boxes, _padding)))
+# Batch dimension not outermost (a permuted view): the kernels copy to contiguous.
+_permuted = make((3, 2, 4, 5), torch.float32, seed=5).permute(1, 0, 2, 3)
+OPCHECK_CASES.append(("translate", (_permuted, random_shifts(2, 2, 4, 5, "zeros", seed=6), None, "zeros")))
+
+
+@pytest.mark.parametrize("name,args", OPCHECK_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPCHECK_CASES)])
+def test_opcheck(name, args):
+    torch.library.opcheck(getattr(torch.ops.fastgp, name).default, args)
+
+
+def test_torch_compile_public_translate():
+    import fastgp
+
+    x = make((4, 3, 8, 8), torch.float32, seed=1)
+    shifts = random_shifts(4, 2, 8, 8, "zeros", seed=2)
+
+    def fn(x):
+        return fastgp.augment.translate(x, shifts=shifts).square().sum()
+
+    with fastgp.use_backend("extension"):
+        compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), fn(x))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_parallel_tasks_starting_inside_an_image(padding):
+    """Enough rows for several parallel tasks, with an odd plane count so that a task starts in the
+    middle of an image (the CPU loop keeps per-image state across rows)."""
+    x = make((3, 3, 23, 16), torch.float32, seed=11)
+    shifts = random_shifts(3, 15, 23, 16, padding, seed=12)
+    boxes = random_boxes(3, 15, 23, 16, seed=13)
+    out = torch.ops.fastgp.translate(x, shifts, boxes, padding)
+    assert torch.equal(out, ref.translate(x, shifts, boxes, padding))

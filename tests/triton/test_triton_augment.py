@@ -1,0 +1,130 @@
+"""Triton kernels of the augment family (fastgp.triton.augment) against the pure-PyTorch reference.
+
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Shapes are small because the interpreter is slow. The forward moves values, so it must be exact in
+every dtype; the adjoint sums in the accumulation dtype and is compared with the dtype's tolerance.
+"""
+
+import os
+
+import pytest
+import torch
+
+import fastgp
+from fastgp import augment
+from fastgp.reference import augment as ref
+from fastgp.triton import augment as ta
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICE = "cpu" if INTERPRETED else "cuda"
+PADDINGS = ("zeros", "reflect", "replicate")
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=2e-3, atol=2e-3),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=2e-2),
+}
+
+
+def image(shape, dtype, layout, seed):
+    gen = torch.Generator().manual_seed(seed)
+    if layout == "strided":
+        x = torch.randn(*shape[:-1], 2 * shape[-1], generator=gen, dtype=torch.float64).to(dtype)[..., ::2]
+    else:
+        x = torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
+        if layout == "channels_last":
+            x = x.to(memory_format=torch.channels_last)
+    return x.to(DEVICE)
+
+
+def shifts_for(batch, copies, height, width, padding, seed):
+    gen = torch.Generator().manual_seed(seed)
+    lim_y, lim_x = (height - 1, width - 1) if padding == "reflect" else (height + 1, width + 1)
+    dy = torch.randint(-lim_y, lim_y + 1, (batch, copies), generator=gen)
+    dx = torch.randint(-lim_x, lim_x + 1, (batch, copies), generator=gen)
+    return torch.stack([dy, dx], dim=-1).to(DEVICE)
+
+
+def boxes_for(batch, copies, height, width, seed):
+    gen = torch.Generator().manual_seed(seed)
+    cols = [torch.randint(lo, hi, (batch, copies), generator=gen) for lo, hi in
+            ((-2, height + 1), (-2, width + 1), (0, height + 2), (0, width + 2))]  # fmt: skip
+    return torch.stack(cols, dim=-1).to(DEVICE)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("with_boxes", [False, True], ids=["plain", "cutout"])
+def test_translate_and_adjoint_match_reference(padding, layout, with_boxes):
+    for index, shape in enumerate([(2, 3, 5, 6), (1, 2, 1, 1), (2, 1, 4, 3)]):
+        batch, _, height, width = shape
+        x = image(shape, torch.float32, layout, seed=index)
+        shifts = shifts_for(batch, 3, height, width, padding, seed=index)
+        boxes = boxes_for(batch, 3, height, width, seed=index) if with_boxes else None
+        out = ta.translate(x, shifts, boxes, padding)
+        assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
+        if layout == "channels_last" and not x.is_contiguous():
+            assert out.is_contiguous(memory_format=torch.channels_last)
+        grad = image(out.shape, torch.float32, layout, seed=10 + index)
+        got = ta.translate_backward(grad, shifts, boxes, padding)
+        torch.testing.assert_close(got, ref.translate_backward(grad, shifts, boxes, padding), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_dtypes(dtype, padding):
+    x = image((2, 3, 6, 5), dtype, "contiguous", seed=1)
+    shifts = shifts_for(2, 4, 6, 5, padding, seed=2)
+    out = ta.translate(x, shifts, None, padding)
+    assert out.dtype == dtype and torch.equal(out, ref.translate(x, shifts, None, padding))
+    grad = image(out.shape, dtype, "contiguous", seed=3)
+    got = ta.translate_backward(grad, shifts, None, padding)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, ref.translate_backward(grad, shifts, None, padding), **TOL[dtype])
+
+
+def test_wide_rows_use_several_programs_per_row():
+    x = image((1, 1, 3, 1100), torch.float32, "contiguous", seed=4)  # a row > one 1024 block
+    shifts = torch.tensor([[[1, 7], [-1, -1030]]], device=DEVICE)
+    out = ta.translate(x, shifts, None, "replicate")
+    assert torch.equal(out, ref.translate(x, shifts, None, "replicate"))
+    got = ta.translate_backward(out, shifts, None, "replicate")
+    torch.testing.assert_close(got, ref.translate_backward(out, shifts, None, "replicate"))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_public_api_gradcheck_and_gradgradcheck_on_triton(padding):
+    x = image((2, 2, 4, 5), torch.float64, "contiguous", seed=5).requires_grad_()
+    shifts = shifts_for(2, 2, 4, 5, padding, seed=6)
+    with fastgp.use_backend("triton"):
+        def fn(x):
+            return augment.translate(x, shifts=shifts, padding=padding)
+
+        assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+        assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
+
+
+def test_diffaugment_on_triton_matches_reference_policy():
+    x = image((3, 3, 8, 8), torch.float64, "contiguous", seed=7)
+    with fastgp.use_backend("triton"):
+        got = augment.DiffAugment(x, "color,translation,cutout", generator=torch.Generator().manual_seed(1))
+    expected = ref.diff_augment(x, "color,translation,cutout", generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_arguments():
+    x = image((2, 1, 4, 4), torch.float32, "contiguous", seed=0)
+    good = torch.zeros(2, 1, 2, dtype=torch.long, device=DEVICE)
+    with pytest.raises(ValueError, match="padding must be"):
+        ta.translate(x, good, None, "wrap")
+    with pytest.raises(TypeError, match="shifts must be an int64"):
+        ta.translate(x, good.float(), None, "zeros")
+    with pytest.raises(ValueError, match="shifts must have shape"):
+        ta.translate(x, good[:1], None, "zeros")
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        ta.translate(x, good, torch.zeros(2, 1, 3, dtype=torch.long, device=DEVICE), "zeros")
+    with pytest.raises(TypeError, match="x must be float16"):
+        ta.translate(x.int(), good, None, "zeros")
+    with pytest.raises(ValueError, match="x must have shape"):
+        ta.translate(x[0], good, None, "zeros")
