@@ -19,11 +19,14 @@ from .penalty import (  # noqa: E402
     r1_penalty,
 )
 from . import diagnostics, losses  # noqa: E402
+from . import combine, correction, select  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "combine",
+    "correction",
     "diagnostics",
     "get_backend",
     "grad_norm_penalty",
@@ -32,6 +35,7 @@ __all__ = [
     "interpolate",
     "losses",
     "r1_penalty",
+    "select",
     "set_backend",
     "use_backend",
 ]
