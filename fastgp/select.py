@@ -24,8 +24,9 @@ from . import _checks, backend
 from .reference.select import rows_format
 
 FAMILY = "select"
+_MAX_GLOBAL_RANK = 8
 
-__all__ = ["FakeAsReal", "far_batch", "far_select"]
+__all__ = ["FakeAsReal", "far_batch", "far_select", "far_select_global"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,6 +166,8 @@ def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int, *, detach
     logits, k = _check_far(logits, candidates, k, detach)
     if detach:
         candidates = candidates.detach()
+    if not (torch.is_grad_enabled() and candidates.requires_grad):
+        return backend.kernels(FAMILY, candidates.device).far_select(logits, candidates, k)
     return _FarSelect.apply(logits, candidates, k)
 
 
@@ -187,7 +190,61 @@ def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor
         raise ValueError(f"real and candidates must be on the same device, got {real.device} and {candidates.device}")
     if detach:
         candidates = candidates.detach()
+    if not (torch.is_grad_enabled() and (real.requires_grad or candidates.requires_grad)):
+        # Nothing to differentiate (the discriminator step): skip the autograd.Function.
+        return backend.kernels(FAMILY, candidates.device).far_batch(real, logits, candidates, k)
     return _FarBatch.apply(real, logits, candidates, k)
+
+
+def far_select_global(logits: torch.Tensor, candidates: torch.Tensor, k: int, group=None):
+    """Fake-As-Real selection across the ranks of a torch.distributed process group.
+
+    Each of the W ranks passes its own M candidates and their logits (the same M and per-sample
+    shape on every rank). The W·k lowest of all W·M logits are selected in the order of
+    :func:`far_select` with global index ``rank·M + i`` (so ties go to the lower rank, then the
+    lower local index), and rank r receives positions r·k … r·k + k − 1 of that ordered selection:
+    every rank gets k rows, and together the ranks hold exactly the global selection.
+
+    Returns ``(selected [k, ...], global_indices [k] int64)`` on every rank. Collective: every rank
+    of ``group`` must call it. The result is detached (rows are exchanged with all_gather).
+    The per-rank mode (:func:`far_select`) is the default of :class:`FakeAsReal`.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("far_select_global needs an initialized torch.distributed process group")
+    logits, k = _check_far(logits, candidates, k, True)
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    m = candidates.shape[0]
+    if candidates.dim() > _MAX_GLOBAL_RANK:
+        raise ValueError(f"far_select_global supports candidates of rank <= {_MAX_GLOBAL_RANK}, got {candidates.dim()}")
+    # A fixed-length shape descriptor (rank, sizes padded with -1), so that ranks whose shapes
+    # differ get this error rather than a failing or hanging collective.
+    padded = [candidates.dim(), *candidates.shape] + [-1] * (_MAX_GLOBAL_RANK - candidates.dim())
+    mine = torch.tensor(padded, dtype=torch.int64, device=candidates.device)
+    shapes = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(shapes, mine, group=group)
+    if any(not torch.equal(shape, mine) for shape in shapes):
+        described = [str(shape[1 : 1 + int(shape[0])].tolist()) for shape in shapes]
+        raise ValueError(f"candidates must have the same shape on every rank, got {', '.join(described)}")
+    candidates = candidates.detach()
+    gathered = [torch.empty_like(logits) for _ in range(world)]
+    dist.all_gather(gathered, logits.contiguous(), group=group)
+    all_logits = torch.cat(gathered)
+    # The global order from the same kernel (zero-width rows: only the indices are wanted).
+    kernels = backend.kernels(FAMILY, candidates.device)
+    _, order = kernels.far_select(all_logits, all_logits.new_empty((world * m, 0)), world * k)
+    owner, local = order // m, order % m
+    # Every rank sends a [W·k, ...] buffer holding, at each selection slot it owns, that row.
+    slots = (owner == rank).nonzero().flatten()
+    send = candidates.new_zeros((world * k, *candidates.shape[1:]))
+    send.index_copy_(0, slots, candidates.index_select(0, local[slots]))
+    received = [torch.empty_like(send) for _ in range(world)]
+    dist.all_gather(received, send, group=group)
+    share = torch.arange(rank * k, (rank + 1) * k, device=order.device)
+    stacked = torch.stack(received)  # [W, W·k, ...]
+    selected = stacked[owner[share], share].contiguous(memory_format=rows_format(candidates))
+    return selected, order[share]
 
 
 class FakeAsReal:
@@ -199,7 +256,9 @@ class FakeAsReal:
         E_{x ∈ real ∪ FAR} softplus(−D(x)) + E_fake softplus(D(x)) + weight · E_{x ∈ real ∪ FAR} ‖∇D(x)‖²
 
     with R1 from the same forward as the loss (``fastgp.r1_penalty``). Paper defaults: N = 64,
-    M0 = 16 or 32, M1 = 256, weight = 10.
+    M0 = 16 or 32, M1 = 256, weight = 10. The selection is per rank by default; with
+    ``global_selection=True`` (under torch.distributed) the n_far·W lowest of all ranks' candidates
+    are selected and shared out, n_far per rank (:func:`far_select_global`).
 
     Example (only the discriminator step changes)::
 
@@ -211,15 +270,19 @@ class FakeAsReal:
         d_opt.zero_grad(); d_loss.backward(); d_opt.step()
     """
 
-    def __init__(self, n_far: int, n_candidates: int, weight: float = 10.0):
+    def __init__(self, n_far: int, n_candidates: int, weight: float = 10.0, *, global_selection: bool = False, group=None):
         self.n_far = _checks.integer(n_far, "n_far", minimum=1)
         self.n_candidates = _checks.integer(n_candidates, "n_candidates", minimum=1)
         if self.n_far > self.n_candidates:
             raise ValueError(f"n_far must be <= n_candidates ({self.n_candidates}), got {self.n_far}")
         self.weight = _checks.real_number(weight, "weight", minimum=0.0)
+        if not isinstance(global_selection, bool):
+            raise TypeError(f"global_selection must be a bool, got {type(global_selection).__name__}")
+        self.global_selection, self.group = global_selection, group
 
     def mixed_batch(self, real: torch.Tensor, candidate_logits: torch.Tensor, candidates: torch.Tensor):
-        """``(batch, indices)``: the first N − n_far real samples followed by the n_far FAR samples."""
+        """``(batch, indices)``: the first N − n_far real samples followed by the n_far FAR samples
+        (``indices`` are global indices ``rank·n_candidates + i`` with ``global_selection``)."""
         _checks.batch(real, "real", min_rank=1)
         _checks.batch(candidates, "candidates", min_rank=1)
         if candidates.shape[0] != self.n_candidates:
@@ -228,8 +291,11 @@ class FakeAsReal:
             )
         if real.shape[0] < self.n_far:
             raise ValueError(f"real must hold at least n_far = {self.n_far} samples, got {real.shape[0]}")
-        kept = real[: real.shape[0] - self.n_far]
-        return far_batch(kept.detach(), candidate_logits, candidates, self.n_far, detach=True)
+        kept = real[: real.shape[0] - self.n_far].detach()
+        if self.global_selection:
+            selected, indices = far_select_global(candidate_logits, candidates, self.n_far, self.group)
+            return torch.cat([kept, selected]), indices
+        return far_batch(kept, candidate_logits, candidates, self.n_far, detach=True)
 
     def __call__(self, D, real: torch.Tensor, fake: torch.Tensor, candidates: torch.Tensor, candidate_logits=None):
         """The discriminator loss (a scalar). D's logits of the candidates are computed without

@@ -6,8 +6,10 @@
             of one call of each, measured in a fresh process (target: ≥ 10× lower for fastgp).
 
 Peak memory: each contender runs once in its own subprocess after its inputs are allocated; the
-figure is the growth of the process's resident-set high-water mark (ru_maxrss) during that call,
-which counts a kernel's private scratch too (a TorchDispatchMode sees only op outputs).
+peak resident set (VmHWM) is reset just before the call (``echo 5 > /proc/self/clear_refs``) and
+the figure is its growth over the resident set at that moment, which counts a kernel's private
+scratch too (a TorchDispatchMode sees only op outputs). Page granularity (4 KiB); memory the
+allocator reuses without touching new pages is not counted.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ bank = torch.randn(n, d, generator=g)
 which = sys.argv[5]
 fn = (lambda: fastgp.correction.nearest_distance(samples, bank)) if which == "fastgp" else (
     lambda: torch.cdist(samples, bank).min(1))
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
 gc.collect()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM (the peak RSS) to the current RSS
+before = status("VmRSS")
 out = fn()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_extra_bytes": (after - before) * 1024}))
+print(json.dumps({"peak_extra_bytes": status("VmHWM") - before}))
 """
 
 
@@ -73,14 +81,15 @@ def _nearest_case(b: int, n: int, d: int) -> Case:
         peaks = {which: _peak_extra_bytes(which, b, n, d) for which in ("fastgp", "reference")}
 
         def derive(_medians):
-            ratio = peaks["reference"] / max(peaks["fastgp"], 1)
+            # Below 64 KiB the figure is at the page-count noise level: the ratio is a lower bound.
+            ratio = peaks["reference"] / max(peaks["fastgp"], 65536)
             return {
                 "peak_extra_bytes": peaks,
                 "peak_ratio_reference_over_fastgp": ratio,
                 "markdown": [
-                    f"peak extra memory of one call (fresh process, ru_maxrss growth): fastgp "
+                    f"peak extra memory of one call (fresh process, VmHWM growth): fastgp "
                     f"{peaks['fastgp'] / 1e6:.2f} MB vs torch.cdist(...).min(1) {peaks['reference'] / 1e6:.2f} MB "
-                    f"({ratio:.0f}× lower; target ≥ 10×: {'met' if ratio >= 10 else 'MISSED'})"
+                    f"(≥ {ratio:.0f}× lower; target ≥ 10×: {'met' if ratio >= 10 else 'MISSED'})"
                 ],
             }
 

@@ -23,10 +23,17 @@
 namespace fastgp {
 namespace {
 
+// Eight independent partial sums: without -ffast-math the compiler may not reorder one running
+// sum, so a single accumulator runs at one add per cycle; eight lanes let it vectorize.
 template <typename acc_t>
 acc_t row_sum_squares(const acc_t* x, int64_t D) {
-  acc_t s = 0;
-  for (int64_t i = 0; i < D; ++i) s += x[i] * x[i];
+  acc_t lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= D; i += 8) {
+    for (int l = 0; l < 8; ++l) lane[l] += x[i + l] * x[i + l];
+  }
+  acc_t s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (; i < D; ++i) s += x[i] * x[i];
   return s;
 }
 
@@ -71,7 +78,6 @@ std::tuple<at::Tensor, at::Tensor> nearest_distance_cpu(const at::Tensor& sample
   // Rows as [rows, D] in acc precision (a view for contiguous float32/float64 input; the matrix
   // product needs one element order for both operands).
   const at::Tensor a = samples.reshape({B, D}).to(acc).contiguous();
-  const at::Tensor k = bank.reshape({N, D});
   at::Tensor best = at::empty({B}, samples.options().dtype(acc));
   at::Tensor best_j = at::empty({B}, samples.options().dtype(at::kLong));
   std::fill_n(best_j.mutable_data_ptr<int64_t>(), B, int64_t{-1});
@@ -86,7 +92,8 @@ std::tuple<at::Tensor, at::Tensor> nearest_distance_cpu(const at::Tensor& sample
     std::vector<acc_t> sb(static_cast<size_t>(c_max));
     for (int64_t j0 = 0; j0 < N; j0 += c_max) {
       const int64_t c = std::min(c_max, N - j0);
-      const at::Tensor kc = k.narrow(0, j0, c).to(acc).contiguous();
+      // Only this chunk is reshaped / converted / copied, whatever the bank's layout or dtype.
+      const at::Tensor kc = bank.narrow(0, j0, c).reshape({c, D}).to(acc).contiguous();
       const at::Tensor dot = at::mm(a, kc.t());  // [B, c], the BLAS
       sum_squares_rows(kc.const_data_ptr<acc_t>(), c, D, sb.data());
       update_minima(dot.const_data_ptr<acc_t>(), sa.data(), sb.data(), B, c, j0,

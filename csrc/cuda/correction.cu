@@ -102,7 +102,6 @@ std::tuple<at::Tensor, at::Tensor> nearest_distance_cuda(const at::Tensor& sampl
   const at::ScalarType acc = acc_dtype(samples.scalar_type());
   const auto acc_options = samples.options().dtype(acc);
   const at::Tensor a = samples.reshape({B, D}).to(acc).contiguous();
-  const at::Tensor k = bank.reshape({N, D});
   at::Tensor best = at::full({B}, std::numeric_limits<double>::infinity(), acc_options);
   at::Tensor best_j = at::full({B}, -1, samples.options().dtype(at::kLong));
   if (B == 0) return {best, best_j};
@@ -118,7 +117,8 @@ std::tuple<at::Tensor, at::Tensor> nearest_distance_cuda(const at::Tensor& sampl
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     for (int64_t j0 = 0; j0 < N; j0 += c_max) {
       const int64_t c = std::min(c_max, N - j0);
-      const at::Tensor kc = k.narrow(0, j0, c).to(acc).contiguous();
+      // Only this chunk is reshaped / converted / copied, whatever the bank's layout or dtype.
+      const at::Tensor kc = bank.narrow(0, j0, c).reshape({c, D}).to(acc).contiguous();
       const at::Tensor dot = at::mm(a, kc.t());  // [B, c], cuBLAS, on the current stream
       sum_squares_kernel<acc_t><<<warp_blocks(c), kThreads, 0, stream>>>(
           kc.const_data_ptr<acc_t>(), c, D, sb.mutable_data_ptr<acc_t>());

@@ -19,12 +19,11 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
     acc = _acc(samples.dtype)
     a = samples.reshape(samples.shape[0], -1).to(acc)
-    k = bank.reshape(bank.shape[0], -1).to(acc)
     sa = (a * a).sum(1)
     best = torch.full((a.shape[0],), float("inf"), dtype=acc, device=a.device)
     best_j = torch.full((a.shape[0],), -1, dtype=torch.int64, device=a.device)
-    for j0 in range(0, k.shape[0], chunk):
-        kc = k[j0 : j0 + chunk]
+    for j0 in range(0, bank.shape[0], chunk):
+        kc = bank[j0 : j0 + chunk].reshape(-1, a.shape[1]).to(acc)
         d = (sa[:, None] + (kc * kc).sum(1)[None, :] - 2 * (a @ kc.t())).clamp_min(0)
         nan = d.isnan()
         # Within a chunk: the first NaN if any, else the first minimum.

@@ -74,7 +74,6 @@ def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
     b, n = samples.shape[0], bank.shape[0]
     a = samples.reshape(b, -1).to(acc).contiguous()
     d = a.shape[1]
-    k = bank.reshape(n, -1)
     best = torch.full((b,), float("inf"), dtype=acc, device=samples.device)
     best_j = torch.full((b,), -1, dtype=torch.int64, device=samples.device)
     if b == 0:
@@ -84,7 +83,7 @@ def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
     c_max = min(chunk, n)
     sb = torch.empty(c_max, dtype=acc, device=samples.device)
     for j0 in range(0, n, c_max):
-        kc = k[j0 : j0 + c_max].to(acc).contiguous()
+        kc = bank[j0 : j0 + c_max].reshape(-1, d).to(acc).contiguous()  # only this chunk is copied
         c = kc.shape[0]
         dot = torch.mm(a, kc.t())
         _sum_squares_kernel[(c,)](kc, d, sb, BLOCK=_BLOCK_D, ACC=tl_acc)
