@@ -115,7 +115,7 @@ def _check_pairs(pairs, batch: int, device) -> torch.Tensor:
     same = pairs[:, 0] == pairs[:, 1]
     if bool(same.any()):
         p = int(same.nonzero()[0, 0])
-        raise ValueError(f"pairs must combine different samples (i != j), got pair {p} = ({int(pairs[p, 0])}, {int(pairs[p, 0])})")
+        raise ValueError(f"pairs must combine different samples (i != j), got pair {p} = ({int(pairs[p, 0])}, {int(pairs[p, 1])})")
     return pairs
 
 

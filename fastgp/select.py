@@ -1,6 +1,6 @@
 """Fake-As-Real (FAR) sample selection: the fused top-k + gather and the FAR discriminator loss.
 
-Fake-As-Real (Tao, Wang, et al., "Alleviation of Gradient Exploding in GANs: Fake Can Be Real",
+Fake-As-Real (Tao & Wang, "Alleviation of Gradient Exploding in GANs: Fake Can Be Real",
 CVPR 2020): generate M1 candidate fakes, score them with the discriminator, and train the M0
 candidates with the LOWEST logits as real, in place of M0 of the N real samples; the zero-centred
 penalty (R1) is then taken on real ∪ FAR.

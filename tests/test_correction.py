@@ -57,7 +57,7 @@ def test_public_distance_normalized_and_memory_chunk(backend_name):
     normalized, _ = fastgp.correction.nearest_distance(samples, bank, normalized=True, value_range=2.0)
     torch.testing.assert_close(normalized, distance / (3 * 8 * 8) ** 0.5 / 2.0)
     assert bool(((normalized >= 0) & (normalized <= 1)).all())
-    assert fastgp.correction.default_chunk(64, 25600) == 1024
+    assert fastgp.correction.default_chunk(64, 25600) == 4096
 
 
 def test_nearest_distance_not_differentiable(backend_name):

@@ -8,7 +8,8 @@
 Peak memory: each contender runs once in its own subprocess after its inputs are allocated; the
 peak resident set (VmHWM) is reset just before the call (``echo 5 > /proc/self/clear_refs``) and
 the figure is its growth over the resident set at that moment, which counts a kernel's private
-scratch too (a TorchDispatchMode sees only op outputs). Page granularity (4 KiB); memory the
+scratch too (a TorchDispatchMode sees only op outputs). One warm-up call runs first, so one-time
+BLAS and thread-pool buffers are excluded for both contenders. Page granularity (4 KiB); memory the
 allocator reuses without touching new pages is not counted.
 """
 
@@ -40,6 +41,7 @@ def status(field):
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+fn()  # warm: one-time BLAS / thread-pool buffers are not the call's working memory
 gc.collect()
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # resets VmHWM (the peak RSS) to the current RSS

@@ -46,27 +46,27 @@ void sum_squares_rows(const acc_t* x, int64_t rows, int64_t D, acc_t* out) {
   });
 }
 
-// Folds one chunk (columns j0 .. j0 + c - 1 of the bank) into the running minima.
+// Folds one chunk (columns j0 .. j0 + c - 1 of the bank) into the running minima. Serial on
+// purpose: it is B * c compare-and-selects (microseconds), and every parallel region costs a
+// barrier, which on a loaded machine (a thread descheduled) can cost more than the work; the
+// chunk loop already alternates BLAS threads and the norm pass.
 template <typename acc_t>
 void update_minima(const acc_t* dot, const acc_t* sa, const acc_t* sb, int64_t B, int64_t c,
                    int64_t j0, acc_t* best, int64_t* best_j) {
-  at::parallel_for(0, B, std::max<int64_t>(1, 32768 / std::max<int64_t>(c, 1)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t b = begin; b < end; ++b) {
-                       acc_t m = best[b];
-                       int64_t mj = best_j[b];
-                       const acc_t* row = dot + b * c;
-                       for (int64_t j = 0; j < c; ++j) {
-                         const acc_t d = correction::clamped_distance(sa[b], sb[j], row[j]);
-                         if (correction::improves(d, m, mj)) {
-                           m = d;
-                           mj = j0 + j;
-                         }
-                       }
-                       best[b] = m;
-                       best_j[b] = mj;
-                     }
-                   });
+  for (int64_t b = 0; b < B; ++b) {
+    acc_t m = best[b];
+    int64_t mj = best_j[b];
+    const acc_t* row = dot + b * c;
+    for (int64_t j = 0; j < c; ++j) {
+      const acc_t d = correction::clamped_distance(sa[b], sb[j], row[j]);
+      if (correction::improves(d, m, mj)) {
+        m = d;
+        mj = j0 + j;
+      }
+    }
+    best[b] = m;
+    best_j[b] = mj;
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> nearest_distance_cpu(const at::Tensor& samples,
