@@ -93,4 +93,30 @@ TORCH_LIBRARY(fastgp, m) {
   // summed over the K copies, deterministic (no atomics). For zeros padding and no boxes it
   // equals the sum over k of translate by the negated shifts.
   m.def("translate_backward(Tensor grad, Tensor shifts, Tensor? boxes, str padding) -> Tensor");
+
+  // ---- family `select` (Fake-As-Real) ---------------------------------------------------------
+  // Order of the M candidates: ascending logit, NaN last, ties by ascending index (the order of
+  // torch.sort(logits, stable=True)); indices = the first k of that order (int64 [k]).
+  // logits: [M] float; candidates: [M, ...] float of any rank >= 1; 1 <= k <= M.
+  // Outputs keep channels_last for channels_last candidates (real made to match), else contiguous.
+
+  // (selected [k, ...] = candidates[indices], indices).
+  m.def("far_select(Tensor logits, Tensor candidates, int k) -> (Tensor, Tensor)");
+
+  // (batch [R + k, ...] = [real; candidates[indices]], indices): the FAR real batch written in one
+  // pass. real: [R, ...] with the per-sample shape, dtype and device of candidates (R may be 0).
+  m.def("far_batch(Tensor real, Tensor logits, Tensor candidates, int k) -> (Tensor, Tensor)");
+
+  // ---- family `combine` (pixel-wise combinations) ---------------------------------------------
+  // out[p] = f(x[pairs[p, 0]], x[pairs[p, 1]]) elementwise; pairs: [P, 2] int64 in [0, B).
+  // mode 0 mean (a + b) / 2 (in acc precision), 1 min, 2 max (NaN propagates), 3 and, 4 or:
+  // binary images (v > threshold), result 1 or 0 in x's dtype. Layout as far_select.
+  m.def("pixelwise_combine(Tensor x, Tensor pairs, int mode, float threshold) -> Tensor");
+
+  // ---- family `correction` (nearest-neighbour distance) ---------------------------------------
+  // For each sample b: (d2[b], index[b]) = min over bank rows j of max(0, |s_b|^2 + |k_j|^2 -
+  // 2 s_b.k_j), the lowest j on ties, the first NaN if any distance is NaN. d2 in acc dtype [B],
+  // index int64 [B]. The bank is visited in chunks of `chunk` rows (memory O(B * chunk)).
+  // samples: [B, ...], bank: [N, ...] (N >= 1), same dtype, same numel per row; chunk >= 1.
+  m.def("nearest_distance(Tensor samples, Tensor bank, int chunk) -> (Tensor, Tensor)");
 }

@@ -18,13 +18,16 @@ from .penalty import (  # noqa: E402
     interpolate,
     r1_penalty,
 )
-from . import augment, diagnostics, losses, nn, spectral  # noqa: E402
+from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
     "augment",
+
+    "combine",
+    "correction",
     "diagnostics",
     "get_backend",
     "grad_norm_penalty",
@@ -34,6 +37,7 @@ __all__ = [
     "losses",
     "nn",
     "r1_penalty",
+    "select",
     "set_backend",
     "spectral",
     "use_backend",

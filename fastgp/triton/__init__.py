@@ -17,7 +17,7 @@ import importlib.util
 
 __all__ = ["FAMILIES", "is_available"]
 
-FAMILIES = ("penalty", "spectral", "augment")
+FAMILIES = ("penalty", "spectral", "augment", "select", "combine", "correction")
 
 
 def is_available() -> bool:

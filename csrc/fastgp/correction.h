@@ -1,0 +1,42 @@
+// Math of the `correction` family (nearest-neighbour distance) shared by the CPU and CUDA kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "fastgp/macros.h"
+
+namespace fastgp {
+namespace correction {
+
+// Squared distance from the expansion |a|^2 + |b|^2 - 2 a.b, clamped at 0 (rounding can make it
+// slightly negative for near-identical rows). NaN stays NaN (NaN < 0 is false).
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t clamped_distance(acc_t sa, acc_t sb, acc_t dot) {
+  const acc_t d = sa + sb - acc_t(2) * dot;
+  return d < acc_t(0) ? acc_t(0) : d;
+}
+
+// Whether candidate (d, j) replaces the running minimum (best, best_j), visiting j in ascending
+// order: a strictly smaller distance (ties keep the lower index), or the first NaN, which then
+// stays (NaN propagates, as in torch.min). best_j < 0 means nothing seen yet.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline bool improves(acc_t d, acc_t best, int64_t best_j) {
+  if (best_j < 0) return true;
+  if (best != best) return false;
+  return d != d || d < best;
+}
+
+// The same order for merging two partial minima (d, j) and (best, best_j) in any visiting order
+// (the CUDA warp reduction): NaN first, then the smaller distance, then the lower index.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline bool better(acc_t d, int64_t j, acc_t best, int64_t best_j) {
+  if (j < 0) return false;
+  if (best_j < 0) return true;
+  const bool nan_d = d != d, nan_b = best != best;
+  if (nan_d != nan_b) return nan_d;
+  if (nan_d || d == best) return j < best_j;
+  return d < best;
+}
+
+}  // namespace correction
+}  // namespace fastgp

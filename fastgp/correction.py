@@ -1,0 +1,140 @@
+"""Sample correction (SC): find fakes that are too close to the training data and replace them.
+
+A discriminator trained on small batches is confused by fakes that are almost training samples;
+sample correction measures each fake's distance to its nearest real sample and replaces the fakes
+whose normalized distance is below a threshold (0.1) by less realistic ones.
+
+Distances: for sample a and bank row b, d² = max(0, ‖a‖² + ‖b‖² − 2a·b), computed in float32
+(float64 for float64 input) with the dot products from the BLAS, the bank visited in chunks so
+that no [B, N] distance matrix is ever held (memory O(B·chunk)). The nearest row is the lowest
+index on ties; a NaN distance propagates (distance NaN, index of the first NaN). The normalized
+distance is the root-mean-square per-element distance divided by ``value_range``:
+sqrt(d² / D) / value_range, in [0, 1] for samples inside a range of width ``value_range``.
+
+Not differentiable: the results never require grad (they decide which samples to use).
+"""
+
+from __future__ import annotations
+
+
+import torch
+
+from . import _checks, backend
+
+FAMILY = "correction"
+
+__all__ = ["nearest_distance", "replace_realistic"]
+
+# Default chunk: about this many distances in flight (B · chunk: 1 MiB of float32), e.g. 4096 bank
+# rows for B = 64. Larger chunks mean fewer BLAS calls and parallel regions per call (each a
+# barrier, costly on a loaded machine) at a memory cost still far below the B×N matrix.
+_CHUNK_ELEMENTS = 2**18
+
+
+def _register_fake_kernels() -> None:
+    if not backend._load_extension():
+        return
+
+    @torch.library.register_fake("fastgp::nearest_distance")
+    def _(samples, bank, chunk):
+        acc = torch.float64 if samples.dtype == torch.float64 else torch.float32
+        b = samples.shape[0]
+        return samples.new_empty((b,), dtype=acc), samples.new_empty((b,), dtype=torch.int64)
+
+
+_register_fake_kernels()
+
+
+def default_chunk(batch: int, bank_rows: int) -> int:
+    return max(1, min(bank_rows, max(256, min(8192, _CHUNK_ELEMENTS // max(batch, 1)))))
+
+
+def nearest_distance(
+    samples: torch.Tensor,
+    bank: torch.Tensor,
+    normalized: bool = False,
+    value_range: float = 2.0,
+    chunk: int | None = None,
+):
+    """``(distance [B], index [B] int64)``: each sample's L2 distance to its nearest bank row.
+
+    Args:
+        samples: [B, ...] float samples.
+        bank: [N, ...] real samples (N >= 1) with the same number of features and dtype.
+        normalized: return sqrt(d² / D) / value_range (D = features per sample) instead of the
+            L2 distance.
+        value_range: the width of the data range (2 for images in [−1, 1]).
+        chunk: bank rows per chunk (default: about 262144 / B, within [256, 8192]).
+
+    The distance is float32 for float16/bfloat16/float32 input and float64 for float64.
+    """
+    _checks.batch(samples, "samples", min_rank=1)
+    _checks.floating(bank, "bank")
+    if bank.dim() < 1 or bank.shape[0] == 0:
+        raise ValueError(f"bank is empty (shape {list(bank.shape)}); need at least one real sample")
+    features = samples[0].numel()
+    if bank[0].numel() != features:
+        raise ValueError(
+            f"samples and bank must have the same number of features per row, got {features} "
+            f"(shape {list(samples.shape)}) and {bank[0].numel()} (shape {list(bank.shape)})"
+        )
+    if bank.dtype != samples.dtype:
+        raise TypeError(f"samples and bank must have the same dtype, got {samples.dtype} and {bank.dtype}")
+    if bank.device != samples.device:
+        raise ValueError(f"samples and bank must be on the same device, got {samples.device} and {bank.device}")
+    if not isinstance(normalized, bool):
+        raise TypeError(f"normalized must be a bool, got {type(normalized).__name__}")
+    value_range = _checks.real_number(value_range, "value_range")
+    if value_range <= 0:
+        raise ValueError(f"value_range must be > 0, got {value_range}")
+    if chunk is None:
+        chunk = default_chunk(samples.shape[0], bank.shape[0])
+    chunk = _checks.integer(chunk, "chunk", minimum=1)
+    with torch.no_grad():
+        d2, index = backend.kernels(FAMILY, samples.device).nearest_distance(samples.detach(), bank.detach(), chunk)
+        if normalized:
+            return torch.sqrt(d2 / features) / value_range, index
+        return torch.sqrt(d2), index
+
+
+def replace_realistic(
+    fakes: torch.Tensor,
+    bank: torch.Tensor,
+    threshold: float = 0.1,
+    pool: torch.Tensor | None = None,
+    value_range: float = 2.0,
+    chunk: int | None = None,
+):
+    """``(corrected, mask)``: the fakes whose normalized nearest distance to ``bank`` is below
+    ``threshold`` replaced by less realistic samples; ``mask`` [B] bool marks the replaced rows.
+
+    Replacements are the samples of ``pool`` ([P, ...], e.g. extra fakes) whose own normalized
+    distance is >= threshold, taken in order (cycled if fewer than needed); without a pool, the
+    batch's own non-realistic fakes are used. When no sample qualifies nothing is replaced (the
+    mask is all False). Gradients flow to the kept fakes and to the pool rows used.
+    """
+    threshold = _checks.real_number(threshold, "threshold")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1] (a normalized distance), got {threshold}")
+    distance, _ = nearest_distance(fakes, bank, normalized=True, value_range=value_range, chunk=chunk)
+    mask = distance < threshold
+    if pool is None:
+        source, source_ok = fakes, ~mask
+    else:
+        _checks.batch(pool, "pool", min_rank=1)
+        if pool.shape[1:] != fakes.shape[1:] or pool.dtype != fakes.dtype or pool.device != fakes.device:
+            raise ValueError(
+                f"pool must have the per-sample shape, dtype and device of fakes, got {list(pool.shape)} "
+                f"{pool.dtype} {pool.device} and {list(fakes.shape)} {fakes.dtype} {fakes.device}"
+            )
+        pool_distance, _ = nearest_distance(pool, bank, normalized=True, value_range=value_range, chunk=chunk)
+        source, source_ok = pool, pool_distance >= threshold
+    eligible = source_ok.nonzero().flatten()
+    needed = mask.nonzero().flatten()
+    if eligible.numel() == 0 or needed.numel() == 0:
+        return fakes, torch.zeros_like(mask)
+    picks = eligible[torch.arange(needed.numel(), device=eligible.device) % eligible.numel()]
+    corrected = fakes.index_copy(0, needed, source.index_select(0, picks))
+    return corrected, mask
+
+

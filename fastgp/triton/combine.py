@@ -1,0 +1,67 @@
+"""Triton kernel of the ``combine`` family: pixel-wise combinations of pairs of samples.
+
+``pixelwise_combine(x, pairs, mode, threshold)`` has the name, signature and semantics of
+``torch.ops.fastgp.pixelwise_combine`` and ``fastgp.reference.combine`` (csrc/ops.cpp): program
+(x, y) gathers column tile x of the two rows of pairs y, y + grid_y, ... and combines them in the
+accumulation dtype (mode a ``tl.constexpr``, so one branch is compiled). Plain launcher.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference.select import rows_format
+from .penalty import _cast
+
+_BLOCK = 1024
+_MAX_GRID_Y = 65535
+
+
+@triton.jit
+def _combine_kernel(
+    x_ptr, pairs_ptr, out_ptr, P, N, pairs_per_program, threshold,
+    MODE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+):
+    cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < N
+    for t in range(0, pairs_per_program):
+        p = tl.program_id(1).to(tl.int64) + t * tl.num_programs(1)
+        live = p < P
+        i = tl.load(pairs_ptr + 2 * p, mask=live, other=0)
+        j = tl.load(pairs_ptr + 2 * p + 1, mask=live, other=0)
+        m = mask & live
+        a = tl.load(x_ptr + i * N + cols, mask=m, other=0.0).to(ACC)
+        b = tl.load(x_ptr + j * N + cols, mask=m, other=0.0).to(ACC)
+        if MODE == 0:
+            out = (a + b) * 0.5
+        elif MODE == 1:
+            out = tl.where((a != a) | (b != b), a + b, tl.where(b < a, b, a))
+        elif MODE == 2:
+            out = tl.where((a != a) | (b != b), a + b, tl.where(b > a, b, a))
+        elif MODE == 3:
+            out = tl.where((a > threshold) & (b > threshold), 1.0, 0.0).to(ACC)
+        else:
+            out = tl.where((a > threshold) | (b > threshold), 1.0, 0.0).to(ACC)
+        tl.store(out_ptr + p * N + cols, _cast(out, out_ptr.dtype.element_ty), mask=m)
+
+
+def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
+    if pairs.dtype != torch.int64 or pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pixelwise_combine: pairs must be int64 [P, 2], got {pairs.dtype} {list(pairs.shape)}")
+    if mode not in range(5):
+        raise ValueError(f"pixelwise_combine: mode must be 0 (mean), 1 (min), 2 (max), 3 (and) or 4 (or), got {mode}")
+    fmt = rows_format(x)
+    x = x.contiguous(memory_format=fmt)
+    pairs = pairs.contiguous()
+    p, n = pairs.shape[0], x[0].numel()
+    out = torch.empty((p, *x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    if p == 0 or n == 0:
+        return out
+    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
+    # The threshold is compared in the accumulation dtype (rounded to float32 here, as in C++).
+    t = float(torch.tensor(threshold, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))
+    grid = (triton.cdiv(n, _BLOCK), min(p, _MAX_GRID_Y))
+    _combine_kernel[grid](x, pairs, out, p, n, triton.cdiv(p, grid[1]), t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
+    return out

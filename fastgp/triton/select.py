@@ -1,0 +1,116 @@
+"""Triton kernels of the ``select`` family (Fake-As-Real top-k + gather).
+
+Raw launchers with the names, signatures and semantics of ``torch.ops.fastgp.far_select`` /
+``far_batch`` and ``fastgp.reference.select`` (see csrc/ops.cpp): the k candidates with the
+lowest logits in ascending order, NaN last, ties by ascending index.
+
+Selection: each program takes a tile of candidates and counts, tile by tile, the candidates that
+come before each of them (its rank); a candidate whose rank is below k writes its index at that
+position (ranks are distinct: the order is total). O(M²) comparisons, which for the M1 = 256 of
+the paper is one small launch; above ``_MAX_RANK_CANDIDATES`` the indices come from torch's
+stable sort. The gather copies [real; candidates[indices]] in one launch (one program per row and
+column tile). Plain launchers (not registered as ``triton_op``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference.select import rows_format
+
+_BLOCK_I = 64
+_BLOCK_J = 64
+_BLOCK_COLS = 1024
+_MAX_RANK_CANDIDATES = 16384
+_MAX_GRID_Y = 65535
+
+
+@triton.jit
+def _rank_select_kernel(
+    logits_ptr, stride, M, k, indices_ptr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, ACC: tl.constexpr
+):
+    i = tl.program_id(0).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = i < M
+    vi = tl.load(logits_ptr + i * stride, mask=mask_i, other=0.0).to(ACC)
+    nan_i = vi != vi
+    rank = tl.zeros((BLOCK_I,), dtype=tl.int64)
+    for j0 in range(0, M, BLOCK_J):
+        j = j0 + tl.arange(0, BLOCK_J).to(tl.int64)
+        mask_j = j < M
+        vj = tl.load(logits_ptr + j * stride, mask=mask_j, other=0.0).to(ACC)
+        nan_j = vj != vj
+        # select::comes_before(vj, j, vi, i) on a [BLOCK_J, BLOCK_I] tile.
+        nj, ni = nan_j[:, None], nan_i[None, :]
+        tie = (nj & ni) | (vj[:, None] == vi[None, :])
+        before = tl.where(nj != ni, ni, tl.where(tie, j[:, None] < i[None, :], vj[:, None] < vi[None, :]))
+        before = before & mask_j[:, None]
+        rank += tl.sum(before.to(tl.int64), axis=0)
+    tl.store(indices_ptr + rank, i, mask=mask_i & (rank < k))
+
+
+@triton.jit
+def _gather_rows_kernel(real_ptr, R, cand_ptr, indices_ptr, out_ptr, rows, rows_per_program, N, BLOCK: tl.constexpr):
+    """Row r of out = real row r (r < R) or candidates row indices[r − R]; program (x, y) copies
+    column tile x of rows y, y + grid_y, ..."""
+    cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < N
+    for t in range(0, rows_per_program):
+        r = tl.program_id(1).to(tl.int64) + t * tl.num_programs(1)
+        is_real = r < R
+        is_cand = (r >= R) & (r < rows)
+        src = tl.load(indices_ptr + tl.maximum(r - R, 0), mask=is_cand, other=0)
+        from_real = tl.load(real_ptr + r * N + cols, mask=mask & is_real)
+        from_cand = tl.load(cand_ptr + src * N + cols, mask=mask & is_cand)
+        tl.store(out_ptr + r * N + cols, tl.where(is_real, from_real, from_cand), mask=mask & (r < rows))
+
+
+def _check(logits, candidates, k, real=None):
+    if candidates.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or candidates.dim() < 1:
+        raise TypeError(f"far_select: candidates must be a float tensor of rank >= 1, got {candidates.dtype}")
+    if logits.dim() != 1 or logits.shape[0] != candidates.shape[0]:
+        raise ValueError(f"far_select: logits must have shape [M] with M = {candidates.shape[0]}, got {list(logits.shape)}")
+    if not 1 <= k <= candidates.shape[0]:
+        raise ValueError(f"far_select: k must be in [1, M] with M = {candidates.shape[0]}, got {k}")
+    if real is not None and (real.shape[1:] != candidates.shape[1:] or real.dtype != candidates.dtype):
+        raise ValueError("far_batch: real must have the per-sample shape and dtype of candidates")
+
+
+def _select(logits: torch.Tensor, k: int) -> torch.Tensor:
+    m = logits.shape[0]
+    if m > _MAX_RANK_CANDIDATES:
+        return torch.sort(logits, stable=True).indices[:k].contiguous()
+    indices = torch.empty(k, dtype=torch.int64, device=logits.device)
+    _rank_select_kernel[(triton.cdiv(m, _BLOCK_I),)](
+        logits, logits.stride(0), m, k, indices, BLOCK_I=_BLOCK_I, BLOCK_J=_BLOCK_J,
+        ACC=tl.float64 if logits.dtype == torch.float64 else tl.float32,
+    )
+    return indices
+
+
+def _gather(real, candidates, indices, k):
+    fmt = rows_format(candidates)
+    candidates = candidates.contiguous(memory_format=fmt)
+    r = 0 if real is None else real.shape[0]
+    real = candidates if real is None else real.contiguous(memory_format=fmt)  # a dummy pointer when R = 0
+    out = torch.empty((r + k, *candidates.shape[1:]), dtype=candidates.dtype, device=candidates.device)
+    out = out.contiguous(memory_format=fmt)
+    n = candidates[0].numel()
+    if n > 0:
+        grid = (triton.cdiv(n, _BLOCK_COLS), min(r + k, _MAX_GRID_Y))
+        rows_per_program = triton.cdiv(r + k, grid[1])
+        _gather_rows_kernel[grid](real, r, candidates, indices, out, r + k, rows_per_program, n, BLOCK=_BLOCK_COLS)
+    return out
+
+
+def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int):
+    _check(logits, candidates, k)
+    indices = _select(logits, k)
+    return _gather(None, candidates, indices, k), indices
+
+
+def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor, k: int):
+    _check(logits, candidates, k, real)
+    indices = _select(logits, k)
+    return _gather(real, candidates, indices, k), indices
