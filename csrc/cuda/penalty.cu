@@ -22,6 +22,7 @@
 #include "fastgp/penalty.h"
 #include "fastgp/philox.h"
 #include "fastgp/tensor_utils.h"
+#include "reduce.cuh"
 
 namespace fastgp {
 namespace {
@@ -132,27 +133,6 @@ __global__ void grad_norm_backward_kernel(const acc_t* __restrict__ grad_penalty
 // a second kernel adds a row's partials in chunk order.
 
 constexpr int64_t kWarpRowLimit = 1024;
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_reduce_sum(acc_t v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;  // the full sum is in lane 0
-}
-
-// Sum over the block (blockDim.x a multiple of 32); the result is valid in thread 0.
-template <typename acc_t>
-__device__ acc_t block_reduce_sum(acc_t v, acc_t* shared /* [32] */) {
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  v = warp_reduce_sum(v);
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  const int num_warps = blockDim.x >> 5;
-  v = threadIdx.x < num_warps ? shared[lane] : acc_t(0);
-  if (warp == 0) v = warp_reduce_sum(v);
-  return v;
-}
 
 template <typename scalar_t, typename acc_t>
 __global__ void sum_squares_warp_kernel(const scalar_t* __restrict__ grad, int64_t B, int64_t N,

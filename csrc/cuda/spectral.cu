@@ -29,6 +29,7 @@
 
 #include "fastgp/spectral.h"
 #include "fastgp/tensor_utils.h"
+#include "reduce.cuh"
 
 namespace fastgp {
 namespace {
@@ -48,28 +49,6 @@ struct Meta {
   int64_t u_offset, v_offset;  // this matrix's state in the acc u / v (and p) buffers
 };
 static_assert(sizeof(Meta) % sizeof(int64_t) == 0, "Meta must be a whole number of int64");
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_reduce_sum(acc_t v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;  // the full sum is in lane 0
-}
-
-// Sum over the block (blockDim.x == kThreads); the result is valid in thread 0. Ends with the
-// shared array free again (the trailing barrier), so it can be called several times in a row.
-template <typename acc_t>
-__device__ acc_t block_reduce_sum(acc_t v, acc_t* shared /* [32] */) {
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  v = warp_reduce_sum(v);
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < kWarps ? shared[lane] : acc_t(0);
-  if (warp == 0) v = warp_reduce_sum(v);
-  __syncthreads();
-  return v;
-}
 
 // Copies the buffers u, v into the acc state.
 template <typename scalar_t, typename acc_t>

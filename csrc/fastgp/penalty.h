@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "fastgp/macros.h"
+#include "fastgp/math.h"
 
 namespace fastgp {
 namespace penalty {
@@ -41,22 +42,6 @@ FASTGP_HOST_DEVICE inline double add_rn(double a, double b) {
   return __dadd_rn(a, b);
 #else
   return a + b;
-#endif
-}
-
-// IEEE square root in the accumulation type (overloads, so float stays float on both sides).
-FASTGP_HOST_DEVICE inline float sqrt_acc(float x) {
-#if defined(__CUDA_ARCH__)
-  return ::sqrtf(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-FASTGP_HOST_DEVICE inline double sqrt_acc(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::sqrt(x);
-#else
-  return std::sqrt(x);
 #endif
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "fastgp/macros.h"
+#include "fastgp/math.h"
 #include "fastgp/tensor_utils.h"
 
 namespace fastgp {
@@ -30,25 +31,6 @@ struct Finish {
   acc_t inv_dv;  // 1 / max(‖Wᵀu'‖, eps) / max(‖p‖, eps): v' = t * inv_dv
   acc_t sigma;   // u'ᵀ W v' = ‖Wᵀu'‖² / max(‖Wᵀu'‖, eps)
 };
-
-// sqrt and max in acc precision, spelled per compiler (as penalty.h does): an unqualified call
-// could silently promote float to double on the host.
-FASTGP_HOST_DEVICE inline float sqrt_acc(float x) {
-#if defined(__CUDA_ARCH__)
-  return ::sqrtf(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-FASTGP_HOST_DEVICE inline double sqrt_acc(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::sqrt(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-template <typename acc_t>
-FASTGP_HOST_DEVICE inline acc_t max_acc(acc_t a, acc_t b) { return a < b ? b : a; }  // NaN stays NaN, as clamp_min
 
 // p_sq = ‖p‖², t_sq = ‖t‖² (t = Wᵀ p, before the division by max(‖p‖, eps)).
 template <typename acc_t>
