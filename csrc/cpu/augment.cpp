@@ -208,14 +208,9 @@ at::Tensor translate_backward_cpu(const at::Tensor& grad, const at::Tensor& shif
                                   const std::optional<at::Tensor>& boxes,
                                   c10::string_view padding) {
   constexpr const char* op = "translate_backward";
-  augment::check_image(op, "grad", grad);
+  const std::pair<int64_t, int64_t> batch_copies = augment::check_backward_args(op, grad, shifts);
+  const int64_t B = batch_copies.first, K = batch_copies.second;
   const int mode = augment::parse_padding(op, std::string(padding));
-  TORCH_CHECK(shifts.dim() == 3 && shifts.size(1) >= 1, "fastgp::", op,
-              ": shifts must have shape [B, K, 2] with K >= 1, got ", shifts.sizes());
-  const int64_t B = shifts.size(0), K = shifts.size(1);
-  augment::check_shifts(op, shifts, B, grad);
-  TORCH_CHECK(grad.size(0) == B * K, "fastgp::", op, ": grad must have B * K = ", B * K,
-              " rows (shifts is ", shifts.sizes(), "), got ", grad.size(0));
   const at::Tensor s = shifts.contiguous();
   if (mode == augment::kReflect) check_reflect_range(op, s, grad.size(2), grad.size(3));
   const at::Tensor bx = augment::check_boxes(op, boxes, s, grad);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "fastgp/macros.h"
 #include "fastgp/tensor_utils.h"
@@ -132,6 +133,20 @@ inline void check_shifts(const char* op, const at::Tensor& shifts, int64_t B,
               "fastgp::", op, ": shifts must have shape [", B, ", K, 2] with K >= 1, got ",
               shifts.sizes());
   check_same_device(op, "shifts", shifts, "the image", image);
+}
+
+// translate_backward's grad [B*K, C, H, W] and shifts [B, K, 2]: checks both and returns (B, K),
+// shared by the CPU and CUDA entry points.
+inline std::pair<int64_t, int64_t> check_backward_args(const char* op, const at::Tensor& grad,
+                                                       const at::Tensor& shifts) {
+  check_image(op, "grad", grad);
+  TORCH_CHECK(shifts.dim() == 3 && shifts.size(1) >= 1, "fastgp::", op,
+              ": shifts must have shape [B, K, 2] with K >= 1, got ", shifts.sizes());
+  const int64_t B = shifts.size(0), K = shifts.size(1);
+  check_shifts(op, shifts, B, grad);
+  TORCH_CHECK(grad.size(0) == B * K, "fastgp::", op, ": grad must have B * K = ", B * K,
+              " rows (shifts is ", shifts.sizes(), "), got ", grad.size(0));
+  return {B, K};
 }
 
 // boxes (optional): int64 [B, K, 4] of (top, left, height, width), one cutout rectangle per output
