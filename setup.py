@@ -1,8 +1,8 @@
 """Build fastgp's one compiled extension, fastgp._C.
 
-It always holds the C++ CPU kernels (csrc/ops.cpp, csrc/cpu/*.cpp) and, when torch is a CUDA
-build and a matching CUDA toolkit is found, the CUDA kernels (csrc/cuda/*.cu). Build it with
-the torch you will run it with:
+It always holds the C++ CPU kernels (csrc/ops.cpp, csrc/cpu/*.cpp) and the C++ autograd of some
+ops (csrc/autograd/*.cpp), and, when torch is a CUDA build and a matching CUDA toolkit is found,
+the CUDA kernels (csrc/cuda/*.cu). Build it with the torch you will run it with:
 
     pip install --no-build-isolation -e .     # or: pip install --no-build-isolation .
 
@@ -255,6 +255,7 @@ def make_extension():
 
     # Relative paths (setuptools wants them), globbed from this directory whatever the cwd.
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
+    sources += sorted(glob.glob("csrc/autograd/*.cpp", root_dir=HERE))
     # No -std flag: BuildExtension adds the standard the installed torch's headers need (C++17
     # for older torch; C++20 for torch 2.14, whose headers reject C++17). fastgp's own sources
     # are valid C++17 and C++20.

@@ -2,7 +2,9 @@
 //
 // Kernels register themselves per backend: csrc/cpu/<family>.cpp under
 // TORCH_LIBRARY_IMPL(fastgp, CPU, m), csrc/cuda/<family>.cu under TORCH_LIBRARY_IMPL(fastgp, CUDA, m).
-// Fake (meta) kernels and autograd formulas are registered from Python (fastgp/<family>.py).
+// Fake (meta) kernels are registered from Python (fastgp/<family>.py), and so are the autograd
+// formulas, except where C++ autograd pays (csrc/autograd/<family>.cpp under
+// TORCH_LIBRARY_IMPL(fastgp, Autograd, m): ops whose Python autograd costs as much as the kernels).
 #include <Python.h>
 
 #include <torch/library.h>
@@ -60,6 +62,11 @@ TORCH_LIBRARY(fastgp, m) {
   m.def(
       "grad_norm_penalty_backward(Tensor grad_penalty, Tensor grad, Tensor norm, float center, "
       "bool one_sided) -> Tensor");
+
+  // scale * sum_b penalty[b] (0-d, acc dtype): the head with its mean (scale = 1/B) or sum
+  // reduction in one autograd node. The three head ops are differentiable to any order through
+  // their C++ autograd (csrc/autograd/penalty.cpp).
+  m.def("grad_norm_penalty_sum(Tensor grad, float center, bool one_sided, float scale) -> Tensor");
 
   // ---- family `spectral` ------------------------------------------------------------------
   // Power iterations of spectral normalization, in the order of

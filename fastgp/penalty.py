@@ -87,6 +87,10 @@ def _register_fake_kernels() -> None:
     def _(grad_penalty, grad, norm, center, one_sided):
         return empty_kernel_output(grad)
 
+    @torch.library.register_fake("fastgp::grad_norm_penalty_sum")
+    def _(grad, center, one_sided, scale):
+        return acc_empty(grad)[0]
+
 
 _register_fake_kernels()
 
@@ -138,6 +142,18 @@ class _InterpolateRandom(torch.autograd.Function):
         return grad_real, grad_fake, None
 
 
+# The compiled ops carry their own autograd in C++ (csrc/autograd/penalty.cpp). The Functions
+# below give the Python backends (Triton, reference) the same formulas.
+
+
+def _head_per_sample(grad: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
+    """The differentiable per-sample penalty [B] of ``grad`` on the selected backend."""
+    kernels = backend.kernels(FAMILY, grad.device)
+    if kernels is torch.ops.fastgp:
+        return kernels.grad_norm_penalty_forward(grad, center, one_sided)[0]
+    return _GradNormPenalty.apply(grad, center, one_sided)[0]
+
+
 class _GradNormPenalty(torch.autograd.Function):
     """Per-sample penalty [B] of a gradient; its backward is the fused backward kernel as an op."""
 
@@ -160,6 +176,35 @@ class _GradNormPenalty(torch.autograd.Function):
         else:
             grad_in = _GradNormPenaltyBackward.apply(grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels)
         return grad_in, None, None
+
+
+class _GradNormPenaltyMean(torch.autograd.Function):
+    """The penalty head reduced to a scalar (``scale`` · sum over samples: 1/B for the mean, 1 for
+    the sum) in ONE autograd node (the Python twin of the op ``grad_norm_penalty_sum``).
+
+    A separate ``mean`` would add a second node and, in backward, an expand and a division before
+    the fused kernel; at small shapes those nodes cost as much as the kernels themselves.
+    """
+
+    @staticmethod
+    def forward(ctx, grad, center, one_sided, scale):
+        kernels = backend.kernels(FAMILY, grad.device)
+        penalty, norm = kernels.grad_norm_penalty_forward(grad, center, one_sided)
+        ctx.save_for_backward(grad, norm)
+        ctx.center, ctx.one_sided, ctx.scale, ctx.kernels = center, one_sided, scale, kernels
+        return penalty.sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad, norm = ctx.saved_tensors
+        # d(scale · Σ_b p_b)/d p_b = scale for every sample: a stride-0 [B] view, no copy. The
+        # backward kernel reads grad_penalty through its strides.
+        grad_penalty = (grad_out * ctx.scale).expand(grad.shape[0])
+        if not torch.is_grad_enabled():
+            grad_in = ctx.kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, ctx.center, ctx.one_sided)
+        else:
+            grad_in = _GradNormPenaltyBackward.apply(grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels)
+        return grad_in, None, None, None
 
 
 class _GradNormPenaltyBackward(torch.autograd.Function):
@@ -252,7 +297,12 @@ def interpolate(
     _checks.same_as(fake, "fake", real, "real")
     _checks.generator(generator)
     if alpha is None:
-        out, _ = _InterpolateRandom.apply(real, fake, _draw_seed(generator, real.device))
+        seed = _draw_seed(generator, real.device)
+        if not (torch.is_grad_enabled() and (real.requires_grad or fake.requires_grad)):
+            # Nothing to differentiate (the usual GP case: real and fake are constants): the
+            # kernel alone, without an autograd node.
+            return backend.kernels(FAMILY, real.device).interpolate_random(real, fake, seed)[0]
+        out, _ = _InterpolateRandom.apply(real, fake, seed)
         return out
     if generator is not None:
         raise ValueError("generator only applies when alpha is drawn at random; pass alpha or generator, not both")
@@ -293,8 +343,13 @@ def grad_norm_penalty(
     """
     _checks.batch(grad, "grad")
     center, one_sided = _check_grad_norm_args(center, one_sided, reduction)
-    per_sample, _ = _GradNormPenalty.apply(grad, center, one_sided)
-    return _reduce(per_sample, reduction)
+    if reduction in ("mean", "sum"):
+        scale = 1.0 / grad.shape[0] if reduction == "mean" else 1.0
+        kernels = backend.kernels(FAMILY, grad.device)
+        if kernels is torch.ops.fastgp:
+            return kernels.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        return _GradNormPenaltyMean.apply(grad, center, one_sided, scale)
+    return _reduce(_head_per_sample(grad, center, one_sided), reduction)
 
 
 def _check_logits(logits, batch: int, name: str = "D's output") -> None:
@@ -327,8 +382,7 @@ def _per_sample_input_penalty(
         raise ValueError(_NOT_CONNECTED)
     if grad_scaler is not None:
         grad = grad * (1.0 / grad_scaler.get_scale())
-    per_sample, _ = _GradNormPenalty.apply(grad, kind.center, kind.one_sided)
-    return per_sample
+    return _head_per_sample(grad, kind.center, kind.one_sided)
 
 
 def _finish(per_sample: torch.Tensor, weight: float, reduction: str, return_per_sample: bool):

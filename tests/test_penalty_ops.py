@@ -181,6 +181,12 @@ def _samples_of(real, fake, grad):
     yield "grad_norm_penalty_forward", (grad, 1.0, False)
     yield "grad_norm_penalty_forward", (grad, 0.0, True)
     yield "grad_norm_penalty_backward", (torch.rand(batch), grad, norm, 1.0, False)
+    yield "grad_norm_penalty_sum", (grad, 1.0, False, 1.0 / batch)
+    # Inputs that require grad: opcheck then also checks the C++ autograd registration.
+    leaf = grad.detach().clone().requires_grad_(True)
+    yield "grad_norm_penalty_forward", (leaf, 1.0, True)
+    yield "grad_norm_penalty_sum", (leaf, 0.0, False, 2.0)
+    yield "grad_norm_penalty_backward", (torch.rand(batch, requires_grad=True), leaf, norm, 1.0, False)
 
 
 @pytest.mark.parametrize("name,args", list(_op_samples()))
