@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import diagnostics, losses
-from . import checkpoint, config, models
+from . import checkpoint, config, distributed, models
 from .data import Toy2D
 from .images import Rectangles
 from .regularizers import REGISTRY
@@ -35,13 +35,17 @@ class Run:
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)
-        self.device = torch.device(cfg["device"])
+        self.dist, self.device = distributed.setup(torch.device(cfg["device"]))
         d = cfg["data"]
         if d["name"] == "rectangles":
             self.data = Rectangles(d["n_images"], d["n_rect"], seed)
         else:
             self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
         self.G, self.D = (m.to(self.device) for m in models.build(cfg, self.data.shape))
+        # Training forwards go through these (DDP-wrapped when distributed); everything else —
+        # evaluation, diagnostics, the EMA, checkpoints — uses the plain self.G / self.D.
+        self.G_train = distributed.wrap(self.G, self.dist, self.device)
+        self.D_train = distributed.wrap(self.D, self.dist, self.device)
         # The EMA generator only ever runs in eval mode (batch norm with G's running statistics).
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg["ema"]["decay"] > 0 else None
         self.opt_g, self.opt_d = self._optimizer(self.G, "lr_g"), self._optimizer(self.D, "lr_d")
@@ -49,9 +53,11 @@ class Run:
         self.penalty = self.regs["penalty"]
         self.penalty.adjust_optimizer(self.opt_d)
         self.d_loss_fn, self.g_loss_fn = losses.get(cfg["loss"]["name"], **cfg["loss"]["params"])
+        # Each rank draws its own batches (rank 0 has the streams of a single-process run).
+        stream = seed + 10007 * self.dist.rank
         self.generators = {
-            "data": torch.Generator().manual_seed(seed + 1),
-            "penalty": torch.Generator(self.device).manual_seed(seed + 2),
+            "data": torch.Generator().manual_seed(stream + 1),
+            "penalty": torch.Generator(self.device).manual_seed(stream + 2),
         }
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
         g_eval = torch.Generator().manual_seed(seed + 3)
@@ -87,9 +93,9 @@ class Run:
         for _ in range(self.cfg["optim"]["n_dis"]):
             real = self.data.sample(B, gen).to(self.device)
             with torch.no_grad():
-                fake = self.G(self._noise(B, gen))
+                fake = self.G_train(self._noise(B, gen))
             total, main, gp = self.penalty.d_loss(
-                self.D, real, fake, self.d_loss_fn, self.d_step, self.generators["penalty"]
+                self.D_train, real, fake, self.d_loss_fn, self.d_step, self.generators["penalty"]
             )
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
@@ -100,7 +106,7 @@ class Run:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
         self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
-        g_loss = self.g_loss_fn(self.D(self.G(self._noise(B, gen))))
+        g_loss = self.g_loss_fn(self.D_train(self.G_train(self._noise(B, gen))))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -164,7 +170,10 @@ class Run:
     # ----------------------------------------------------------------------------------------
 
     def state(self) -> dict:
+        """The checkpoint payload. Collective when distributed: every rank must call it."""
+        rng_by_rank = distributed.gather(checkpoint.rng_state(self.generators), self.dist)
         return {
+            "world_size": self.dist.world_size,
             "step": self.step,
             "d_step": self.d_step,
             "config": self.cfg,
@@ -174,12 +183,15 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "rng": checkpoint.rng_state(self.generators),
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
             "log_acc": dict(self.acc),
         }
 
     def save(self) -> None:
-        checkpoint.save(self.out_dir, self.state())
+        payload = self.state()  # every rank: it gathers the random states
+        if self.dist.is_main:
+            checkpoint.save(self.out_dir, payload)
 
     def restore(self, payload: dict) -> None:
         path = os.path.join(self.out_dir, checkpoint.NAME)
@@ -193,7 +205,11 @@ class Run:
         try:
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
-            checkpoint.set_rng_state(payload["rng"], self.generators)
+            world = int(payload.get("world_size", 1))
+            if world != self.dist.world_size:
+                raise ValueError(f"the run used {world} process(es), this launch has {self.dist.world_size}")
+            rng = payload["rng_by_rank"][self.dist.rank] if "rng_by_rank" in payload else payload["rng"]
+            checkpoint.set_rng_state(rng, self.generators)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise checkpoint.CheckpointError(f"{path}: optimizer or RNG state does not match: {e}") from None
         self.step, self.d_step = int(payload["step"]), int(payload["d_step"])
@@ -203,7 +219,7 @@ class Run:
         # will be logged again by the resumed run.
         # A kill during an append leaves a torn last line: it is after the checkpoint too.
         metrics = os.path.join(self.out_dir, METRICS)
-        if os.path.exists(metrics):
+        if self.dist.is_main and os.path.exists(metrics):
             kept = []
             with open(metrics, encoding="utf-8") as f:
                 for line in f:
@@ -216,7 +232,8 @@ class Run:
                     kept.append(json.dumps(record) + "\n")
             with open(metrics, "w", encoding="utf-8") as f:
                 f.writelines(kept)
-        checkpoint.remove_stale_temporaries(self.out_dir)
+        if self.dist.is_main:
+            checkpoint.remove_stale_temporaries(self.out_dir)
 
 
 def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
@@ -238,34 +255,40 @@ def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
 def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
     from tqdm import tqdm
 
-    os.makedirs(out_dir, exist_ok=True)
     run = Run(cfg, out_dir)
-    if resume is not None:
-        run.restore(resume)
-    elif os.path.exists(os.path.join(out_dir, METRICS)):
-        os.unlink(os.path.join(out_dir, METRICS))
-    with open(os.path.join(out_dir, CONFIG), "w", encoding="utf-8") as f:
-        f.write(config.dump(cfg))
-
-    steps, log = cfg["steps"], cfg["log"]
-    main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
-    bar = tqdm(total=steps, initial=run.step, unit="step", disable=not log["progress"], dynamic_ncols=True)
     try:
-        while run.step < steps:
-            run.train_step()
-            bar.update(1)
-            if run.step % log["every"] == 0 or run.step == steps:
-                rec = run.record()
-                shown = {run.data.main_metric: f"{rec[main_key]:.2f}"}
-                if run.data.kind == "2d":
-                    shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
-                bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)
-            if run.step % cfg["checkpoint"]["every"] == 0 or run.step == steps:
-                run.save()
-    finally:
-        bar.close()
-    if log["plots"]:
-        from . import plots
+        main = run.dist.is_main  # only rank 0 writes
+        if main:
+            os.makedirs(out_dir, exist_ok=True)
+        if resume is not None:
+            run.restore(resume)
+        elif main and os.path.exists(os.path.join(out_dir, METRICS)):
+            os.unlink(os.path.join(out_dir, METRICS))
+        if main:
+            with open(os.path.join(out_dir, CONFIG), "w", encoding="utf-8") as f:
+                f.write(config.dump(cfg))
 
-        plots.write_all(run)
+        steps, log = cfg["steps"], cfg["log"]
+        main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
+        bar = tqdm(total=steps, initial=run.step, unit="step", disable=not (log["progress"] and main), dynamic_ncols=True)
+        try:
+            while run.step < steps:
+                run.train_step()
+                bar.update(1)
+                if main and (run.step % log["every"] == 0 or run.step == steps):
+                    rec = run.record()
+                    shown = {run.data.main_metric: f"{rec[main_key]:.2f}"}
+                    if run.data.kind == "2d":
+                        shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
+                    bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)
+                if run.step % cfg["checkpoint"]["every"] == 0 or run.step == steps:
+                    run.save()
+        finally:
+            bar.close()
+        if main and log["plots"]:
+            from . import plots
+
+            plots.write_all(run)
+    finally:
+        distributed.teardown(run.dist)
     return run

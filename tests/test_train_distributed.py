@@ -1,0 +1,99 @@
+"""The trainer under torch.distributed: two CPU processes on gloo, as torchrun launches them."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from fastgp.train import checkpoint, config
+from fastgp.train.loop import METRICS, train
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+
+WORLD = 2
+SETS = [
+    "steps=6", "batch_size=32", "model.hidden=16", "log.every=2", "log.diag_every=0", "log.eval_samples=64",
+    "log.progress=false", "log.plots=false", "checkpoint.every=3", "regularizers.penalty.kind=zero-gp",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, port, out_dir, sets, resume, result_dir):
+    # What torchrun sets for each process.
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    cfg = config.resolve(sets=sets)
+    payload = checkpoint.load(out_dir) if resume else None
+    run = train(cfg, out_dir, resume=payload)
+    torch.save(
+        {"G": run.G.state_dict(), "D": run.D.state_dict(), "data_rng": run.generators["data"].get_state()},
+        os.path.join(result_dir, f"rank{rank}.pt"),
+    )
+
+
+def _launch(out_dir, result_dir, sets=SETS, resume=False):
+    mp.spawn(_worker, args=(_free_port(), str(out_dir), sets, resume, str(result_dir)), nprocs=WORLD, join=True)
+    return [torch.load(os.path.join(result_dir, f"rank{r}.pt")) for r in range(WORLD)]
+
+
+def _assert_same_states(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_ranks_identical_parameters_rank0_writes_exact_resume(tmp_path):
+    # One uninterrupted 6-step run, and a 3-step run resumed to 6 (process launches are slow:
+    # the checks share them).
+    whole, results_whole = tmp_path / "whole", tmp_path / "rw"
+    part, results_part = tmp_path / "part", tmp_path / "rp"
+    results_whole.mkdir()
+    results_part.mkdir()
+    ranks = _launch(whole, results_whole)
+    for name in ("G", "D"):
+        _assert_same_states(ranks[0][name], ranks[1][name])
+    # Each rank drew its own batches.
+    assert not torch.equal(ranks[0]["data_rng"], ranks[1]["data_rng"])
+    # One writer: one record per logging step, and the checkpoint carries both ranks' streams.
+    with open(whole / METRICS) as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == [2, 4, 6]
+    payload = checkpoint.load(str(whole))
+    assert payload["world_size"] == WORLD and len(payload["rng_by_rank"]) == WORLD
+    assert torch.equal(payload["rng_by_rank"][1]["generators"]["data"], ranks[1]["data_rng"])
+    _assert_same_states(payload["models"]["D"], ranks[0]["D"])
+
+    _launch(part, results_part, sets=SETS + ["steps=3"])
+    # A single process cannot continue a two-process run.
+    with pytest.raises(checkpoint.CheckpointError, match="2 process"):
+        train(config.resolve(sets=SETS), str(part), resume=checkpoint.load(str(part)))
+    resumed = _launch(part, results_part, sets=SETS, resume=True)
+    for rank in range(WORLD):
+        for name in ("G", "D"):
+            _assert_same_states(resumed[rank][name], ranks[rank][name])
+
+
+def test_torchrun_command_line(tmp_path):
+    """The documented command: torchrun --nproc_per_node=2 -m fastgp.train ..."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+            "-m", "fastgp.train", "--out", str(out)]
+    for s in SETS:
+        args += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", METRICS]
+    assert checkpoint.load(str(out))["world_size"] == WORLD
