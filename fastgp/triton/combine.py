@@ -3,17 +3,21 @@
 ``pixelwise_combine(x, pairs, mode, threshold)`` has the name, signature and semantics of
 ``torch.ops.fastgp.pixelwise_combine`` and ``fastgp.reference.combine`` (csrc/ops.cpp): program
 (x, y) gathers column tile x of the two rows of pairs y, y + grid_y, ... and combines them in the
-accumulation dtype (mode a ``tl.constexpr``, so one branch is compiled). Plain launcher.
+accumulation dtype (mode a ``tl.constexpr``, so one branch is compiled). Registered as
+``torch.ops.fastgp_triton.pixelwise_combine`` when ``torch.library.triton_op`` exists.
 """
 
 from __future__ import annotations
+
+import math
+import struct
 
 import torch
 import triton
 import triton.language as tl
 
 from ..reference.select import rows_format
-from .penalty import _cast
+from .penalty import _cast, _register, _wrap_triton
 
 _BLOCK = 1024
 _MAX_GRID_Y = 65535
@@ -47,6 +51,15 @@ def _combine_kernel(
         tl.store(out_ptr + p * N + cols, _cast(out, out_ptr.dtype.element_ty), mask=m)
 
 
+def _round_to_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (±inf beyond its range), as a C++ float cast."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+@_register("pixelwise_combine")
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
     if pairs.dtype != torch.int64 or pairs.dim() != 2 or pairs.shape[1] != 2:
         raise ValueError(f"pixelwise_combine: pairs must be int64 [P, 2], got {pairs.dtype} {list(pairs.shape)}")
@@ -60,8 +73,9 @@ def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold
     if p == 0 or n == 0:
         return out
     acc = tl.float64 if x.dtype == torch.float64 else tl.float32
-    # The threshold is compared in the accumulation dtype (rounded to float32 here, as in C++).
-    t = float(torch.tensor(threshold, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))
+    # The threshold is compared in the accumulation dtype (rounded to float32 here, as in C++);
+    # rounded in Python, not through a tensor, so torch.compile can trace the launcher.
+    t = threshold if x.dtype == torch.float64 else _round_to_float32(threshold)
     grid = (triton.cdiv(n, _BLOCK), min(p, _MAX_GRID_Y))
-    _combine_kernel[grid](x, pairs, out, p, n, triton.cdiv(p, grid[1]), t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
+    _wrap_triton(_combine_kernel)[grid](x, pairs, out, p, n, triton.cdiv(p, grid[1]), t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
     return out

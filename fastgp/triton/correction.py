@@ -5,7 +5,8 @@
 the C++/CUDA kernels the chunk's dot products come from the BLAS (``torch.mm``), and the Triton
 kernels do the fused part: the bank rows' squared norms, then per sample (one program) the
 clamped distances, and the running minimum with its index (NaN first, then the smaller distance,
-then the lower index). Plain launchers.
+then the lower index). Registered as ``torch.ops.fastgp_triton.nearest_distance`` when
+``torch.library.triton_op`` exists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .penalty import _register, _wrap_triton
 
 _BLOCK_D = 1024
 _BLOCK_J = 256
@@ -62,7 +65,8 @@ def _update_minima_kernel(
     tl.store(best_j_ptr + b, best_j)
 
 
-def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
+@_register("nearest_distance")
+def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     if bank.shape[0] == 0:
         raise ValueError("nearest_distance: bank is empty")
     if samples[0].numel() != bank[0].numel() or samples.dtype != bank.dtype:
@@ -79,13 +83,13 @@ def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
     if b == 0:
         return best, best_j
     sa = torch.empty(b, dtype=acc, device=samples.device)
-    _sum_squares_kernel[(b,)](a, d, sa, BLOCK=_BLOCK_D, ACC=tl_acc)
+    _wrap_triton(_sum_squares_kernel)[(b,)](a, d, sa, BLOCK=_BLOCK_D, ACC=tl_acc)
     c_max = min(chunk, n)
     sb = torch.empty(c_max, dtype=acc, device=samples.device)
     for j0 in range(0, n, c_max):
         kc = bank[j0 : j0 + c_max].reshape(-1, d).to(acc).contiguous()  # only this chunk is copied
         c = kc.shape[0]
         dot = torch.mm(a, kc.t())
-        _sum_squares_kernel[(c,)](kc, d, sb, BLOCK=_BLOCK_D, ACC=tl_acc)
-        _update_minima_kernel[(b,)](dot, sa, sb, c, j0, best, best_j, BIG=_BIG, BLOCK=_BLOCK_J, ACC=tl_acc)
+        _wrap_triton(_sum_squares_kernel)[(c,)](kc, d, sb, BLOCK=_BLOCK_D, ACC=tl_acc)
+        _wrap_triton(_update_minima_kernel)[(b,)](dot, sa, sb, c, j0, best, best_j, BIG=_BIG, BLOCK=_BLOCK_J, ACC=tl_acc)
     return best, best_j

@@ -9,7 +9,8 @@ come before each of them (its rank); a candidate whose rank is below k writes it
 position (ranks are distinct: the order is total). O(M²) comparisons, which for the M1 = 256 of
 the paper is one small launch; above ``_MAX_RANK_CANDIDATES`` the indices come from torch's
 stable sort. The gather copies [real; candidates[indices]] in one launch (one program per row and
-column tile). Plain launchers (not registered as ``triton_op``).
+column tile). The launchers are registered as ``torch.ops.fastgp_triton.far_select`` /
+``far_batch`` when ``torch.library.triton_op`` exists (see fastgp/triton/penalty.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ..reference.select import rows_format
+from .penalty import _register, _wrap_triton
 
 _BLOCK_I = 64
 _BLOCK_J = 64
@@ -82,7 +84,7 @@ def _select(logits: torch.Tensor, k: int) -> torch.Tensor:
     if m > _MAX_RANK_CANDIDATES:
         return torch.sort(logits, stable=True).indices[:k].contiguous()
     indices = torch.empty(k, dtype=torch.int64, device=logits.device)
-    _rank_select_kernel[(triton.cdiv(m, _BLOCK_I),)](
+    _wrap_triton(_rank_select_kernel)[(triton.cdiv(m, _BLOCK_I),)](
         logits, logits.stride(0), m, k, indices, BLOCK_I=_BLOCK_I, BLOCK_J=_BLOCK_J,
         ACC=tl.float64 if logits.dtype == torch.float64 else tl.float32,
     )
@@ -100,17 +102,19 @@ def _gather(real, candidates, indices, k):
     if n > 0:
         grid = (triton.cdiv(n, _BLOCK_COLS), min(r + k, _MAX_GRID_Y))
         rows_per_program = triton.cdiv(r + k, grid[1])
-        _gather_rows_kernel[grid](real, r, candidates, indices, out, r + k, rows_per_program, n, BLOCK=_BLOCK_COLS)
+        _wrap_triton(_gather_rows_kernel)[grid](real, r, candidates, indices, out, r + k, rows_per_program, n, BLOCK=_BLOCK_COLS)
     return out
 
 
-def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int):
+@_register("far_select")
+def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     _check(logits, candidates, k)
     indices = _select(logits, k)
     return _gather(None, candidates, indices, k), indices
 
 
-def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor, k: int):
+@_register("far_batch")
+def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     _check(logits, candidates, k, real)
     indices = _select(logits, k)
     return _gather(real, candidates, indices, k), indices

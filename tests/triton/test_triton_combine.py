@@ -50,3 +50,30 @@ def test_public_api_on_triton_backend_gradients():
         fn = lambda v: fastgp.combine.pixelwise(v, "max", pairs=pairs) ** 2  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
         assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
+
+
+def test_registered_as_custom_op():
+    if not hasattr(torch.library, "triton_op"):
+        pytest.skip("torch.library.triton_op needs torch >= 2.6")
+    x = torch.randn(5, 3, 4, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    pairs = torch.tensor([[0, 1], [4, 2], [3, 0]], device=DEVICE)
+    for mode in range(5):
+        got = torch.ops.fastgp_triton.pixelwise_combine(x, pairs, mode, 0.1)
+        assert torch.equal(got, ref.pixelwise_combine(x, pairs, mode, 0.1))
+
+
+def test_threshold_is_rounded_like_a_float32_cast():
+    # Values between 0.1 in float64 and its float32 rounding decide and/or differently.
+    x = torch.tensor([[0.1], [0.1]], dtype=torch.float32, device=DEVICE)
+    pairs = torch.tensor([[0, 1]], device=DEVICE)
+    for threshold in (0.1, 1e39, -1e39):
+        assert torch.equal(tc.pixelwise_combine(x, pairs, 4, threshold), ref.pixelwise_combine(x, pairs, 4, threshold))
+
+
+@pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
+def test_opcheck_and_compile_on_gpu():
+    x = torch.randn(6, 3, 8, 8, device=DEVICE)
+    pairs = torch.tensor([[0, 1], [5, 2]], device=DEVICE)
+    torch.library.opcheck(torch.ops.fastgp_triton.pixelwise_combine.default, (x, pairs, 0, 0.5))
+    compiled = torch.compile(lambda a, p: torch.ops.fastgp_triton.pixelwise_combine(a, p, 2, 0.5), fullgraph=True)
+    assert torch.equal(compiled(x, pairs), ref.pixelwise_combine(x, pairs, 2, 0.5))

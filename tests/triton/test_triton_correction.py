@@ -50,3 +50,22 @@ def test_public_api_on_triton_backend():
     exact = torch.cdist(samples.double(), bank.double()).min(1)
     torch.testing.assert_close(distance.double(), exact.values, rtol=1e-4, atol=1e-4)
     assert torch.equal(index, exact.indices)
+
+
+def test_registered_as_custom_op():
+    if not hasattr(torch.library, "triton_op"):
+        pytest.skip("torch.library.triton_op needs torch >= 2.6")
+    gen = torch.Generator().manual_seed(3)
+    samples, bank = torch.randn(3, 10, generator=gen).to(DEVICE), torch.randn(20, 10, generator=gen).to(DEVICE)
+    distance, index = torch.ops.fastgp_triton.nearest_distance(samples, bank, 7)
+    expected_distance, expected_index = ref.nearest_distance(samples, bank, 7)
+    assert torch.equal(index, expected_index)
+    torch.testing.assert_close(distance, expected_distance)
+
+
+@pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
+def test_opcheck_and_compile_on_gpu():
+    samples, bank = torch.randn(4, 12, device=DEVICE), torch.randn(30, 12, device=DEVICE)
+    torch.library.opcheck(torch.ops.fastgp_triton.nearest_distance.default, (samples, bank, 8))
+    compiled = torch.compile(lambda a, b: torch.ops.fastgp_triton.nearest_distance(a, b, 8)[1], fullgraph=True)
+    assert torch.equal(compiled(samples, bank), ref.nearest_distance(samples, bank, 8)[1])

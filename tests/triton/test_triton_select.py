@@ -74,3 +74,25 @@ def test_public_api_on_triton_backend_gradients():
         fn = lambda c: fastgp.select.far_select(logits, c, 3, detach=False)[0]  # noqa: E731
         assert torch.autograd.gradcheck(fn, (candidates,), fast_mode=True)
         assert torch.autograd.gradgradcheck(fn, (candidates,), fast_mode=True)
+
+
+def test_registered_as_custom_ops():
+    if not hasattr(torch.library, "triton_op"):
+        pytest.skip("torch.library.triton_op needs torch >= 2.6")
+    candidates = torch.randn(9, 2, 3, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    logits = logits_with_ties(9, torch.float32)
+    real = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(6)).to(DEVICE)
+    for got, expected in zip(torch.ops.fastgp_triton.far_batch(real, logits, candidates, 3), ref.far_batch(real, logits, candidates, 3)):
+        assert torch.equal(got, expected)
+    for got, expected in zip(torch.ops.fastgp_triton.far_select(logits, candidates, 2), ref.far_select(logits, candidates, 2)):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
+def test_opcheck_and_compile_on_gpu():
+    candidates = torch.randn(40, 3, 4, 4, device=DEVICE)
+    logits, real = torch.randn(40, device=DEVICE), torch.randn(5, 3, 4, 4, device=DEVICE)
+    torch.library.opcheck(torch.ops.fastgp_triton.far_select.default, (logits, candidates, 6))
+    torch.library.opcheck(torch.ops.fastgp_triton.far_batch.default, (real, logits, candidates, 6))
+    compiled = torch.compile(lambda r, l, c: torch.ops.fastgp_triton.far_batch(r, l, c, 6)[0], fullgraph=True)
+    assert torch.equal(compiled(real, logits, candidates), ref.far_batch(real, logits, candidates, 6)[0])
