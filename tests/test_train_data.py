@@ -166,6 +166,9 @@ def test_digits_metrics_real_vs_one_repeated_digit(trained, monkeypatch):
     assert one["classes"] == 1
     assert one["kl"] == pytest.approx(math.log(10))
     assert one["confidence"] > 0.9
+    # Outlier exposure: shapeless images get low confidence, far below the digits'.
+    noise = torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    assert data.metrics(noise)["confidence"] < 0.5
 
 
 def test_class_metrics_count_a_quarter_of_the_fair_share():
