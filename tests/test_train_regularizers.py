@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastgp import combine
+from fastgp import combine, losses
 from fastgp.nn.spectral_norm import spectral_norms
 from fastgp.train import cli, config
 from fastgp.train.loop import Run
@@ -117,8 +117,6 @@ BAD = [
      "regularizers.combine.mode: 'and' combines binary images (rectangles); data.name='finite-gaussian' is not binary"),
     (["regularizers.combine.mode=or"],
      "regularizers.combine.mode: 'or' combines binary images (rectangles); data.name='8gaussians' is not binary"),
-    (["regularizers.combine.mode=mean", "loss.name=hinge", "loss.params.margin=2"],
-     "regularizers.combine.mode: the combination loss uses loss.name with its default parameters; remove loss.params"),
     (["regularizers.combine.mode=mean", "batch_size=1"], "regularizers.combine.mode: combinations need pairs"),
     (["regularizers.combine.n_pairs=-1"], "regularizers.combine.n_pairs: must be >= 0, got -1"),
     (["regularizers.correction.threshold=1.5"], "regularizers.correction.threshold: must be in [0, 1], got 1.5"),
@@ -268,11 +266,13 @@ def test_far_replaces_reals_with_the_lowest_scored_candidates(tmp_path):
 @pytest.mark.parametrize("mode", ["mean", "and"])
 def test_combinations_of_different_reals_are_extra_negatives(mode, tmp_path):
     run = make_run(tmp_path, *RECT, f"regularizers.combine.mode={mode}", "regularizers.combine.n_pairs=5",
-                   "regularizers.penalty.kind=none", "loss.name=least-squares")
+                   "regularizers.penalty.kind=none", "loss.name=least-squares", "loss.params={b: 2.0}")
     calls = spy_calls(run.combine, "combinations")
     d_loss = combine.d_loss
-    # The D loss must be E_real f1 + ½[E_fake f2 + E_comb f2] with the run's loss, on the same D.
-    run.expect = lambda real, fake: d_loss(run.D(real), run.D(fake), run.D(calls[-1][1]), loss="least-squares")
+    # The D loss must be E_real f1 + ½[E_fake f2 + E_comb f2] with the run's loss and its
+    # parameters, on the same D.
+    loss = losses.get("least-squares", b=2.0)
+    run.expect = lambda real, fake: d_loss(run.D(real), run.D(fake), run.D(calls[-1][1]), loss=loss)
     seen = spy_d_inputs(run)
     run.train_step()
     (real,), comb = calls[0]

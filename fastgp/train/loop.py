@@ -66,7 +66,7 @@ class Run:
             aug.generator = self._own_generator("augment", seed + 4)
         self.augment = aug
         self.far = regs.FakeAsRealSelection(reg_cfg["fake-as-real"])
-        comb = regs.Combination(reg_cfg["combine"], cfg["loss"]["name"], None)
+        comb = regs.Combination(reg_cfg["combine"], losses.get(cfg["loss"]["name"], **cfg["loss"]["params"]), None)
         if comb.enabled:
             comb.generator = self._own_generator("combine", seed + 5)
         self.combine = comb

@@ -297,7 +297,8 @@ class Combination:
     """Pixel-wise combination regularization (Xuan et al., "On the Anomalous Generalization of
     GANs", arXiv:1909.12638, 2019): pixel-wise combinations of pairs of different reals of the
     batch (``fastgp.combine.pixelwise``) are extra negatives, and D minimizes
-    E_real f1 + ½[E_fake f2 + E_comb f2] (``fastgp.combine.d_loss``).
+    E_real f1 + ½[E_fake f2 + E_comb f2] (``fastgp.combine.d_loss``) with the run's loss and its
+    parameters: every trainer loss is separable, E f1(real) + E f2(fake), so none is refused.
 
     ``and`` / ``or`` binarize at 0 and map the result back to the data's {−1, 1}.
     """
@@ -318,16 +319,13 @@ class Combination:
             return None
         if mode in Combination.BINARY and not data.binary:
             return f"{key}mode: {mode!r} combines binary images (rectangles); data.name={data.name!r} is not binary"
-        if flat["loss.params"]:
-            # combine.d_loss takes the loss by name, with the loss's default parameters.
-            return f"{key}mode: the combination loss uses loss.name with its default parameters; remove loss.params"
         if flat["batch_size"] < 2:
             return f"{key}mode: combinations need pairs of different reals: batch_size must be >= 2"
         return None
 
-    def __init__(self, cfg: dict, loss_name: str, generator: torch.Generator | None):
+    def __init__(self, cfg: dict, loss: losses.GANLoss, generator: torch.Generator | None):
         self.mode, self.n_pairs = cfg["mode"], cfg["n_pairs"]
-        self.loss_name, self.generator = loss_name, generator
+        self.loss, self.generator = loss, generator  # the run's loss, parameters bound
 
     @property
     def enabled(self) -> bool:
@@ -339,7 +337,7 @@ class Combination:
         return out * 2 - 1 if self.mode in self.BINARY else out
 
     def d_loss(self, real_logits, fake_logits, comb_logits) -> torch.Tensor:
-        return combine.d_loss(real_logits, fake_logits, comb_logits, loss=self.loss_name)
+        return combine.d_loss(real_logits, fake_logits, comb_logits, loss=self.loss)
 
 
 def training_set(data) -> torch.Tensor | None:
