@@ -1,10 +1,15 @@
 """The training loop: G and D, their optimizers, the regularizers, metrics, checkpoints, pictures.
 
-Every random draw of training comes from generators owned by the run (data and noise on the
-CPU, penalties on the run's device), saved in each checkpoint with the global torch / Python /
+Every random draw of training comes from generators owned by the run (data, noise and
+Fake-As-Real candidates on the CPU, penalties on the run's device, augmentation and combination
+pairs on the CPU when those are on), saved in each checkpoint with the global torch / Python /
 NumPy states, so a resumed run continues the same random stream. Evaluation and diagnostics draw
 from their own fixed generator and never touch the training stream: measuring a run does not
-change it.
+change it (D and G are measured in eval mode, where spectral norm does not iterate).
+
+One D step (``_d_batch``): sample reals and fakes; sample correction swaps realistic fakes;
+pixel-wise combinations of the reals are made; Fake-As-Real swaps reals for the lowest-scored
+candidates; then every D input goes through the augmentation.
 """
 
 from __future__ import annotations
