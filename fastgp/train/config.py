@@ -25,6 +25,8 @@ DATASETS_IMAGE = ("rectangles", "digits") + DATASETS_USER
 DATASETS = DATASETS_2D + DATASETS_IMAGE
 MODELS = ("auto", "mlp", "mlp-gan", "dcgan", "resnet")
 MODELS_32 = ("dcgan", "resnet")  # convolutional pairs built for 32×32 images
+# Images whose pixels take only the values -1 and 1 (pixel-wise and/or combinations need them).
+DATASETS_BINARY = ("rectangles",)
 
 
 class ConfigError(ValueError):
@@ -103,8 +105,8 @@ SCHEMA: dict[str, Option] = {
     "log.plots": Option(True, "write PNG pictures at the end (matplotlib, the 'train' extra)"),
     "checkpoint.every": Option(1000, "steps between checkpoints (one is always written at the end)", _at_least(1)),
 }
-for _name, _entry in regularizers.REGISTRY.items():
-    for _key, _opt in _entry.options.items():
+for _name, _cls in regularizers.REGISTRY.items():
+    for _key, _opt in _cls.OPTIONS.items():
         SCHEMA[f"regularizers.{_name}.{_key}"] = _opt
 
 # Free-form dict options: their content is checked by what consumes it (losses.get).
@@ -155,11 +157,7 @@ def _unknown(key: str) -> ConfigError:
     if key.startswith("regularizers."):
         name = key.split(".")[1]
         if name not in regularizers.REGISTRY:
-            planned = f" ({name!r} is planned, not available yet)" if name in regularizers.PLANNED else ""
-            return ConfigError(
-                f"regularizers.{name}: unknown regularizer{planned}; "
-                f"available: {', '.join(regularizers.REGISTRY)}"
-            )
+            return ConfigError(f"regularizers.{name}: unknown regularizer; available: {', '.join(regularizers.REGISTRY)}")
     close = difflib.get_close_matches(key, SCHEMA, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{key}: unknown option{hint} (python -m fastgp.train --help lists them)")
@@ -319,6 +317,16 @@ def _check_cross(flat: dict) -> None:
     if image and flat["data.n_rect"] > 5:
         # Rejection sampling of separated squares becomes impractical beyond 5 (at most 9 fit).
         raise ConfigError(f"data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got {flat['data.n_rect']}")
+    facts = regularizers.DataFacts(
+        name=flat["data.name"],
+        image=image,
+        binary=flat["data.name"] in DATASETS_BINARY,
+        finite=image or flat["data.name"] == "finite-gaussian",
+    )
+    for cls in regularizers.REGISTRY.values():
+        problem = cls.check(flat, facts)
+        if problem:
+            raise ConfigError(problem)
     try:
         device = torch.device(flat["device"])
     except RuntimeError as e:
