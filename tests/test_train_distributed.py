@@ -37,8 +37,9 @@ def _worker(rank, port, out_dir, sets, resume, result_dir):
     cfg = config.resolve(sets=sets)
     payload = checkpoint.load(out_dir) if resume else None
     run = train(cfg, out_dir, resume=payload)
+    far = {k: run.far.last[k] for k in ("logits", "indices")} if run.far.enabled else None
     torch.save(
-        {"G": run.G.state_dict(), "D": run.D.state_dict(), "data_rng": run.generators["data"].get_state()},
+        {"G": run.G.state_dict(), "D": run.D.state_dict(), "data_rng": run.generators["data"].get_state(), "far": far},
         os.path.join(result_dir, f"rank{rank}.pt"),
     )
 
@@ -97,3 +98,25 @@ def test_torchrun_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", METRICS]
     assert checkpoint.load(str(out))["world_size"] == WORLD
+
+
+def test_two_ranks_spectral_norm_state_and_global_fake_as_real(tmp_path):
+    sets = SETS + [
+        "regularizers.penalty.kind=r1",
+        "regularizers.spectral-norm.d=true", "regularizers.spectral-norm.g=true",
+        "regularizers.spectral-norm.once_per_step=true",
+        "regularizers.fake-as-real.n_far=4", "regularizers.fake-as-real.n_candidates=16",
+        "regularizers.fake-as-real.global=true",
+    ]
+    results = tmp_path / "results"
+    results.mkdir()
+    ranks = _launch(tmp_path / "run", results, sets=sets)
+    # Parameters and every buffer (the spectral-norm vectors u, v included) agree on both ranks.
+    for name in ("G", "D"):
+        assert any(key.endswith("_u") for key in ranks[0][name])
+        _assert_same_states(ranks[0][name], ranks[1][name])
+    # The last D step's selection is global: the 2·M0 lowest logits over both ranks' candidates,
+    # M0 to each rank in order (indices are rank·M1 + i).
+    logits = torch.cat([r["far"]["logits"] for r in ranks])
+    order = torch.sort(logits, stable=True).indices[: 2 * 4]
+    assert torch.equal(ranks[0]["far"]["indices"], order[:4]) and torch.equal(ranks[1]["far"]["indices"], order[4:])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch
+import torch.distributed as dist
 
 from .. import augment, combine, correction, losses, penalty
 from ..nn import SpectralNormStep, apply_spectral_norm
@@ -263,6 +264,11 @@ class FakeAsRealSelection:
     OPTIONS = {
         "n_far": Option(0, "M0: fakes trained as real per D step (0 disables Fake-As-Real)", _at_least(0)),
         "n_candidates": Option(256, "M1: candidate fakes scored per D step", _at_least(1)),
+        "global": Option(
+            False,
+            "under torchrun: pick the M0·N lowest-scored of all N ranks' candidates and give each rank its "
+            "share (fastgp.select.far_select_global) instead of each rank's own M0 lowest",
+        ),
     }
 
     @staticmethod
@@ -277,7 +283,13 @@ class FakeAsRealSelection:
 
     def __init__(self, cfg: dict):
         self.n_far, self.n_candidates = cfg["n_far"], cfg["n_candidates"]
-        self.selector = FakeAsReal(self.n_far, self.n_candidates, weight=0.0) if self.n_far else None
+        # Global selection needs the process group; a single process selects on its own.
+        global_selection = cfg["global"] and dist.is_available() and dist.is_initialized()
+        self.selector = (
+            FakeAsReal(self.n_far, self.n_candidates, weight=0.0, global_selection=global_selection)
+            if self.n_far
+            else None
+        )
         self.last: dict = {}
 
     @property
@@ -290,6 +302,11 @@ class FakeAsRealSelection:
         logits = D(candidates).reshape(-1)
         batch, indices = self.selector.mixed_batch(real, logits, candidates)
         self.last = {"candidates": candidates, "logits": logits, "indices": indices, "batch": batch}
+        if self.selector.global_selection:
+            # Global indices rank·M1 + i point into every rank's logits, concatenated in rank order.
+            everyone = [torch.empty_like(logits) for _ in range(dist.get_world_size())]
+            dist.all_gather(everyone, logits)
+            return batch, float(torch.cat(everyone)[indices].mean())
         return batch, float(logits[indices].mean())
 
 
