@@ -82,17 +82,17 @@ def assert_all_close(xs, ys):
 
 
 class CountSigmaBackward:
-    """Counts the runs of σ's backward (the u vᵀ term), i.e. of the W/σ backward per layer."""
+    """Counts the runs of the W/σ backward (with its u vᵀ term)."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        original = fastgp.spectral._Sigma.backward
+        original = fastgp.spectral._DivideBySigma.backward
 
-        def counting(ctx, grad_sigma):
+        def counting(ctx, grad):
             self.calls += 1
-            return original(ctx, grad_sigma)
+            return original(ctx, grad)
 
-        monkeypatch.setattr(fastgp.spectral._Sigma, "backward", staticmethod(counting))
+        monkeypatch.setattr(fastgp.spectral._DivideBySigma, "backward", staticmethod(counting))
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
