@@ -344,3 +344,18 @@ def test_vectors_written_in_place_recompute_sigma(backend_name):
     w_after = D[0].weight
     assert w_after is not w_before
     torch.testing.assert_close(w_after, normalized_from_scratch(D[0]))
+
+
+def test_deepcopy_of_a_model_with_a_cached_weight(backend_name):
+    """copy.deepcopy(D) mid-step (an EMA copy, a snapshot) works and the copy computes its own W/σ."""
+    D, _ = make_pair("linear")
+    attach(D, True)
+    x = data("linear")[0]
+    out = D(x)  # the step's W/σ, with its graph, now sits in the cache
+    E = copy.deepcopy(D)
+    torch.testing.assert_close(E(x), out)
+    assert E[0].weight is not D[0].weight
+    with torch.no_grad():
+        E[0].parametrizations.weight.original.mul_(2)
+    torch.testing.assert_close(E[0].weight, normalized_from_scratch(E[0]))
+    torch.testing.assert_close(D(x), out)  # the original is untouched

@@ -146,6 +146,13 @@ class SpectralNorm(nn.Module):
         self._weight_sn_key = (key, result._version)
         return result
 
+    def __getstate__(self):
+        # Copies (copy.deepcopy of D, e.g. for an EMA) start without the step's caches: a cached
+        # W/σ is a non-leaf tensor, which deepcopy refuses, and σ's key names the ORIGINAL tensors.
+        state = self.__dict__.copy()
+        state.update(_sigma=None, _sigma_key=None, _weight_sn=None, _weight_sn_key=None)
+        return state
+
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value  # as torch: assigning the weight stores it as the original
 
