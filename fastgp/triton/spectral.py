@@ -20,6 +20,8 @@ are deterministic. The iteration state u, v of all matrices is kept in two flat 
 buffers and written back to the buffers (rounded by torch) at the end.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -178,18 +180,24 @@ def _split(max_w: int):
     return rows, block_w
 
 
-def _tables(weights, rows: int, device):
-    """The int64 metadata table [G, _META_COLS], the pointer table [G] and the work list [items, 2]."""
-    meta, work = [], []
+@functools.lru_cache(maxsize=64)
+def _tables(layout: tuple, rows: int, device: torch.device):
+    """The int64 pointer table [G], metadata table [G, _META_COLS] and work list [items, 2] of the
+    matrices described by ``layout`` ((data pointer, h, w, stride_r, stride_c) per matrix).
+
+    The tables are a pure function of their key, so they are cached: a model's SN layers keep their
+    storage from step to step, and the host-to-device copy of the tables is paid once, not per call.
+    """
+    pointers, meta, work = [], [], []
     u_offset = v_offset = partial_offset = 0
-    for g, weight in enumerate(weights):
-        h, w = weight.shape
+    for g, (pointer, h, w, stride_r, stride_c) in enumerate(layout):
         items = triton.cdiv(h, rows)
         row = [0] * _META_COLS.value
         row[_H.value], row[_W.value] = h, w
-        row[_STRIDE_R.value], row[_STRIDE_C.value] = weight.stride(0), weight.stride(1)
+        row[_STRIDE_R.value], row[_STRIDE_C.value] = stride_r, stride_c
         row[_U_OFFSET.value], row[_V_OFFSET.value], row[_PARTIAL_OFFSET.value] = u_offset, v_offset, partial_offset
         row[_FIRST_ITEM.value], row[_ITEMS.value] = len(work), items
+        pointers.append(pointer)
         meta.append(row)
         work.extend([g, k] for k in range(items))
         u_offset, v_offset, partial_offset = u_offset + h, v_offset + w, partial_offset + items * w
@@ -197,8 +205,7 @@ def _tables(weights, rows: int, device):
     def table(values, columns):
         return torch.tensor(values, dtype=torch.int64).reshape(len(values), columns).to(device)
 
-    pointers = table([weight.data_ptr() for weight in weights], 1).reshape(-1)
-    return pointers, table(meta, _META_COLS.value), table(work, 2), len(work), partial_offset
+    return table(pointers, 1).reshape(-1), table(meta, _META_COLS.value), table(work, 2), len(work), partial_offset
 
 
 def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: float) -> torch.Tensor:
@@ -212,7 +219,8 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
     device, dtype = weights[0].device, weights[0].dtype
     acc = _acc_dtype(dtype)
     rows, block_w = _split(max(weight.shape[1] for weight in weights))
-    w_ptrs, meta, work, n_items, n_partials = _tables(weights, rows, device)
+    layout = tuple((weight.data_ptr(), *weight.shape, *weight.stride()) for weight in weights)
+    w_ptrs, meta, work, n_items, n_partials = _tables(layout, rows, device)
     u_all = torch.cat([u.to(acc) for u in us])
     v_all = torch.cat([v.to(acc) for v in vs])
     sigmas = torch.empty(len(weights), dtype=acc, device=device)

@@ -139,6 +139,26 @@ def test_grouped_matches_cpp_op_and_single_calls():
             torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-6)
 
 
+def test_grouped_tables_are_reused_and_follow_the_storage():
+    """The metadata tables are cached by (pointer, shape, strides): a second call on the same
+    matrices reuses them, a matrix in new storage gets new ones (and the right result)."""
+    triples = [inputs(shape, torch.float32, seed=20 + g) for g, shape in enumerate(GROUP_SHAPES[:3])]
+    Ws = [t[0] for t in triples]
+    us, vs = [t[1].clone() for t in triples], [t[2].clone() for t in triples]
+    ts._tables.cache_clear()
+    ts.spectral_power_iteration_grouped(Ws, us, vs, 1, EPS)
+    ts.spectral_power_iteration_grouped(Ws, us, vs, 1, EPS)
+    assert ts._tables.cache_info().hits == 1 and ts._tables.cache_info().misses == 1
+    moved = [W.clone() * 2 for W in Ws]  # new storage, new values
+    u2, v2 = [u.clone() for u in us], [v.clone() for v in vs]
+    sigmas = ts.spectral_power_iteration_grouped(moved, us, vs, 1, EPS)
+    assert ts._tables.cache_info().misses == 2
+    for g, W in enumerate(moved):
+        u3, v3 = u2[g].clone(), v2[g].clone()
+        s = ref.spectral_power_iteration(W, u3, v3, 1, EPS)
+        check((sigmas[g], us[g], vs[g]), (s, u3, v3), torch.float32)
+
+
 def test_grouped_rejects_mixed_dtypes():
     (W1, u1, v1), (W2, u2, v2) = inputs((3, 4), torch.float32), inputs((2, 2), torch.float64)
     with pytest.raises(ValueError, match="all weights must share one dtype and device"):
