@@ -81,7 +81,7 @@ def assert_all_close(xs, ys):
         torch.testing.assert_close(x, y, **TOL)
 
 
-class CountSigmaBackward:
+class CountNormalizeBackward:
     """Counts the runs of the W/σ backward (with its u vᵀ term)."""
 
     def __init__(self, monkeypatch):
@@ -99,7 +99,7 @@ class CountSigmaBackward:
 def test_gp_d_step_cached_equals_uncached_and_torch(backend_name, kind, monkeypatch):
     cached, uncached = make_pair(kind)
     opt_c, opt_u = attach(cached, True), attach(uncached, False)
-    counter = CountSigmaBackward(monkeypatch)
+    counter = CountNormalizeBackward(monkeypatch)
     n_layers = len(sn_layers(cached))
     for step in range(3):
         real, fake, alpha = data(kind, seed=step)
