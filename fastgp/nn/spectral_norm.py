@@ -28,6 +28,22 @@ _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _CONV_TRANSPOSE + (nn.Embedding,)
 
 
+class _StepCache:
+    """The once-per-step state of one layer: σ and W/σ with the keys they are valid for.
+
+    A plain object rather than module attributes: it is written at every step and read at every
+    forward, and ``nn.Module.__setattr__`` costs microseconds per assignment.
+    """
+
+    __slots__ = ("sigma", "sigma_key", "weight_sn", "weight_sn_key")
+
+    def __init__(self):
+        self.sigma: torch.Tensor | None = None
+        self.sigma_key: tuple | None = None
+        self.weight_sn: torch.Tensor | None = None
+        self.weight_sn_key: tuple | None = None
+
+
 class SpectralNorm(nn.Module):
     """The parametrization: ``weight ↦ weight / σ(weight)`` (see ``fastgp.spectral``).
 
@@ -50,11 +66,7 @@ class SpectralNorm(nn.Module):
         self.dim = dim if dim >= 0 else dim + ndim
         self.once_per_step = False
         self.cache_weight = False
-        # Once-per-step caches, each valid only for the state key it was computed under.
-        self._sigma: torch.Tensor | None = None
-        self._sigma_key: tuple | None = None
-        self._weight_sn: torch.Tensor | None = None
-        self._weight_sn_key: tuple | None = None
+        self._cache = _StepCache()
         if ndim > 1:
             weight_mat = _spectral.weight_to_matrix(weight, self.dim)
             h, w = weight_mat.shape
@@ -97,21 +109,25 @@ class SpectralNorm(nn.Module):
         # σ from the last step(); if the weight or the vectors were written since, σ = uᵀ W v is
         # recomputed for the current state (one pass over W, no iteration).
         key = self._state_key(weight)
-        if self._sigma is None or self._sigma_key != key:
+        cache = self._cache
+        if cache.sigma is None or cache.sigma_key != key:
             with torch.no_grad():
                 weight_mat = _spectral.weight_to_matrix(weight.detach(), self.dim)
                 self._set_sigma(_spectral.power_iteration(weight_mat, self._u, self._v, 0, self.eps), weight)
-        return self._sigma
+        return cache.sigma
 
     def _set_sigma(self, sigma: torch.Tensor, weight: torch.Tensor) -> None:
         # Recorded after the kernel ran: the in-place update of u, v may have bumped their versions.
-        self._sigma = sigma
-        self._sigma_key = self._state_key(weight)
+        self._cache.sigma = sigma
+        self._cache.sigma_key = self._state_key(weight)
         self.invalidate_weight_cache()
 
     def invalidate_weight_cache(self) -> None:
-        self._weight_sn = None
-        self._weight_sn_key = None
+        self._cache.weight_sn = None
+        self._cache.weight_sn_key = None
+
+    def reset_step_cache(self) -> None:
+        self._cache = _StepCache()
 
     def _cached_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """W/σ, computed once and returned by every forward of the step while it stays valid.
@@ -130,27 +146,23 @@ class SpectralNorm(nn.Module):
         - the returned tensor itself was modified in place (its own version).
         """
         sigma = self._cached_sigma(weight)  # first: it may invalidate the cached W/σ
-        key = (
-            self._sigma_key,
-            torch.is_grad_enabled(),
-            weight.requires_grad,
-            self.training,
-        )
-        cached = self._weight_sn
-        if cached is not None and self._weight_sn_key == (key, cached._version):
+        cache = self._cache
+        key = (cache.sigma_key, torch.is_grad_enabled(), weight.requires_grad, self.training)
+        cached = cache.weight_sn
+        if cached is not None and cache.weight_sn_key == (key, cached._version):
             return cached
         result = _spectral.spectral_normalize(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
         if result.requires_grad:
             result.register_hook(_invalidate_on_gradient(self, result))
-        self._weight_sn = result
-        self._weight_sn_key = (key, result._version)
+        cache.weight_sn = result
+        cache.weight_sn_key = (key, result._version)
         return result
 
     def __getstate__(self):
         # Copies (copy.deepcopy of D, e.g. for an EMA) start without the step's caches: a cached
         # W/σ is a non-leaf tensor, which deepcopy refuses, and σ's key names the ORIGINAL tensors.
         state = self.__dict__.copy()
-        state.update(_sigma=None, _sigma_key=None, _weight_sn=None, _weight_sn_key=None)
+        state["_cache"] = _StepCache()
         return state
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
@@ -171,7 +183,7 @@ def _invalidate_on_gradient(parametrization: SpectralNorm, weight_sn: torch.Tens
 
     def hook(grad):
         layer = layer_ref()
-        if layer is not None and layer._weight_sn is not None and layer._weight_sn is tensor_ref():
+        if layer is not None and layer._cache.weight_sn is not None and layer._cache.weight_sn is tensor_ref():
             layer.invalidate_weight_cache()
 
     return hook
@@ -359,5 +371,4 @@ class SpectralNormStep:
         for _, _, p in self._layers:
             p.once_per_step = False
             p.cache_weight = False
-            p._sigma = None
-            p.invalidate_weight_cache()
+            p.reset_step_cache()
