@@ -163,7 +163,8 @@ class _DivideBySigma(torch.autograd.Function):
     division by a tensor, then σ's own backward) costs about nine passes over W-sized tensors
     (g/σ, g·W, /σ², a negation, the sum, u vᵀ, its scaling, the accumulation of the two). Here a
     first-order backward makes three: the dot ⟨g, W⟩, g/σ, and a rank-1 update in place (BLAS
-    ``ger`` through ``addr_``) — measured about 5× faster on a 512×784 layer.
+    ``ger`` through ``addr_``) — 0.55 ms instead of 1.24 ms for a 512×784 float32 layer on one CPU
+    thread, against torch's ``W / (uᵀ W v)``.
 
     Under ``create_graph`` (a gradient of the gradient with respect to W) the same formula is built
     from differentiable ops instead, with σ recomputed as uᵀ W v from the saved W so that it is a
