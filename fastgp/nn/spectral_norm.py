@@ -14,6 +14,7 @@ inside the step (real, fake, interpolates) reuses the same σ.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -27,12 +28,30 @@ _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _CONV_TRANSPOSE + (nn.Embedding,)
 
 
+class _StepCache:
+    """The once-per-step state of one layer: σ and W/σ with the keys they are valid for.
+
+    A plain object rather than module attributes: it is written at every step and read at every
+    forward, and ``nn.Module.__setattr__`` costs microseconds per assignment.
+    """
+
+    __slots__ = ("sigma", "sigma_key", "weight_sn", "weight_sn_key")
+
+    def __init__(self):
+        self.sigma: torch.Tensor | None = None
+        self.sigma_key: tuple | None = None
+        self.weight_sn: torch.Tensor | None = None
+        self.weight_sn_key: tuple | None = None
+
+
 class SpectralNorm(nn.Module):
     """The parametrization: ``weight ↦ weight / σ(weight)`` (see ``fastgp.spectral``).
 
     Buffers ``_u`` [h] and ``_v`` [w] in the weight's dtype, exactly like torch's ``_SpectralNorm``.
     ``once_per_step`` (set by ``SpectralNormStep``) stops the per-forward iteration: σ is then the
-    value cached by the last ``step()`` (recomputed from u, v if the weight changed since).
+    value cached by the last ``step()`` (recomputed from u, v if the weight or the vectors changed
+    since), and with ``cache_weight`` the normalized weight W/σ itself is reused by every forward of
+    the step (see ``_cached_weight``).
     """
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12):
@@ -46,8 +65,8 @@ class SpectralNorm(nn.Module):
         self.eps = _spectral.check_eps(eps)
         self.dim = dim if dim >= 0 else dim + ndim
         self.once_per_step = False
-        self._sigma: torch.Tensor | None = None  # once-per-step cache: σ and the weight version
-        self._sigma_version = -1
+        self.cache_weight = False
+        self._cache = _StepCache()
         if ndim > 1:
             weight_mat = _spectral.weight_to_matrix(weight, self.dim)
             h, w = weight_mat.shape
@@ -62,24 +81,89 @@ class SpectralNorm(nn.Module):
         if weight.ndim == 1:
             return _spectral.spectral_normalize(weight, None, None, eps=self.eps)
         if self.once_per_step:
-            return _spectral.spectral_normalize(
-                weight, self._u, self._v, self.dim, 0, self.eps, sigma=self._cached_sigma(weight)
-            )
+            # Inference tensors have no version counter and must never reach autograd later:
+            # inference-mode forwards (sampling, evaluation) are not cached.
+            if self.cache_weight and not torch.is_inference_mode_enabled():
+                return self._cached_weight(weight)
+            return self._normalize_with_step_sigma(weight)
         n = self.n_power_iterations if self.training else 0
         return _spectral.spectral_normalize(weight, self._u, self._v, self.dim, n, self.eps)
 
+    def _normalize_with_step_sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        return _spectral.spectral_normalize(
+            weight, self._u, self._v, self.dim, 0, self.eps, sigma=self._cached_sigma(weight)
+        )
+
+    def _state_key(self, weight: torch.Tensor) -> tuple:
+        """What σ depends on: the weight and the vectors, as objects, storage and version.
+
+        An in-place write (optimizer step, load_state_dict, a manual edit) bumps ``_version``; a
+        module moved or cast (``.to()``, ``.double()``) or a swapped tensor (``functional_call``)
+        changes the object or its storage, which ``.data =`` assignments do without a version bump.
+        """
+        return tuple(
+            (id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in (weight, self._u, self._v)
+        )
+
     def _cached_sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        # A weight written since step() (load_state_dict, a manual edit) bumps its version: then
-        # σ = uᵀ W v is recomputed for the current W with the current vectors (one pass, no update).
-        if self._sigma is None or self._sigma_version != weight._version:
+        # σ from the last step(); if the weight or the vectors were written since, σ = uᵀ W v is
+        # recomputed for the current state (one pass over W, no iteration).
+        key = self._state_key(weight)
+        cache = self._cache
+        if cache.sigma is None or cache.sigma_key != key:
             with torch.no_grad():
                 weight_mat = _spectral.weight_to_matrix(weight.detach(), self.dim)
                 self._set_sigma(_spectral.power_iteration(weight_mat, self._u, self._v, 0, self.eps), weight)
-        return self._sigma
+        return cache.sigma
 
     def _set_sigma(self, sigma: torch.Tensor, weight: torch.Tensor) -> None:
-        self._sigma = sigma
-        self._sigma_version = weight._version
+        # Recorded after the kernel ran: the in-place update of u, v may have bumped their versions.
+        self._cache.sigma = sigma
+        self._cache.sigma_key = self._state_key(weight)
+        self.invalidate_weight_cache()
+
+    def invalidate_weight_cache(self) -> None:
+        self._cache.weight_sn = None
+        self._cache.weight_sn_key = None
+
+    def reset_step_cache(self) -> None:
+        self._cache = _StepCache()
+
+    def _cached_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """W/σ, computed once and returned by every forward of the step while it stays valid.
+
+        Every forward (real, fake, interpolates) then uses the SAME tensor, so autograd sums their
+        gradients into it and runs the W/σ backward (and its u vᵀ term) once per backward call,
+        as ``parametrize.cached()`` does. The tensor is rebuilt when
+        - step() ran or σ had to be recomputed (``_set_sigma`` drops it);
+        - the weight or the vectors changed (the state key: optimizer step, load_state_dict, an
+          in-place edit, a cast or move);
+        - a backward computed its gradient (the hook below): that backward may have freed its
+          graph, so a later forward must not build on it (two backward passes in one step);
+        - the autograd mode differs from the one it was built in: grad enabled or not,
+          ``weight.requires_grad`` (a W/σ without a graph never serves a forward that needs one),
+          or train/eval (inference-mode forwards bypass the cache altogether);
+        - the returned tensor itself was modified in place (its own version).
+        """
+        sigma = self._cached_sigma(weight)  # first: it may invalidate the cached W/σ
+        cache = self._cache
+        key = (cache.sigma_key, torch.is_grad_enabled(), weight.requires_grad, self.training)
+        cached = cache.weight_sn
+        if cached is not None and cache.weight_sn_key == (key, cached._version):
+            return cached
+        result = _spectral.spectral_normalize(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
+        if result.requires_grad:
+            result.register_hook(_invalidate_on_gradient(self, result))
+        cache.weight_sn = result
+        cache.weight_sn_key = (key, result._version)
+        return result
+
+    def __getstate__(self):
+        # Copies (copy.deepcopy of D, e.g. for an EMA) start without the step's caches: a cached
+        # W/σ is a non-leaf tensor, which deepcopy refuses, and σ's key names the ORIGINAL tensors.
+        state = self.__dict__.copy()
+        state["_cache"] = _StepCache()
+        return state
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value  # as torch: assigning the weight stores it as the original
@@ -87,6 +171,22 @@ class SpectralNorm(nn.Module):
     def extra_repr(self) -> str:
         mode = ", once_per_step" if self.once_per_step else ""
         return f"n_power_iterations={getattr(self, 'n_power_iterations', 0)}, dim={self.dim}, eps={self.eps}{mode}"
+
+
+def _invalidate_on_gradient(parametrization: SpectralNorm, weight_sn: torch.Tensor):
+    """A gradient hook on a cached W/σ that drops it from the cache once a backward reaches it.
+
+    Weak references: the hook lives on W/σ's graph, which must not keep the layer (or W/σ itself)
+    alive. It returns None, so the gradient passes unchanged.
+    """
+    layer_ref, tensor_ref = weakref.ref(parametrization), weakref.ref(weight_sn)
+
+    def hook(grad):
+        layer = layer_ref()
+        if layer is not None and layer._cache.weight_sn is not None and layer._cache.weight_sn is tensor_ref():
+            layer.invalidate_weight_cache()
+
+    return hook
 
 
 def _spectral_parametrization(module: nn.Module, name: str):
@@ -210,13 +310,26 @@ class SpectralNormStep:
     ``optimizer`` given, ``step()`` runs after each ``optimizer.step()`` (a step post-hook).
     ``step()`` is also run once on attaching, so the first forwards have a fresh σ. ``detach()``
     returns to the default (torch-compatible) per-forward iteration.
+
+    ``cache_weight`` (default True): the first forward of a step computes W/σ and later forwards
+    reuse that same tensor, so a backward runs the W/σ backward once instead of once per forward.
+    The gradients are exactly those of recomputing W/σ in every forward (``cache_weight=False``,
+    kept for comparison); what invalidates the cache is listed in ``SpectralNorm._cached_weight``.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, n_power_iterations: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        n_power_iterations: int | None = None,
+        cache_weight: bool = True,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        if not isinstance(cache_weight, bool):
+            raise TypeError(f"cache_weight must be a bool, got {type(cache_weight).__name__}")
         self.n_power_iterations = (
             None if n_power_iterations is None else _spectral.check_n_power_iterations(n_power_iterations)
         )
@@ -232,6 +345,7 @@ class SpectralNormStep:
             raise ValueError("model has no fastgp spectral-normalized layer with a matrix weight")
         for _, _, p in self._layers:
             p.once_per_step = True
+            p.cache_weight = cache_weight
         self._hook = optimizer.register_step_post_hook(lambda *args: self.step()) if optimizer is not None else None
         self.step()
 
@@ -276,4 +390,5 @@ class SpectralNormStep:
             self._hook = None
         for _, _, p in self._layers:
             p.once_per_step = False
-            p._sigma = None
+            p.cache_weight = False
+            p.reset_step_cache()

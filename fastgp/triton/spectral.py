@@ -7,15 +7,20 @@ Raw launchers with the names, signatures and semantics of ``torch.ops.fastgp.*``
     n_iterations times u = normalize(W v), v = normalize(Wᵀ u) (normalize(x) = x / max(‖x‖, eps)),
     u [h] and v [w] updated in place; returns σ = uᵀ W v (0-d, float32 for float16/bfloat16).
 ``spectral_power_iteration_grouped(weights, us, vs, n_iterations, eps) -> sigmas [G]``
-    the same per matrix (here one chain of launches per matrix, not one launch for the group).
+    the same for every matrix of a list of different shapes (one dtype, one device).
 
-One iteration is two launches: ``_pass_kernel`` (one program per chunk of ROWS rows) reads its
-rows of W once from memory: p_i = W_i·v for its rows, then the partial Wᵀp over its rows from the
-tiles it just read (a second read of a small chunk, served by the cache); ``_finish_kernel`` (one
-program) adds the partials in chunk order and normalizes (derivation in csrc/fastgp/spectral.h).
-No atomics: results are deterministic. The iteration state u, v is kept in float32/float64 and
-written back to the buffers (rounded by torch) at the end.
+Both are one implementation, the multi-tensor pattern of apex's multi_tensor_apply: a metadata
+table (int64 tensors: each matrix's data pointer, shape, strides and offsets) and a work list of
+(matrix, row chunk) items, so one iteration over the WHOLE list is two launches, whatever its
+length: ``_pass_kernel`` (one program per item) reads its rows of W once from memory: p_i = W_i·v
+for its rows, then the partial Wᵀp over its rows from the tiles it just read (a second read of a
+small chunk, served by the cache); ``_finish_kernel`` (one program per matrix) adds that matrix's
+partials in chunk order and normalizes (derivation in csrc/fastgp/spectral.h). No atomics: results
+are deterministic. The iteration state u, v of all matrices is kept in two flat float32/float64
+buffers and written back to the buffers (rounded by torch) at the end.
 """
+
+import functools
 
 import torch
 import triton
@@ -28,16 +33,43 @@ _MAX_ROWS = 64
 _FINISH_BLOCK = 1024
 
 
+# Columns of the metadata table (int64, one row per matrix): shape and strides of W, the offsets of
+# its u (and p) and v in the flat vector buffers and of its block of partials, its first work
+# item and its number of items (row chunks).
+_H = tl.constexpr(0)
+_W = tl.constexpr(1)
+_STRIDE_R = tl.constexpr(2)
+_STRIDE_C = tl.constexpr(3)
+_U_OFFSET = tl.constexpr(4)
+_V_OFFSET = tl.constexpr(5)
+_PARTIAL_OFFSET = tl.constexpr(6)
+_FIRST_ITEM = tl.constexpr(7)
+_ITEMS = tl.constexpr(8)
+_META_COLS = tl.constexpr(9)
+
+
 @triton.jit
 def _pass_kernel(
-    W, stride_r, stride_c, h, w, v_ptr, u_ptr, p_ptr, partial_ptr,
-    ROWS: tl.constexpr, BLOCK_W: tl.constexpr, SIGMA_ONLY: tl.constexpr,
+    w_ptrs, meta, work, v_all, u_all, p_all, partials,
+    W_DTYPE: tl.constexpr, ROWS: tl.constexpr, BLOCK_W: tl.constexpr, SIGMA_ONLY: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
-    rows = pid * ROWS + tl.arange(0, ROWS)
+    # The work list maps this program to (matrix g, row chunk) and the table describes matrix g.
+    g = tl.load(work + 2 * pid)
+    chunk = tl.load(work + 2 * pid + 1)
+    W = tl.load(w_ptrs + g).to(tl.pointer_type(W_DTYPE))
+    row = meta + g * _META_COLS
+    h = tl.load(row + _H)
+    w = tl.load(row + _W)
+    stride_r = tl.load(row + _STRIDE_R)
+    stride_c = tl.load(row + _STRIDE_C)
+    u_ptr = u_all + tl.load(row + _U_OFFSET)
+    v_ptr = v_all + tl.load(row + _V_OFFSET)
+    p_ptr = p_all + tl.load(row + _U_OFFSET)  # p has u's length and offset
+    rows = chunk * ROWS + tl.arange(0, ROWS)
     row_mask = rows < h
     cols0 = tl.arange(0, BLOCK_W)
-    acc_ty = v_ptr.dtype.element_ty
+    acc_ty = v_all.dtype.element_ty
     # p = W v over this program's rows.
     p = tl.zeros((ROWS,), dtype=acc_ty)
     for c in range(0, w, BLOCK_W):
@@ -49,22 +81,39 @@ def _pass_kernel(
         p += tl.sum(tile * vv[None, :], axis=1)
     if SIGMA_ONLY:
         uu = tl.load(u_ptr + rows, mask=row_mask, other=0.0)
-        tl.store(partial_ptr + pid, tl.sum(p * uu, axis=0))
+        tl.store(partials + pid, tl.sum(p * uu, axis=0))
     else:
         tl.store(p_ptr + rows, p, mask=row_mask)
-        # Partial Wᵀ p over these rows, written to row pid of the [items, w] partials.
+        # Partial Wᵀ p over these rows: row `chunk` of this matrix's [items, w] block of partials.
+        partial_ptr = partials + tl.load(row + _PARTIAL_OFFSET) + chunk * w
         for c in range(0, w, BLOCK_W):
             cols = c + cols0
             col_mask = cols < w
             mask = row_mask[:, None] & col_mask[None, :]
             tile = tl.load(W + rows[:, None] * stride_r + cols[None, :] * stride_c, mask=mask, other=0.0).to(acc_ty)
-            tl.store(partial_ptr + pid * w + cols, tl.sum(tile * p[:, None], axis=0), mask=col_mask)
+            tl.store(partial_ptr + cols, tl.sum(tile * p[:, None], axis=0), mask=col_mask)
 
 
 @triton.jit
-def _finish_kernel(p_ptr, partial_ptr, items, h, w, u_ptr, v_ptr, sigma_ptr, eps, BLOCK: tl.constexpr):
+def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.constexpr, SIGMA_ONLY: tl.constexpr):
+    g = tl.program_id(0).to(tl.int64)
+    row = meta + g * _META_COLS
+    first_item = tl.load(row + _FIRST_ITEM)
+    items = tl.load(row + _ITEMS)
+    acc_ty = v_all.dtype.element_ty
+    if SIGMA_ONLY:  # σ = Σ of this matrix's per-chunk uᵀ(W v), in chunk order
+        sigma = tl.zeros((), dtype=acc_ty)
+        for k in range(0, items):
+            sigma += tl.load(partials + first_item + k)
+        tl.store(sigmas + g, sigma)
+        return
+    h = tl.load(row + _H)
+    w = tl.load(row + _W)
+    u_ptr = u_all + tl.load(row + _U_OFFSET)
+    v_ptr = v_all + tl.load(row + _V_OFFSET)
+    p_ptr = p_all + tl.load(row + _U_OFFSET)
+    partial_base = partials + tl.load(row + _PARTIAL_OFFSET)
     offs = tl.arange(0, BLOCK)
-    acc_ty = v_ptr.dtype.element_ty
     p_sq = tl.zeros((BLOCK,), dtype=acc_ty)
     for i in range(0, h, BLOCK):
         pp = tl.load(p_ptr + i + offs, mask=i + offs < h, other=0.0)
@@ -75,7 +124,7 @@ def _finish_kernel(p_ptr, partial_ptr, items, h, w, u_ptr, v_ptr, sigma_ptr, eps
         cols = j + offs
         col_mask = cols < w
         t = tl.zeros((BLOCK,), dtype=acc_ty)
-        ptrs = partial_ptr + cols  # advanced one partial row per step: no 32-bit k * w product
+        ptrs = partial_base + cols  # advanced one partial row per step: no 32-bit k * w product
         for k in range(0, items):
             t += tl.load(ptrs, mask=col_mask, other=0.0)
             ptrs += w
@@ -94,7 +143,7 @@ def _finish_kernel(p_ptr, partial_ptr, items, h, w, u_ptr, v_ptr, sigma_ptr, eps
         cols = j + offs
         t = tl.load(v_ptr + cols, mask=cols < w, other=0.0)
         tl.store(v_ptr + cols, t * inv_dv, mask=cols < w)
-    tl.store(sigma_ptr, wtu * wtu / dv)
+    tl.store(sigmas + g, wtu * wtu / dv)
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -119,42 +168,85 @@ def _check(weight, u, v, n_iterations, eps) -> None:
         raise ValueError(f"eps must be > 0, got {eps}")
 
 
-def _split(h: int, w: int):
-    # The largest power of two <= ITEM/w rows (at most _MAX_ROWS; at least 2, masked).
-    r = min(_MAX_ROWS, max(1, _ITEM_ELEMS // max(w, 1)))
+_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+def _split(max_w: int):
+    """Rows per item (a power of two, 2 to _MAX_ROWS) and the column tile, from the widest matrix:
+    about _ITEM_ELEMS elements of W per item for it, fewer for narrower matrices."""
+    r = min(_MAX_ROWS, max(1, _ITEM_ELEMS // max(max_w, 1)))
     rows = max(2, 1 << (r.bit_length() - 1))
-    block_w = max(16, min(triton.next_power_of_2(max(w, 1)), _TILE_ELEMS // rows))
-    return rows, block_w, triton.cdiv(h, rows)
+    block_w = max(16, min(triton.next_power_of_2(max(max_w, 1)), _TILE_ELEMS // rows))
+    return rows, block_w
 
 
-def spectral_power_iteration(weight, u, v, n_iterations: int, eps: float) -> torch.Tensor:
-    _check(weight, u, v, n_iterations, eps)
-    acc = _acc_dtype(weight.dtype)
-    h, w = weight.shape
-    u_acc, v_acc = u.to(acc, copy=True), v.to(acc, copy=True)
-    if h == 0 or w == 0:  # nothing to read: the kernels need at least one program
-        from fastgp.reference.spectral import spectral_power_iteration as ref
-        return ref(weight, u, v, n_iterations, eps)
-    rows, block_w, items = _split(h, w)
-    p = torch.empty(h, dtype=acc, device=weight.device)
-    sigma = torch.empty((), dtype=acc, device=weight.device)
-    if n_iterations == 0:
-        partial = torch.empty(items, dtype=acc, device=weight.device)
-        _pass_kernel[(items,)](weight, weight.stride(0), weight.stride(1), h, w, v_acc, u_acc, p, partial,
-                               ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=True)
-        return partial.sum().reshape(())
-    partial = torch.empty((items, w), dtype=acc, device=weight.device)
-    for _ in range(n_iterations):
-        _pass_kernel[(items,)](weight, weight.stride(0), weight.stride(1), h, w, v_acc, u_acc, p, partial,
-                               ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=False)
-        _finish_kernel[(1,)](p, partial, items, h, w, u_acc, v_acc, sigma, eps, BLOCK=_FINISH_BLOCK)
-    u.copy_(u_acc)
-    v.copy_(v_acc)
-    return sigma
+@functools.lru_cache(maxsize=64)
+def _tables(layout: tuple, rows: int, device: torch.device):
+    """The int64 pointer table [G], metadata table [G, _META_COLS] and work list [items, 2] of the
+    matrices described by ``layout`` ((data pointer, h, w, stride_r, stride_c) per matrix).
+
+    The tables are a pure function of their key, so they are cached: a model's SN layers keep their
+    storage from step to step, and the host-to-device copy of the tables is paid once, not per call.
+    """
+    pointers, meta, work = [], [], []
+    u_offset = v_offset = partial_offset = 0
+    for g, (pointer, h, w, stride_r, stride_c) in enumerate(layout):
+        items = triton.cdiv(h, rows)
+        row = [0] * _META_COLS.value
+        row[_H.value], row[_W.value] = h, w
+        row[_STRIDE_R.value], row[_STRIDE_C.value] = stride_r, stride_c
+        row[_U_OFFSET.value], row[_V_OFFSET.value], row[_PARTIAL_OFFSET.value] = u_offset, v_offset, partial_offset
+        row[_FIRST_ITEM.value], row[_ITEMS.value] = len(work), items
+        pointers.append(pointer)
+        meta.append(row)
+        work.extend([g, k] for k in range(items))
+        u_offset, v_offset, partial_offset = u_offset + h, v_offset + w, partial_offset + items * w
+
+    def table(values, columns):
+        return torch.tensor(values, dtype=torch.int64).reshape(len(values), columns).to(device)
+
+    return table(pointers, 1).reshape(-1), table(meta, _META_COLS.value), table(work, 2), len(work), partial_offset
 
 
 def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: float) -> torch.Tensor:
+    weights, us, vs = list(weights), list(us), list(vs)
     if len(weights) == 0:
         return torch.empty(0)
-    sigmas = [spectral_power_iteration(w, u, v, n_iterations, eps) for w, u, v in zip(weights, us, vs)]
-    return torch.stack(sigmas)
+    for weight, u, v in zip(weights, us, vs):
+        _check(weight, u, v, n_iterations, eps)
+        if weight.dtype != weights[0].dtype or weight.device != weights[0].device:
+            raise ValueError("all weights must share one dtype and device")
+    device, dtype = weights[0].device, weights[0].dtype
+    acc = _acc_dtype(dtype)
+    rows, block_w = _split(max(weight.shape[1] for weight in weights))
+    layout = tuple((weight.data_ptr(), *weight.shape, *weight.stride()) for weight in weights)
+    w_ptrs, meta, work, n_items, n_partials = _tables(layout, rows, device)
+    u_all = torch.cat([u.to(acc) for u in us])
+    v_all = torch.cat([v.to(acc) for v in vs])
+    sigmas = torch.empty(len(weights), dtype=acc, device=device)
+    grid = (n_items,)  # zero only when every matrix has no rows: then no pass is launched
+    if n_iterations == 0:
+        partials = torch.empty(max(n_items, 1), dtype=acc, device=device)
+        if n_items:
+            _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, u_all, partials,
+                               W_DTYPE=_TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=True)
+        _finish_kernel[(len(weights),)](meta, u_all, partials, u_all, v_all, sigmas, eps,
+                                        BLOCK=_FINISH_BLOCK, SIGMA_ONLY=True)
+        return sigmas
+    p_all = torch.empty_like(u_all)
+    partials = torch.empty(max(n_partials, 1), dtype=acc, device=device)
+    for _ in range(n_iterations):
+        if n_items:
+            _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, p_all, partials,
+                               W_DTYPE=_TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=False)
+        _finish_kernel[(len(weights),)](meta, p_all, partials, u_all, v_all, sigmas, eps,
+                                        BLOCK=_FINISH_BLOCK, SIGMA_ONLY=False)
+    torch._foreach_copy_(us, list(u_all.split([u.numel() for u in us])))
+    torch._foreach_copy_(vs, list(v_all.split([v.numel() for v in vs])))
+    return sigmas
+
+
+def spectral_power_iteration(weight, u, v, n_iterations: int, eps: float) -> torch.Tensor:
+    """One matrix: the grouped launch over a list of one."""
+    _check(weight, u, v, n_iterations, eps)
+    return spectral_power_iteration_grouped([weight], [u], [v], n_iterations, eps)[0]
