@@ -110,7 +110,8 @@ def curves(metrics_path: str, path: str) -> None:
         panels = [("share with exactly N rectangles", ["correct", "ema_correct"]),
                   ("distance to the nearest training image", ["nn_dist", "ema_nn_dist"])]
     else:
-        panels = [("high-quality share", ["hq", "ema_hq"]), ("modes covered", ["modes", "ema_modes"])]
+        panels = [("high-quality share", ["hq", "ema_hq"]), ("modes covered", ["modes", "ema_modes"]),
+                  ("cos ∠(∇ₓD(fake), nearest real − fake)", ["grad_cos", "grad_cos_far"])]
     panels = [("losses", ["d_loss", "g_loss", "penalty"])] + panels + [("Jacobian norms", ["grad_d_x", "jac_g_z"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (title, keys) in zip(axes, panels):
