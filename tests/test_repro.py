@@ -156,6 +156,27 @@ def _toy(setting_options):
     )
 
 
+def test_option_precedence():
+    exp = Experiment(
+        name="toy", title="t", claim="c",
+        base={"log.eval_samples": 512, "log.every": 7, "steps": 99, "batch_size": 32},
+        settings=(Setting("a", "A", {"batch_size": 16}),), metrics=(Metric("hq", "HQ"),), steps=100, seeds=1,
+        quick={"batch_size": 8}, records=4,
+    )
+    full = exp.configs(100, seed=3, quick=False)["a"]
+    assert full["seed"] == 3 and full["steps"] == 100  # fixed by the run, whatever the base says
+    assert full["batch_size"] == 16  # the setting over the base
+    assert full["log"]["eval_samples"] == 512 and full["log"]["every"] == 7  # the base over the repro defaults
+    assert full["log"]["diag_every"] == 25 and full["log"]["progress"] is False and full["log"]["plots"] is False
+    assert full["checkpoint"]["every"] == 100
+    quick = exp.configs(4, seed=0, quick=True)["a"]
+    assert quick["batch_size"] == 8 and quick["log"]["eval_samples"] == 256  # quick options last
+    assert exp.configs(40, seed=0, quick=False)["a"]["log"]["every"] == 7
+    plain = Experiment(name="p", title="t", claim="c", base={}, settings=(Setting("a", "A"),),
+                       metrics=(), steps=100, seeds=1, records=4)
+    assert plain.configs(100, seed=0, quick=False)["a"]["log"]["every"] == 25  # steps // records
+
+
 def test_missing_trainer_feature_fails_before_training(tmp_path):
     exp = _toy({"regularizers.no-such-switch.enabled": True, "regularizers.penalty.kind": "r1"})
     with pytest.raises(ReproError, match=r"toy: setting 'bad' needs regularizers\.no-such-switch, which this trainer"):

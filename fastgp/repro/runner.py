@@ -22,6 +22,7 @@ from ..train import config as train_config
 
 # A --quick run: enough steps to exercise every code path of the experiment, nothing more.
 QUICK_STEPS = 4
+QUICK_EVAL_SAMPLES = 256
 RESULTS, TABLE = "results.json", "table.md"
 
 
@@ -64,13 +65,21 @@ class Experiment:
     steps: int  # full run: generator steps of each run
     seeds: int  # full run: seeds 0 .. seeds-1
     quick: dict = field(default_factory=dict)  # extra options of a --quick run (smaller data)
+    records: int = 20  # metrics records per run (image metrics are slow: fewer)
 
     def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
         """The validated trainer config of every setting for one seed; fails before any training,
-        naming the setting and the missing or bad option."""
+        naming the setting and the missing or bad option.
+
+        Options, later ones winning: the repro defaults (logging relative to the run's length),
+        the base, the setting, what every repro run fixes (seed, steps, no pictures or progress
+        bar) and, for --quick, small evaluations and the experiment's quick options."""
         out = {}
         for setting in self.settings:
-            options = {**self.base, **setting.options, **run_options(steps, seed, quick), **(self.quick if quick else {})}
+            options = {**log_defaults(steps, self.records), **self.base, **setting.options,
+                       **fixed_options(steps, seed)}
+            if quick:
+                options.update({"log.eval_samples": QUICK_EVAL_SAMPLES, **self.quick})
             missing = sorted({_feature(k) for k in options if k not in train_config.SCHEMA})
             if missing:
                 raise ReproError(
@@ -90,19 +99,16 @@ def _feature(key: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "regularizers" and len(parts) > 2 else key
 
 
-def run_options(steps: int, seed: int, quick: bool) -> dict:
-    """Options every repro run sets: its seed and length, no pictures or progress bar, one
-    checkpoint at the end, ~20 metrics records and a few diagnostics (always one at the end)."""
-    return {
-        "seed": seed,
-        "steps": steps,
-        "log.progress": False,
-        "log.plots": False,
-        "log.every": max(1, steps // 20),
-        "log.diag_every": max(1, steps // 4),
-        "log.eval_samples": 256 if quick else 2048,
-        "checkpoint.every": steps,
-    }
+def log_defaults(steps: int, records: int) -> dict:
+    """``records`` metrics records and 4 diagnostics per run (the trainer always takes one at
+    the last step); an experiment's base may change them."""
+    return {"log.every": max(1, steps // records), "log.diag_every": max(1, steps // 4)}
+
+
+def fixed_options(steps: int, seed: int) -> dict:
+    """What every repro run sets: its seed and length, no pictures or progress bar (the report
+    has its own), one checkpoint, at the end."""
+    return {"seed": seed, "steps": steps, "log.progress": False, "log.plots": False, "checkpoint.every": steps}
 
 
 # ------------------------------------------------------------------------------------------------
