@@ -154,12 +154,20 @@ def pixelwise(
     return _Pixelwise.apply(x, pairs, MODES.index(mode), threshold)
 
 
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, comb_logits: torch.Tensor, loss: str = "non-saturating"):
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, comb_logits: torch.Tensor, loss="non-saturating"):
     """E_real f1(D(x)) + ½[E_fake f2(D(x)) + E_comb f2(D(x))] for a separable D loss of ``fastgp.losses``.
 
+    ``loss`` is a loss name (with its default parameters) or the ``(d_loss, g_loss)`` pair of
+    ``fastgp.losses.get(name, **params)`` — built once, which also saves the Lipschitz-GAN pairs'
+    condition check on every call. Every loss of ``fastgp.losses`` is separable, E f1(r) + E f2(f).
     With the default non-saturating loss, f1(r) = softplus(−r) and f2(f) = softplus(f).
     """
     from . import losses
 
-    d = losses.get(loss).d_loss
+    if isinstance(loss, losses.GANLoss):
+        d = loss.d_loss
+    elif isinstance(loss, str):
+        d = losses.get(loss).d_loss
+    else:
+        raise TypeError(f"loss must be a loss name or a fastgp.losses.GANLoss pair, got {type(loss).__name__}")
     return 0.5 * (d(real_logits, fake_logits) + d(real_logits, comb_logits))

@@ -93,6 +93,9 @@ def test_d_loss_formula():
     hinge = fastgp.combine.d_loss(r, f, c, loss="hinge")
     relu = torch.relu
     torch.testing.assert_close(hinge, relu(1 - r).mean() + 0.5 * (relu(1 + f).mean() + relu(1 + c).mean()))
+    # A loss built with parameters: the pair from fastgp.losses.get.
+    margin2 = fastgp.combine.d_loss(r, f, c, loss=fastgp.losses.get("hinge", margin=2.0))
+    torch.testing.assert_close(margin2, relu(2 - r).mean() + 0.5 * (relu(2 + f).mean() + relu(2 + c).mean()))
 
 
 def test_opcheck():
@@ -119,6 +122,8 @@ BAD = [
     (lambda: pixelwise(X.long()), TypeError, "x must have a floating dtype"),
     (lambda: fastgp.combine.random_pairs(1, 3), ValueError, "need at least 2 samples to combine"),
     (lambda: fastgp.combine.d_loss(X[:, 0], X[:, 0], X[:, 0], loss="nope"), ValueError, "unknown loss 'nope'"),
+    (lambda: fastgp.combine.d_loss(X[:, 0], X[:, 0], X[:, 0], loss=torch.sub), TypeError,
+     "loss must be a loss name or a fastgp.losses.GANLoss pair, got builtin_function_or_method"),
 ]
 
 

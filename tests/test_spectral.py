@@ -364,6 +364,39 @@ def test_once_per_step_recomputes_sigma_when_weight_changes(backend_name):
     assert torch.equal(u_before, p._u)
 
 
+def test_once_per_step_state_dict_restores_the_exact_sigma():
+    """A model restored from a checkpoint with the step's σ divides by exactly that σ (recomputing
+    uᵀWv from the loaded u, v in another kernel may differ in the last bits)."""
+    D = discriminator(spectral_norm)
+    opt = torch.optim.SGD(D.parameters(), lr=0.05)
+    stepper = SpectralNormStep(D, optimizer=opt)
+    D(torch.randn(4, 6, dtype=D64)).sum().backward()
+    opt.step()
+    saved_model, saved_sigmas = copy.deepcopy(D.state_dict()), stepper.state_dict()
+    x = torch.randn(3, 6, dtype=D64)
+    expected = D(x)
+
+    other = discriminator(spectral_norm)
+    other_stepper = SpectralNormStep(other)
+    other.load_state_dict(saved_model)
+    other_stepper.load_state_dict(saved_sigmas)
+    assert torch.equal(other(x), expected)
+    assert [float(s) for s in saved_sigmas["sigmas"]] == [
+        float(other[i].parametrizations.weight[0]._sigma) for i in (0, 2, 4)
+    ]
+
+
+@pytest.mark.parametrize("state, message", [
+    ([], "state must be a dict with a list 'sigmas'"),
+    ({"sigmas": [torch.ones(())]}, "state holds 1 sigmas for 3 spectral-normalized layers"),
+    ({"sigmas": [torch.ones(2)] * 3}, "each sigma must be a one-element tensor"),
+])
+def test_once_per_step_load_state_dict_rejects_bad_state(state, message):
+    stepper = SpectralNormStep(discriminator(spectral_norm))
+    with pytest.raises(ValueError, match=message):
+        stepper.load_state_dict(state)
+
+
 def test_parametrize_cached_matches_torch(backend_name):
     """Under torch's parametrize.cached() (one W/σ per D step) the gradients are torch's too."""
     real, fake = torch.randn(4, 6, dtype=D64), torch.randn(4, 6, dtype=D64)

@@ -202,10 +202,25 @@ def _assert_same_state(a, b):
 
 
 RECT_SMALL = ["data.name=rectangles", "data.n_images=256", "model.channels=8", "noise.dim=8"]
+# Regularizers with state (spectral norm's u, v) and their own random streams (augmentation,
+# pairs, candidates): a resumed run must continue all of them exactly.
+SN_FAR_AUGMENT = RECT_SMALL + [
+    "regularizers.spectral-norm.d=true", "regularizers.spectral-norm.g=true", "regularizers.penalty.kind=r1",
+    "regularizers.fake-as-real.n_far=8", "regularizers.fake-as-real.n_candidates=32",
+    "regularizers.augment.kind=translate", "regularizers.augment.copies=2", "regularizers.augment.max_shift=3",
+]
+SN_ONCE_DIFFAUGMENT_PCR_SC = RECT_SMALL + [
+    "regularizers.spectral-norm.d=true", "regularizers.spectral-norm.g=true",
+    "regularizers.spectral-norm.once_per_step=true", "regularizers.augment.kind=diffaugment",
+    "regularizers.combine.mode=and", "regularizers.correction.enabled=true", "regularizers.correction.pool=8",
+    "optim.n_dis=2",
+]
 
 
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
-                                          "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL])
+                                          "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
+                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC],
+                         ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc"])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 
@@ -378,8 +393,9 @@ BAD_SETS = [
     (["regularizers.penalty.kind=gp"], "regularizers.penalty.kind: must be one of 'none', 'wgan-gp'"),
     (["regularizers.penalty.interval=0"], "regularizers.penalty.interval: must be >= 1, got 0"),
     (["regularizers.spectral-norm.enabled=true"],
-     "regularizers.spectral-norm: unknown regularizer ('spectral-norm' is planned, not available yet); available: penalty"),
-    (["regularizers.dropout.p=0.5"], "regularizers.dropout: unknown regularizer; available: penalty"),
+     "regularizers.spectral-norm.enabled: unknown option"),
+    (["regularizers.dropout.p=0.5"], "regularizers.dropout: unknown regularizer; available: penalty, spectral-norm, "
+                                     "augment, fake-as-real, combine, correction"),
     (["loss.name=lgan"], "loss.name: must be one of"),
     (["loss.name=hinge", "loss.params.margin=-1"], "loss.params: margin must be >= 0.0, got -1.0"),
     (["loss.params.margin=2"], "loss.params: unexpected parameter 'margin' for loss 'non-saturating'"),
@@ -407,7 +423,7 @@ BAD_FILES = [
     ("optim: {lr_d: -1.0e-3}\n", "optim.lr_d: must be > 0, got -0.001"),
     ("optim: {n_dis: 2.5}\n", "optim.n_dis: expected an int, got 2.5 (float)"),
     ("data: {name: ring, radius: 3}\n", "data.radius: unknown option"),
-    ("regularizers: {far: {m0: 16}}\n", "regularizers.far: unknown regularizer; available: penalty"),
+    ("regularizers: {far: {m0: 16}}\n", "regularizers.far: unknown regularizer; available: penalty, spectral-norm"),
     ("- steps\n", "must hold a mapping of options, got list"),
     ("steps: [\n", "is not valid YAML"),
     ("loss: {params: 3}\n", "loss.params: expected a mapping, got 3 (int)"),

@@ -249,6 +249,26 @@ class SpectralNormStep:
             for (weight, p), sigma in zip(items, sigmas.unbind(0)):
                 p._set_sigma(sigma, weight)
 
+    def state_dict(self) -> dict:
+        """The σ each layer divides by until the next ``step()``, for checkpoints. (u and v are
+        buffers of the model already; σ recomputed from them after loading is uᵀWv by another
+        kernel, equal only up to the last bits, so an exactly resumed run restores σ itself.)"""
+        return {"sigmas": [p._cached_sigma(module.parametrizations[name].original).clone()
+                           for module, name, p in self._layers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the σ of ``state_dict()``; call it after loading the model's weights."""
+        if not isinstance(state, dict) or not isinstance(state.get("sigmas"), (list, tuple)):
+            raise ValueError("state must be a dict with a list 'sigmas' (from SpectralNormStep.state_dict())")
+        sigmas = state["sigmas"]
+        if len(sigmas) != len(self._layers):
+            raise ValueError(f"state holds {len(sigmas)} sigmas for {len(self._layers)} spectral-normalized layers")
+        for (module, name, p), sigma in zip(self._layers, sigmas):
+            weight = module.parametrizations[name].original
+            if not isinstance(sigma, torch.Tensor) or sigma.numel() != 1:
+                raise ValueError(f"each sigma must be a one-element tensor, got {sigma!r}")
+            p._set_sigma(sigma.to(weight.device), weight)
+
     def detach(self) -> None:
         """Back to the default mode: every training forward iterates again."""
         if self._hook is not None:

@@ -22,6 +22,8 @@ from .regularizers import Option, _at_least, _choice
 DATASETS_2D = ("8gaussians", "swissroll", "ring", "finite-gaussian")
 DATASETS_IMAGE = ("rectangles",)
 DATASETS = DATASETS_2D + DATASETS_IMAGE
+# Images whose pixels take only the values -1 and 1 (pixel-wise and/or combinations need them).
+DATASETS_BINARY = ("rectangles",)
 
 
 class ConfigError(ValueError):
@@ -92,8 +94,8 @@ SCHEMA: dict[str, Option] = {
     "log.plots": Option(True, "write PNG pictures at the end (matplotlib, the 'train' extra)"),
     "checkpoint.every": Option(1000, "steps between checkpoints (one is always written at the end)", _at_least(1)),
 }
-for _name, _entry in regularizers.REGISTRY.items():
-    for _key, _opt in _entry.options.items():
+for _name, _cls in regularizers.REGISTRY.items():
+    for _key, _opt in _cls.OPTIONS.items():
         SCHEMA[f"regularizers.{_name}.{_key}"] = _opt
 
 # Free-form dict options: their content is checked by what consumes it (losses.get).
@@ -144,11 +146,7 @@ def _unknown(key: str) -> ConfigError:
     if key.startswith("regularizers."):
         name = key.split(".")[1]
         if name not in regularizers.REGISTRY:
-            planned = f" ({name!r} is planned, not available yet)" if name in regularizers.PLANNED else ""
-            return ConfigError(
-                f"regularizers.{name}: unknown regularizer{planned}; "
-                f"available: {', '.join(regularizers.REGISTRY)}"
-            )
+            return ConfigError(f"regularizers.{name}: unknown regularizer; available: {', '.join(regularizers.REGISTRY)}")
     close = difflib.get_close_matches(key, SCHEMA, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{key}: unknown option{hint} (python -m fastgp.train --help lists them)")
@@ -310,6 +308,16 @@ def _check_cross(flat: dict) -> None:
     if image and flat["data.n_rect"] > 5:
         # Rejection sampling of separated squares becomes impractical beyond 5 (at most 9 fit).
         raise ConfigError(f"data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got {flat['data.n_rect']}")
+    facts = regularizers.DataFacts(
+        name=flat["data.name"],
+        image=image,
+        binary=flat["data.name"] in DATASETS_BINARY,
+        finite=image or flat["data.name"] == "finite-gaussian",
+    )
+    for cls in regularizers.REGISTRY.values():
+        problem = cls.check(flat, facts)
+        if problem:
+            raise ConfigError(problem)
     try:
         device = torch.device(flat["device"])
     except RuntimeError as e:

@@ -1,10 +1,15 @@
 """The training loop: G and D, their optimizers, the regularizers, metrics, checkpoints, pictures.
 
-Every random draw of training comes from generators owned by the run (data and noise on the
-CPU, penalties on the run's device), saved in each checkpoint with the global torch / Python /
+Every random draw of training comes from generators owned by the run (data, noise and
+Fake-As-Real candidates on the CPU, penalties on the run's device, augmentation and combination
+pairs on the CPU when those are on), saved in each checkpoint with the global torch / Python /
 NumPy states, so a resumed run continues the same random stream. Evaluation and diagnostics draw
 from their own fixed generator and never touch the training stream: measuring a run does not
-change it.
+change it (D and G are measured in eval mode, where spectral norm does not iterate).
+
+One D step (``_d_batch``): sample reals and fakes; sample correction swaps realistic fakes;
+pixel-wise combinations of the reals are made; Fake-As-Real swaps reals for the lowest-scored
+candidates; then every D input goes through the augmentation.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from .. import diagnostics, losses
 from . import checkpoint, config, models
 from .data import Toy2D
 from .images import Rectangles
-from .regularizers import REGISTRY
+from . import regularizers as regs
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -42,17 +48,36 @@ class Run:
         else:
             self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
         self.G, self.D = (m.to(self.device) for m in models.build(cfg, self.data.shape))
+        reg_cfg = cfg["regularizers"]
+        # Spectral norm wraps the models before G's EMA copy and the optimizers are made; its
+        # once-per-step mode hooks the optimizers once they exist.
+        self.spectral_norm = regs.SpectralNormalization(reg_cfg["spectral-norm"])
+        self.spectral_norm.wrap(self.G, self.D)
         # The EMA generator only ever runs in eval mode (batch norm with G's running statistics).
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg["ema"]["decay"] > 0 else None
         self.opt_g, self.opt_d = self._optimizer(self.G, "lr_g"), self._optimizer(self.D, "lr_d")
-        self.regs = {name: entry.build(cfg["regularizers"][name]) for name, entry in REGISTRY.items()}
-        self.penalty = self.regs["penalty"]
+        self.spectral_norm.attach(self.G, self.D, self.opt_g, self.opt_d)
+        self.penalty = regs.GradientPenalty(reg_cfg["penalty"])
         self.penalty.adjust_optimizer(self.opt_d)
         self.d_loss_fn, self.g_loss_fn = losses.get(cfg["loss"]["name"], **cfg["loss"]["params"])
         self.generators = {
             "data": torch.Generator().manual_seed(seed + 1),
             "penalty": torch.Generator(self.device).manual_seed(seed + 2),
         }
+        # The regularizers' own streams exist only when they are on, so switching one on leaves
+        # the others' draws (and the checkpoints of runs without it) unchanged.
+        aug = regs.Augmentation(reg_cfg["augment"], None, self.data.shape)
+        if aug.enabled:
+            aug.generator = self._own_generator("augment", seed + 4)
+        self.augment = aug
+        self.far = regs.FakeAsRealSelection(reg_cfg["fake-as-real"])
+        comb = regs.Combination(reg_cfg["combine"], losses.get(cfg["loss"]["name"], **cfg["loss"]["params"]), None)
+        if comb.enabled:
+            comb.generator = self._own_generator("combine", seed + 5)
+        self.combine = comb
+        sc_cfg = reg_cfg["correction"]
+        bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
+        self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
         g_eval = torch.Generator().manual_seed(seed + 3)
         n_eval = cfg["log"]["eval_samples"]
@@ -60,6 +85,9 @@ class Run:
         self.real_eval = self.data.sample(n_eval, g_eval).to(self.device)
         self.step = self.d_step = 0
         self.acc = {"d_loss": 0.0, "g_loss": 0.0, "penalty": 0.0, "n": 0, "n_penalty": 0}
+        # Per-D-step statistics of the regularizers that are on, logged as means.
+        self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled)) if on]
+        self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
         self.last: dict = {}
         self.started = time.perf_counter()
 
@@ -68,6 +96,11 @@ class Run:
         if o["name"] == "adam":
             return torch.optim.Adam(model.parameters(), lr=o[lr_key], betas=(o["beta1"], o["beta2"]))
         return torch.optim.RMSprop(model.parameters(), lr=o[lr_key], alpha=o["beta2"], momentum=o["beta1"])
+
+    def _own_generator(self, name: str, seed: int) -> torch.Generator:
+        # On the CPU: fastgp's augmentation and pair draws accept a CPU generator for any device.
+        self.generators[name] = torch.Generator().manual_seed(seed)
+        return self.generators[name]
 
     def _noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         nz = self.cfg["noise"]
@@ -85,11 +118,9 @@ class Run:
         B, gen = self.cfg["batch_size"], self.generators["data"]
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
-            real = self.data.sample(B, gen).to(self.device)
-            with torch.no_grad():
-                fake = self.G(self._noise(B, gen))
+            real, fake, comb = self._d_batch(B, gen)
             total, main, gp = self.penalty.d_loss(
-                self.D, real, fake, self.d_loss_fn, self.d_step, self.generators["penalty"]
+                self.D, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"]
             )
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
@@ -100,7 +131,8 @@ class Run:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
         self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
-        g_loss = self.g_loss_fn(self.D(self.G(self._noise(B, gen))))
+        # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
+        g_loss = self.g_loss_fn(self.D(self.augment(self.G(self._noise(B, gen)))))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -117,6 +149,34 @@ class Run:
         self.acc["n"] += 1
         self.step += 1
 
+    def _d_batch(self, B: int, gen: torch.Generator):
+        """D's inputs for one D step: (real, fake, combinations or None), after the D-input
+        transform (augmentation). The regularizers that pick samples act here, in a fixed order of
+        random draws: reals, fakes, correction's pool, combination pairs, FAR candidates."""
+        real = self.data.sample(B, gen).to(self.device)
+        comb = None
+        with torch.no_grad():
+            fake = self.G(self._noise(B, gen))
+            if self.correction.enabled:
+                pool = self.G(self._noise(self.correction.pool, gen)) if self.correction.pool else None
+                fake, replaced = self.correction.correct(fake, pool)
+                self.acc["sc_replaced"] += replaced
+            if self.combine.enabled:
+                comb = self.combine.combinations(real)  # of the sampled reals, before FAR
+            if self.far.enabled:
+                candidates = self.G(self._noise(self.far.n_candidates, gen))
+                real, far_logit = self.far.mixed_batch(self.D, real, candidates)
+                self.acc["far_logit"] += far_logit
+        aug = self.augment
+        return aug(real), aug(fake), None if comb is None else aug(comb)
+
+    def _d_main_loss(self, comb):
+        """D's loss from (real logits, fake logits): the run's loss, or the PCR loss with the
+        combinations' logits as extra negatives."""
+        if comb is None:
+            return self.d_loss_fn
+        return lambda real_logits, fake_logits: self.combine.d_loss(real_logits, fake_logits, self.D(comb))
+
     # ----------------------------------------------------------------------------------------
     # Measurements
     # ----------------------------------------------------------------------------------------
@@ -130,11 +190,19 @@ class Run:
 
     def diagnose(self) -> dict:
         n = min(256 if self.data.kind == "2d" else 64, self.z_eval.shape[0])
-        grad_d = diagnostics.jacobian_norm(self.D, self.real_eval[:n])
-        jac_g = diagnostics.jacobian_norm(self.G, self.z_eval[:n])
-        rec = {"grad_d_x": float(grad_d.mean()), "jac_g_z": float(jac_g.mean())}
-        if self.data.kind == "2d":
-            rec.update(self.gradient_direction(n))
+        # Spectral norm's σ is a custom autograd.Function that torch.func (the exact Jacobian of
+        # G) cannot transform: compute each normalized weight once, outside, and reuse it.
+        with parametrize.cached():
+            for model in (self.D, self.G):
+                for module in model.modules():
+                    if parametrize.is_parametrized(module):
+                        for name in module.parametrizations:
+                            getattr(module, name)
+            grad_d = diagnostics.jacobian_norm(self.D, self.real_eval[:n])
+            jac_g = diagnostics.jacobian_norm(self.G, self.z_eval[:n])
+            rec = {"grad_d_x": float(grad_d.mean()), "jac_g_z": float(jac_g.mean())}
+            if self.data.kind == "2d":
+                rec.update(self.gradient_direction(n))
         return rec
 
     def gradient_direction(self, n: int) -> dict:
@@ -163,8 +231,13 @@ class Run:
             rec["g_loss"] = a["g_loss"] / a["n"]
         if a["n_penalty"]:
             rec["penalty"] = a["penalty"] / a["n_penalty"]
-        # Measurements in eval mode: batch norm uses its running statistics and is not updated.
+        for key in self.reg_stats:
+            if a["n"]:
+                rec[key] = a[key] / (a["n"] * self.cfg["optim"]["n_dis"])
+        # Measurements in eval mode: batch norm uses its running statistics and is not updated,
+        # and spectral norm does not advance its power iteration (measuring leaves training as is).
         self.G.eval()
+        self.D.eval()
         try:
             rec.update(self.evaluate())
             diag_every = self.cfg["log"]["diag_every"]
@@ -173,6 +246,7 @@ class Run:
                 rec.update(self.diagnose())
         finally:
             self.G.train()
+            self.D.train()
         rec["time_s"] = round(time.perf_counter() - self.started, 3)
         self.acc = dict.fromkeys(self.acc, 0.0)
         self.acc["n"] = self.acc["n_penalty"] = 0
@@ -196,6 +270,7 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict()},
             "rng": checkpoint.rng_state(self.generators),
             "log_acc": dict(self.acc),
         }
@@ -213,11 +288,13 @@ class Run:
         if self.G_ema is not None:
             checkpoint.load_module(self.G_ema, mods["G_ema"], "G_ema", path)
         try:
+            # After the models: the once-per-step σ is tied to the loaded weights.
+            self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.set_rng_state(payload["rng"], self.generators)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(f"{path}: optimizer or RNG state does not match: {e}") from None
+            raise checkpoint.CheckpointError(f"{path}: optimizer, regularizer or RNG state does not match: {e}") from None
         self.step, self.d_step = int(payload["step"]), int(payload["d_step"])
         self.acc.update(payload.get("log_acc", {}))
         self.acc["n"], self.acc["n_penalty"] = int(self.acc["n"]), int(self.acc["n_penalty"])
@@ -260,8 +337,8 @@ def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
 def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
     from tqdm import tqdm
 
+    run = Run(cfg, out_dir)  # before the directory exists: a dataset-dependent ConfigError leaves nothing
     os.makedirs(out_dir, exist_ok=True)
-    run = Run(cfg, out_dir)
     if resume is not None:
         run.restore(resume)
     elif os.path.exists(os.path.join(out_dir, METRICS)):

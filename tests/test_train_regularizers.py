@@ -1,0 +1,335 @@
+"""The trainer's regularizer switches: each one changes what D (or G) is trained on, as it should.
+
+Each test builds a tiny run (small batches, small models, a 256-image rectangles set) and takes a
+step or two, spying on what reaches the discriminator. Resume equality with these switches on is
+tested with the other resume variants in test_train.py.
+"""
+
+import itertools
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fastgp import combine, losses
+from fastgp.nn.spectral_norm import spectral_norms
+from fastgp.train import cli, config
+from fastgp.train.loop import Run
+
+BASE = ["batch_size=8", "log.eval_samples=32", "log.diag_every=0", "log.progress=false", "log.plots=false"]
+RECT = ["data.name=rectangles", "data.n_images=256", "model.channels=8", "noise.dim=8"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_run(tmp_path, *sets):
+    return Run(config.resolve(sets=BASE + list(sets)), str(tmp_path))
+
+
+def spy_d_inputs(run):
+    """Record what each D step trains on: the (real, fake) batches given to the D loss, and
+    ``main``, the loss it returned; ``expect`` (set by a test) recomputes it independently."""
+    seen = []
+    d_loss = run.penalty.d_loss
+
+    def spy(D, real, fake, d_loss_fn, d_step, generator):
+        entry = {"real": real.detach().clone(), "fake": fake.detach().clone()}
+        if "expect" in run.__dict__:
+            with torch.no_grad():
+                entry["expected"] = run.expect(real, fake)
+        total, main, gp = d_loss(D, real, fake, d_loss_fn, d_step, generator)
+        entry["main"] = main.detach()
+        seen.append(entry)
+        return total, main, gp
+
+    run.penalty.d_loss = spy
+    return seen
+
+
+def spy_calls(obj, name):
+    """Record the arguments and results of obj.<name>(...)."""
+    calls = []
+    original = getattr(obj, name)
+
+    def spy(*args):
+        result = original(*args)
+        calls.append((args, result))
+        return result
+
+    setattr(obj, name, spy)
+    return calls
+
+
+def shifted(x, dy, dx):
+    """x translated by (dy, dx) with zero padding, written out slice by slice (the DESIGN rule)."""
+    out = torch.zeros_like(x)
+    H, W = x.shape[-2:]
+    out[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = x[..., max(-dy, 0):H - max(dy, 0),
+                                                                         max(-dx, 0):W - max(dx, 0)]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# --help and bad configurations
+# ----------------------------------------------------------------------------------------------
+
+NEW = ("spectral-norm", "augment", "fake-as-real", "combine", "correction")
+
+
+def test_help_lists_every_regularizer_option(capsys):
+    from fastgp.train.regularizers import REGISTRY
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for name in NEW:
+        assert REGISTRY[name].OPTIONS, name
+        for option in REGISTRY[name].OPTIONS:
+            assert f"  regularizers.{name}.{option} [" in out, (name, option)
+
+
+BAD = [
+    (["regularizers.fake-as-real.n_far=20", "regularizers.fake-as-real.n_candidates=16", "batch_size=32"],
+     "regularizers.fake-as-real.n_far: M0 = 20 must be <= n_candidates (M1 = 16)"),
+    (["regularizers.fake-as-real.n_far=16"], "regularizers.fake-as-real.n_far: M0 = 16 must be <= batch_size (8)"),
+    (["regularizers.fake-as-real.m0=4"], "regularizers.fake-as-real.m0: unknown option"),
+    (["regularizers.fake-as-real.n_candidates=0"], "regularizers.fake-as-real.n_candidates: must be >= 1, got 0"),
+    (["regularizers.augment.kind=translate"],
+     "regularizers.augment.kind: 'translate' augments images [B, C, H, W]; data.name='8gaussians' is 2-D"),
+    (["regularizers.augment.kind=diffaugment", "data.name=finite-gaussian"],
+     "regularizers.augment.kind: 'diffaugment' augments images [B, C, H, W]; data.name='finite-gaussian' is 2-D"),
+    (["regularizers.augment.kind=rotate"], "regularizers.augment.kind: must be one of 'none', 'translate', 'diffaugment'"),
+    (RECT + ["regularizers.augment.kind=diffaugment", "regularizers.augment.copies=2"],
+     "regularizers.augment.copies: applies to kind 'translate'"),
+    (RECT + ["regularizers.augment.kind=diffaugment", "regularizers.augment.policy=color,zoom"],
+     "regularizers.augment.policy: unknown DiffAugment policy word 'zoom'"),
+    (RECT + ["regularizers.augment.kind=translate", "regularizers.augment.max_shift=32"],
+     "regularizers.augment.max_shift: must be smaller than the image size 32×32, got 32"),
+    (RECT + ["regularizers.augment.padding=wrap"], "regularizers.augment.padding: must be one of 'zeros'"),
+    (["regularizers.combine.mode=and", "data.name=finite-gaussian"],
+     "regularizers.combine.mode: 'and' combines binary images (rectangles); data.name='finite-gaussian' is not binary"),
+    (["regularizers.combine.mode=or"],
+     "regularizers.combine.mode: 'or' combines binary images (rectangles); data.name='8gaussians' is not binary"),
+    (["regularizers.combine.mode=mean", "batch_size=1"], "regularizers.combine.mode: combinations need pairs"),
+    (["regularizers.combine.n_pairs=-1"], "regularizers.combine.n_pairs: must be >= 0, got -1"),
+    (["regularizers.correction.threshold=1.5"], "regularizers.correction.threshold: must be in [0, 1], got 1.5"),
+    (["regularizers.correction.threshold=-0.1"], "regularizers.correction.threshold: must be in [0, 1], got -0.1"),
+    (["regularizers.correction.pool=-1"], "regularizers.correction.pool: must be >= 0, got -1"),
+    (["regularizers.correction.enabled=true"],
+     "regularizers.correction.enabled: needs a finite training set (image data or finite-gaussian); "
+     "data.name='8gaussians' has none"),
+    (["regularizers.correction.enabled=true", "data.name=ring"], "regularizers.correction.enabled: needs a finite"),
+    (["regularizers.correction.enabled=true", "data.name=swissroll"], "regularizers.correction.enabled: needs a finite"),
+    (["regularizers.spectral-norm.once_per_step=true"],
+     "regularizers.spectral-norm.once_per_step: applies to spectral-normalized networks"),
+    (["regularizers.spectral-norm.n_power_iterations=0"], "regularizers.spectral-norm.n_power_iterations: must be >= 1"),
+    (["regularizers.spectral-norm.d=maybe"], "regularizers.spectral-norm.d: expected a bool (true/false), got 'maybe'"),
+]
+
+
+@pytest.mark.parametrize("sets, message", BAD, ids=[m.split(":")[0] + f"-{i}" for i, (_, m) in enumerate(BAD)])
+def test_bad_regularizer_config_fails_before_training(sets, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    code = cli.main(["--out", str(out)] + [a for s in BASE + sets for a in ("--set", s)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"fastgp-train: error: {message}" in err
+    assert not out.exists()
+
+
+def test_bad_regularizer_option_in_a_config_file(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("regularizers:\n  fake-as-real: {n_far: 16, n_candidates: 8}\n")
+    assert cli.main(["--config", str(path), "--out", str(tmp_path / "never")]) == 2
+    assert "regularizers.fake-as-real.n_far: M0 = 16 must be <= n_candidates (M1 = 8)" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectral normalization
+# ----------------------------------------------------------------------------------------------
+
+
+def test_spectral_norm_per_forward_on_d_only(tmp_path):
+    run = make_run(tmp_path, "regularizers.spectral-norm.d=true", "regularizers.spectral-norm.n_power_iterations=2")
+    layers = spectral_norms(run.D)
+    assert len(layers) == 3 and spectral_norms(run.G) == []  # the MLP's three Linear layers
+    assert all(p.n_power_iterations == 2 and not p.once_per_step for p in layers)
+    assert run.spectral_norm.steps == []
+    # Per-forward mode: every training forward advances the power iteration.
+    u = layers[0]._u.clone()
+    run.D(torch.zeros(4, 2))
+    assert not torch.equal(u, layers[0]._u)
+    keys = run.state()["models"]["D"].keys()
+    assert {"0.parametrizations.weight.0._u", "0.parametrizations.weight.0._v"} <= set(keys)
+    run.train_step()
+    assert torch.isfinite(torch.tensor(run.acc["d_loss"]))
+
+
+def test_spectral_norm_once_per_step_on_d_and_g(tmp_path):
+    run = make_run(tmp_path, *RECT, "regularizers.spectral-norm.d=true", "regularizers.spectral-norm.g=true",
+                   "regularizers.spectral-norm.once_per_step=true")
+    d_layers, g_layers = spectral_norms(run.D), spectral_norms(run.G)
+    assert len(d_layers) == 4 and len(g_layers) == 4  # D: 3 convs + linear; G: linear + 3 transposed convs
+    assert all(p.once_per_step for p in d_layers + g_layers)
+    assert len(spectral_norms(run.G_ema)) == 4  # the EMA copy is normalized too
+    # σ is fixed within a step: forwards leave u unchanged, the optimizers' steps advance it.
+    u_d, u_g = d_layers[0]._u.clone(), g_layers[0]._u.clone()
+    run.D(torch.zeros(2, 1, 32, 32))
+    assert torch.equal(u_d, d_layers[0]._u)
+    run.train_step()
+    assert not torch.equal(u_d, d_layers[0]._u) and not torch.equal(u_g, g_layers[0]._u)
+    sigmas = run.state()["regularizers"]["spectral-norm"]
+    assert [len(s["sigmas"]) for s in sigmas] == [4, 4]
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentation
+# ----------------------------------------------------------------------------------------------
+
+
+def test_translate_feeds_k_shifted_copies_of_real_and_fake_in_both_steps(tmp_path):
+    K, s = 3, 2
+    run = make_run(tmp_path, *RECT, "regularizers.augment.kind=translate", f"regularizers.augment.copies={K}",
+                   f"regularizers.augment.max_shift={s}", "regularizers.penalty.kind=r1")
+    sampled = spy_calls(run.data, "sample")
+    seen = spy_d_inputs(run)
+    d_inputs = []
+    run.D.register_forward_pre_hook(lambda module, args: d_inputs.append(args[0]))
+    run.train_step()
+    real = sampled[0][1]  # the batch of reals drawn for the D step
+    B = real.shape[0]
+    assert seen[0]["real"].shape == (B * K, 1, 32, 32) and seen[0]["fake"].shape == (B * K, 1, 32, 32)
+    shifts = list(itertools.product(range(-s, s + 1), repeat=2))
+    for b, k in itertools.product(range(B), range(K)):
+        row = seen[0]["real"][b * K + k]  # sample-major: copy k of sample b
+        assert any(torch.equal(row, shifted(real[b], dy, dx)) for dy, dx in shifts), (b, k)
+    # Not all copies are the identity: the shifts are really drawn.
+    assert not torch.equal(seen[0]["real"][::K], real)
+    # The G step feeds D K copies of each fake too, with gradients flowing back to G.
+    g_input = d_inputs[-1]
+    assert g_input.shape == (B * K, 1, 32, 32) and g_input.requires_grad
+
+
+def test_diffaugment_changes_d_inputs_in_both_steps(tmp_path):
+    run = make_run(tmp_path, *RECT, "regularizers.augment.kind=diffaugment", "regularizers.augment.policy=color")
+    sampled = spy_calls(run.data, "sample")
+    seen = spy_d_inputs(run)
+    d_inputs = []
+    run.D.register_forward_pre_hook(lambda module, args: d_inputs.append(args[0]))
+    run.train_step()
+    real = sampled[0][1]
+    assert seen[0]["real"].shape == real.shape and not torch.allclose(seen[0]["real"], real)
+    # color: per-image brightness, saturation, contrast — the ±1 images are no longer binary
+    assert not torch.isin(seen[0]["real"], torch.tensor([-1.0, 1.0])).all()
+    assert d_inputs[-1].shape[0] == 8 and d_inputs[-1].requires_grad
+
+
+# ----------------------------------------------------------------------------------------------
+# Fake-As-Real
+# ----------------------------------------------------------------------------------------------
+
+
+def test_far_replaces_reals_with_the_lowest_scored_candidates(tmp_path):
+    M0, M1 = 3, 24
+    run = make_run(tmp_path, "data.name=finite-gaussian", "regularizers.penalty.kind=r1",
+                   f"regularizers.fake-as-real.n_far={M0}", f"regularizers.fake-as-real.n_candidates={M1}")
+    sampled = spy_calls(run.data, "sample")
+    seen = spy_d_inputs(run)
+    run.train_step()
+    real, last = sampled[0][1], run.far.last
+    logits, candidates, indices = last["logits"], last["candidates"], last["indices"]
+    assert candidates.shape == (M1, 2) and indices.shape == (M0,)
+    assert torch.equal(indices, torch.sort(logits, stable=True).indices[:M0])
+    assert logits[indices].max() <= logits[~torch.isin(torch.arange(M1), indices)].min()
+    # The batch D trains as real (and takes R1 on): the first B - M0 reals, then the FAR samples.
+    d_real = seen[0]["real"]
+    assert torch.equal(d_real[: 8 - M0], real[: 8 - M0])
+    assert torch.equal(d_real[8 - M0:], candidates[indices])
+    rec = run.record()
+    assert rec["far_logit"] == pytest.approx(float(logits[indices].mean()))
+    with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+        assert "far_logit" in json.loads(f.readline())
+
+
+# ----------------------------------------------------------------------------------------------
+# Pixel-wise combinations
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["mean", "and"])
+def test_combinations_of_different_reals_are_extra_negatives(mode, tmp_path):
+    run = make_run(tmp_path, *RECT, f"regularizers.combine.mode={mode}", "regularizers.combine.n_pairs=5",
+                   "regularizers.penalty.kind=none", "loss.name=least-squares", "loss.params={b: 2.0}")
+    calls = spy_calls(run.combine, "combinations")
+    d_loss = combine.d_loss
+    # The D loss must be E_real f1 + ½[E_fake f2 + E_comb f2] with the run's loss and its
+    # parameters, on the same D.
+    loss = losses.get("least-squares", b=2.0)
+    run.expect = lambda real, fake: d_loss(run.D(real), run.D(fake), run.D(calls[-1][1]), loss=loss)
+    seen = spy_d_inputs(run)
+    run.train_step()
+    (real,), comb = calls[0]
+    assert comb.shape == (5, 1, 32, 32)
+    pairs = [(i, j) for i in range(real.shape[0]) for j in range(real.shape[0]) if i != j]
+    expected = {"mean": lambda a, b: (a + b) / 2, "and": torch.minimum}[mode]  # and of ±1 images = min
+    for row in comb:
+        assert any(torch.equal(row, expected(real[i], real[j])) for i, j in pairs)
+    if mode == "and":
+        assert torch.isin(comb, torch.tensor([-1.0, 1.0])).all()
+    assert seen[0]["main"] == pytest.approx(float(seen[0]["expected"]), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sample correction
+# ----------------------------------------------------------------------------------------------
+
+
+class Planted(nn.Module):
+    """G whose first sample of every call is a training image: a fake sample correction must catch."""
+
+    def __init__(self, G, image):
+        super().__init__()
+        self.G, self.image, self.outputs = G, image, []
+
+    def forward(self, z):
+        out = self.G(z)
+        out = torch.cat([self.image[None].to(out.dtype), out[1:]])
+        self.outputs.append(out.detach().clone())
+        return out
+
+
+def test_correction_replaces_a_planted_realistic_fake(tmp_path):
+    run = make_run(tmp_path, *RECT, "regularizers.correction.enabled=true", "regularizers.correction.pool=4")
+    assert torch.equal(run.correction.bank, run.data.images) and run.correction.value_range == 2.0
+    run.G = Planted(run.G, run.data.images[17])
+    seen = spy_d_inputs(run)
+    run.train_step()
+    fakes, pool = run.G.outputs[0], run.G.outputs[1]
+    mask = run.correction.last_mask
+    assert mask.tolist() == [True] + [False] * 7  # only the planted copy is within 0.1 of the bank
+    # It is replaced by the first pool fake that is not realistic (the pool's row 0 is planted too).
+    assert torch.equal(seen[0]["fake"][0], pool[1])
+    assert torch.equal(seen[0]["fake"][1:], fakes[1:])
+    assert run.record()["sc_replaced"] == pytest.approx(1 / 8)
+
+
+def test_correction_bank_of_finite_gaussian_is_its_sample(tmp_path):
+    run = make_run(tmp_path, "data.name=finite-gaussian", "regularizers.correction.enabled=true",
+                   "regularizers.correction.pool=0", "regularizers.correction.threshold=0.001")
+    assert torch.equal(run.correction.bank, run.data.ref)
+    # the normalized distance divides by the width of the sample's range
+    assert run.correction.value_range == pytest.approx(float(run.data.ref.max() - run.data.ref.min()))
+    run.G = Planted(run.G, run.data.ref[5])
+    run.train_step()
+    fakes = run.G.outputs[0]
+    assert run.correction.last_mask.tolist() == [True] + [False] * 7
+    assert run.acc["sc_replaced"] == pytest.approx(1 / 8)
+    # pool 0: the replacement is the batch's own first non-realistic fake
+    assert run.correction.correct(fakes, None)[0][0].tolist() == fakes[1].tolist()
