@@ -1,6 +1,7 @@
 import os
 import sys
 
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -18,3 +19,13 @@ def pytest_report_header(config):
     if not _TRITON_HERE:
         return "tests/triton not collected: run them with TRITON_INTERPRET=1 python -m pytest tests/triton"
     return None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fastgp_cache_dir(tmp_path_factory):
+    """The trainer's digits classifier is cached under $FASTGP_CACHE_DIR: tests train it into a
+    per-session directory (once per resolution) and never read or write the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("fastgp-cache")
+        mp.setenv("FASTGP_CACHE_DIR", str(path))
+        yield path

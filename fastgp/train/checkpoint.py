@@ -58,13 +58,14 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
         g.set_state(state["generators"][name])
 
 
-def save(run_dir: str, payload: dict) -> str:
-    """Write ``payload`` atomically to run_dir/checkpoint.pt; returns the path."""
-    path = os.path.join(run_dir, NAME)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".tmp", dir=run_dir)
+def save_atomically(obj, path: str) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same directory (flushed,
+    fsynced, renamed over ``path``, directory fsynced): readers see the old file or the new one."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,11 +73,17 @@ def save(run_dir: str, payload: dict) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(run_dir, os.O_RDONLY)
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save(run_dir: str, payload: dict) -> str:
+    """Write ``payload`` atomically to run_dir/checkpoint.pt; returns the path."""
+    path = os.path.join(run_dir, NAME)
+    save_atomically({"format": FORMAT, **payload}, path)
     return path
 
 

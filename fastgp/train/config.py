@@ -20,8 +20,11 @@ from . import regularizers
 from .regularizers import Option, _at_least, _choice
 
 DATASETS_2D = ("8gaussians", "swissroll", "ring", "finite-gaussian")
-DATASETS_IMAGE = ("rectangles",)
+DATASETS_USER = ("folder", "array")
+DATASETS_IMAGE = ("rectangles", "digits") + DATASETS_USER
 DATASETS = DATASETS_2D + DATASETS_IMAGE
+MODELS = ("auto", "mlp", "mlp-gan", "dcgan", "resnet")
+MODELS_32 = ("dcgan", "resnet")  # convolutional pairs built for 32×32 images
 # Images whose pixels take only the values -1 and 1 (pixel-wise and/or combinations need them).
 DATASETS_BINARY = ("rectangles",)
 
@@ -62,14 +65,27 @@ SCHEMA: dict[str, Option] = {
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", _at_least(1)),
     "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", _at_least(1)),
     "data.n_images": Option(25600, "rectangles: training images, generated from the seed", _at_least(1)),
+    "data.resolution": Option(
+        28, "digits/folder/array: images are resized to R×R (28: the MLP GAN's 784 pixels; 32 for dcgan/resnet)",
+        _at_least(4),
+    ),
+    "data.path": Option("", "folder: a directory of .png/.jpg/.jpeg/.bmp images; array: a .npy or .npz file"),
+    "data.key": Option("", "array: the array of a .npz archive (default: its only, or first, array)"),
+    "data.channels": Option(1, "folder: convert images to 1 (grayscale) or 3 (RGB) channels", _choice((1, 3))),
     "noise.dist": Option("normal", "latent noise: normal (std s) or uniform on [-s, s]", _choice(("normal", "uniform"))),
     "noise.scale": Option(1.0, "s: the noise scale", _positive),
     "noise.dim": Option(2, "latent dimension", _at_least(1)),
     "model.name": Option(
-        "auto", "auto (mlp for 2-D data, dcgan for images), mlp or dcgan (32×32)", _choice(("auto", "mlp", "dcgan"))
+        "auto",
+        "mlp (2-D pair), mlp-gan (the generalization paper's MLP GAN, any image size), dcgan or resnet "
+        "(32×32 images); auto: mlp for 2-D data, dcgan for 32×32 images, mlp-gan for other image sizes",
+        _choice(MODELS),
     ),
     "model.hidden": Option(64, "mlp: units of each of the 2 hidden layers of G and D", _at_least(1)),
-    "model.channels": Option(32, "dcgan: channels of the first D / last G convolution (then ×2, ×4)", _at_least(1)),
+    "model.channels": Option(
+        32, "dcgan: channels of the first D / last G convolution (then ×2, ×4); resnet: channels of every block",
+        _at_least(1),
+    ),
     "model.activation": Option("relu", "hidden activation: relu or leaky-relu (slope 0.2)", _choice(("relu", "leaky-relu"))),
     "loss.name": Option(
         "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), _choice(regularizers.LOSS_NAMES)
@@ -300,11 +316,9 @@ def _check_cross(flat: dict) -> None:
         losses.get(flat["loss.name"], **flat["loss.params"])
     except (TypeError, ValueError) as e:
         raise ConfigError(f"loss.params: {e}") from None
+    _check_data(flat)
+    _check_model(flat)
     image = flat["data.name"] in DATASETS_IMAGE
-    if flat["model.name"] == "mlp" and image:
-        raise ConfigError(f"model.name: 'mlp' is the 2-D pair; data.name={flat['data.name']!r} needs 'dcgan' (or 'auto')")
-    if flat["model.name"] == "dcgan" and not image:
-        raise ConfigError(f"model.name: 'dcgan' needs 32×32 image data; data.name={flat['data.name']!r} is 2-D")
     if image and flat["data.n_rect"] > 5:
         # Rejection sampling of separated squares becomes impractical beyond 5 (at most 9 fit).
         raise ConfigError(f"data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got {flat['data.n_rect']}")
@@ -326,6 +340,55 @@ def _check_cross(flat: dict) -> None:
         raise ConfigError(f"device: {flat['device']!r} requested but CUDA is not available")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device: must be cpu or cuda[:N], got {flat['device']!r}")
+
+
+def image_size(flat: dict) -> int | None:
+    """Side of the square training images (None for 2-D data), known from the config alone."""
+    name = flat["data.name"]
+    if name not in DATASETS_IMAGE:
+        return None
+    return 32 if name == "rectangles" else flat["data.resolution"]
+
+
+def model_name(flat: dict) -> str:
+    """``model.name`` with ``auto`` resolved: mlp for 2-D data, dcgan for 32×32 images, mlp-gan otherwise."""
+    if flat["model.name"] != "auto":
+        return flat["model.name"]
+    size = image_size(flat)
+    if size is None:
+        return "mlp"
+    return "dcgan" if size == 32 else "mlp-gan"
+
+
+def _check_data(flat: dict) -> None:
+    name = flat["data.name"]
+    if name in DATASETS_USER and not flat["data.path"]:
+        what = "a directory of images" if name == "folder" else "a .npy or .npz file"
+        raise ConfigError(f"data.path: required for data.name {name!r} ({what})")
+    if flat["data.path"] and name not in DATASETS_USER:
+        raise ConfigError(f"data.path: only read for data.name 'folder' or 'array', not {name!r}")
+    if flat["data.key"] and name != "array":
+        raise ConfigError(f"data.key: only read for data.name 'array' (a .npz archive), not {name!r}")
+    if name == "digits":
+        from .digits import require_sklearn
+
+        try:
+            require_sklearn()
+        except ImportError as e:
+            raise ConfigError(f"data.name: {e}") from None
+
+
+def _check_model(flat: dict) -> None:
+    model, data, size = flat["model.name"], flat["data.name"], image_size(flat)
+    if model == "mlp" and size is not None:
+        suggested = model_name({**flat, "model.name": "auto"})
+        raise ConfigError(f"model.name: 'mlp' is the 2-D pair; data.name={data!r} needs {suggested!r} (or 'auto')")
+    if model != "mlp" and model != "auto" and size is None:
+        needs = "32×32 image data" if model in MODELS_32 else "image data"
+        raise ConfigError(f"model.name: {model!r} needs {needs}; data.name={data!r} is 2-D (use 'mlp' or 'auto')")
+    if model in MODELS_32 and size != 32:
+        raise ConfigError(f"model.name: {model!r} is built for 32×32 images; data.resolution is {size} "
+                          "(set data.resolution=32, or use 'mlp-gan')")
 
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:

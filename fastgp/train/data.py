@@ -1,4 +1,20 @@
-"""2-D toy datasets (nothing is downloaded) and their metrics.
+"""The trainer's datasets (nothing is downloaded): ``build`` makes the one ``data.name`` names.
+
+==============  ==================================================================================
+2-D             ``8gaussians``, ``ring``, ``swissroll``, ``finite-gaussian``: this module (below)
+``rectangles``  32×32 images of N separated squares: ``images.py``
+``digits``      scikit-learn's 8×8 digits resized to ``data.resolution``: ``digits.py``
+``folder``      the user's images (.png/.jpg/.jpeg/.bmp) under ``data.path``: ``userdata.py``
+``array``       the user's .npy/.npz images at ``data.path``: ``userdata.py``
+==============  ==================================================================================
+
+Every image dataset yields float32 images [N, C, H, W] with values in [-1, 1], the tanh range of
+the generators. User data is mapped there: 8-bit images and uint8 arrays as x/127.5 − 1 (0 → −1,
+255 → 1); float arrays must already lie in [-1, 1] and are refused (with their min and max)
+otherwise. User images are centre-cropped to a square and resized to ``data.resolution``.
+
+2-D toy datasets
+----------------
 
 Each dataset samples points with a ``torch.Generator`` and describes where the data lies by
 reference points grouped into modes:
@@ -27,6 +43,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .config import DATASETS_2D
 
 
 class Toy2D:
@@ -92,3 +110,22 @@ class Toy2D:
             "modes": int((counts >= needed).sum()) if finite else 0,
             "hq": float(hq.float().mean()) if finite else 0.0,
         }
+
+
+def build(d: dict, seed: int):
+    """The dataset of a resolved config's ``data`` section. User data is read here, so every
+    problem with it is a ConfigError before training starts."""
+    name = d["name"]
+    if name in DATASETS_2D:
+        return Toy2D(name, d["scale"], d["std"], d["n_points"], seed)
+    if name == "rectangles":
+        from .images import Rectangles
+
+        return Rectangles(d["n_images"], d["n_rect"], seed)
+    if name == "digits":
+        from .digits import Digits
+
+        return Digits(d["resolution"])
+    from .userdata import UserImages
+
+    return UserImages(name, d["path"], d["key"], d["channels"], d["resolution"])

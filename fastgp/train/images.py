@@ -1,4 +1,5 @@
-"""Image data of the reference trainer: the ``rectangles`` geometry dataset and its metrics.
+"""Image data of the reference trainer: the ``rectangles`` geometry dataset and its metrics, and
+``ImageData``, the in-memory image set every image dataset (rectangles, digits, user data) builds on.
 
 ``rectangles`` (the anomalous-generalization paper's dataset): 32×32 single-channel images, each
 holding exactly ``n_rect`` filled 8×8 squares that neither overlap nor touch (a gap of at least
@@ -62,24 +63,42 @@ def count_components(images: torch.Tensor) -> torch.Tensor:
     return ((labels == own) & on).flatten(1).sum(1)
 
 
-class Rectangles:
-    """The training set and the metrics of generated images."""
+class ImageData:
+    """A training set of images [N, C, H, W] in [-1, 1] held in memory, sampled uniformly with
+    replacement. Its metric, ``nn_dist``, is the memorization check every image dataset shares."""
 
     kind = "image"
+    main_metric = "nn_dist"
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+        self.shape = tuple(images.shape[1:])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.images[torch.randint(0, self.images.shape[0], (n,), generator=generator)]
+
+    def nn_dist(self, fake: torch.Tensor) -> float:
+        """Mean L2 distance of the first NN_SAMPLES generated images to their nearest training image."""
+        # The search costs n·N·C·H·W multiply-adds (256·25,600·1,024 for rectangles): 256 samples.
+        nearest = torch.cdist(fake[:NN_SAMPLES].flatten(1), self.images.flatten(1)).min(1).values
+        return float(nearest.mean())
+
+    @torch.no_grad()
+    def metrics(self, fake: torch.Tensor) -> dict:
+        return {"nn_dist": self.nn_dist(fake.detach().float().cpu())}
+
+
+class Rectangles(ImageData):
+    """The training set and the metrics of generated images."""
+
     main_metric = "correct"
 
     def __init__(self, n_images: int, n_rect: int, seed: int):
         self.n_rect = n_rect
-        self.images = rectangles(n_images, n_rect, seed)
-        self.shape = tuple(self.images.shape[1:])
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.images[torch.randint(0, self.images.shape[0], (n,), generator=generator)]
+        super().__init__(rectangles(n_images, n_rect, seed))
 
     @torch.no_grad()
     def metrics(self, fake: torch.Tensor) -> dict:
         fake = fake.detach().float().cpu()
         correct = (count_components(fake) == self.n_rect).float().mean()
-        # The nearest-image search costs n·25,600·1,024 multiply-adds: measured on 256 samples.
-        nearest = torch.cdist(fake[:NN_SAMPLES].flatten(1), self.images.flatten(1)).min(1).values
-        return {"correct": float(correct), "nn_dist": float(nearest.mean())}
+        return {"correct": float(correct), "nn_dist": self.nn_dist(fake)}

@@ -26,8 +26,7 @@ from torch.nn.utils import parametrize
 
 from .. import diagnostics, losses
 from . import checkpoint, config, models
-from .data import Toy2D
-from .images import Rectangles
+from . import data as datasets
 from . import regularizers as regs
 
 METRICS = "metrics.jsonl"
@@ -42,11 +41,8 @@ class Run:
         random.seed(seed)
         np.random.seed(seed)
         self.device = torch.device(cfg["device"])
-        d = cfg["data"]
-        if d["name"] == "rectangles":
-            self.data = Rectangles(d["n_images"], d["n_rect"], seed)
-        else:
-            self.data = Toy2D(d["name"], d["scale"], d["std"], d["n_points"], seed)
+        # Reads user data / trains or loads the digits classifier: a bad data.* fails here, before training.
+        self.data = datasets.build(cfg["data"], seed)
         self.G, self.D = (m.to(self.device) for m in models.build(cfg, self.data.shape))
         reg_cfg = cfg["regularizers"]
         # Spectral norm wraps the models before G's EMA copy and the optimizers are made; its
@@ -337,7 +333,7 @@ def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
 def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
     from tqdm import tqdm
 
-    run = Run(cfg, out_dir)  # before the directory exists: a dataset-dependent ConfigError leaves nothing
+    run = Run(cfg, out_dir)  # before creating out_dir: bad user data leaves no empty run directory
     os.makedirs(out_dir, exist_ok=True)
     if resume is not None:
         run.restore(resume)
@@ -355,7 +351,8 @@ def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
             bar.update(1)
             if run.step % log["every"] == 0 or run.step == steps:
                 rec = run.record()
-                shown = {run.data.main_metric: f"{rec[main_key]:.2f}"}
+                value = rec[main_key]
+                shown = {run.data.main_metric: f"{value:.2f}" if isinstance(value, float) else str(value)}
                 if run.data.kind == "2d":
                     shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
                 bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)

@@ -1,16 +1,34 @@
-"""Networks of the reference trainer.
+"""Networks of the reference trainer (``model.name``).
 
-The 2-D pair is the zero-centred-GP paper's (Thanh-Tung et al. 2019): G and D are MLPs with two
-hidden layers; the width and activation are options. The image pair is DCGAN-style for 32×32:
-G projects the noise to 4×4 and doubles the resolution three times with transposed convolutions
-(batch norm and ReLU, tanh output); D halves it three times with strided convolutions and
-LeakyReLU 0.2, without batch norm — a gradient penalty is per sample, and batch norm in D would
-mix the samples of a batch.
+- ``mlp``: the 2-D pair of the zero-centred-GP paper (Thanh-Tung et al. 2019): G and D are MLPs
+  with two hidden layers; the width and activation are options.
+- ``mlp-gan``: the generalization paper's MLP GAN for images of any size: G maps the noise through
+  128 → 256 → 512 → 1024 units (each Linear followed by batch norm and LeakyReLU 0.2) to one tanh
+  output per pixel, reshaped to the image; D flattens the image and maps it through 512 → 256
+  units (LeakyReLU 0.2) to one logit. D takes image-shaped input [B, C, H, W] so that augmentations
+  of D's input see images.
+- ``dcgan``, for 32×32: G projects the noise to 4×4 and doubles the resolution three times with
+  transposed convolutions (batch norm and ReLU, tanh output); D halves it three times with strided
+  convolutions and LeakyReLU 0.2.
+- ``resnet``, for 32×32: the SNGAN / GAN_stability residual pair at a small width. G: noise → 4×4,
+  three up-sampling blocks (batch norm, ReLU, nearest ×2, 3×3 convolutions, 1×1 shortcut), batch
+  norm, ReLU, a 3×3 convolution and tanh; D: four blocks (3×3 convolutions with ReLU, the first
+  two halving the resolution by average pooling), ReLU, a sum over positions and a linear logit.
+
+No discriminator has batch norm: a gradient penalty is per sample, and batch norm in D would mix
+the samples of a batch.
 """
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
+
+from .config import flatten, model_name
+
+MLP_GAN_G_WIDTHS = (128, 256, 512, 1024)
+MLP_GAN_D_WIDTHS = (512, 256)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, activation: str) -> nn.Sequential:
@@ -50,9 +68,98 @@ def dcgan_discriminator(in_channels: int, channels: int) -> nn.Sequential:
     )
 
 
+class MLPGANGenerator(nn.Module):
+    def __init__(self, z_dim: int, image_shape: tuple):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        layers, width = [], z_dim
+        for out in MLP_GAN_G_WIDTHS:
+            layers += [nn.Linear(width, out), nn.BatchNorm1d(out), nn.LeakyReLU(0.2)]
+            width = out
+        self.net = nn.Sequential(*layers, nn.Linear(width, math.prod(image_shape)), nn.Tanh())
+
+    def forward(self, z):
+        return self.net(z).view(z.shape[0], *self.image_shape)
+
+
+def mlp_gan_discriminator(image_shape: tuple) -> nn.Sequential:
+    layers, width = [nn.Flatten()], math.prod(image_shape)
+    for out in MLP_GAN_D_WIDTHS:
+        layers += [nn.Linear(width, out), nn.LeakyReLU(0.2)]
+        width = out
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+class ResBlockUp(nn.Module):
+    """G's block: (BN, ReLU, nearest ×2, conv 3×3, BN, ReLU, conv 3×3) + (conv 1×1, nearest ×2)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1),
+        )
+        # 1×1 convolution before the nearest up-sampling: the same linear map at a quarter of the cost.
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1), nn.Upsample(scale_factor=2))
+
+    def forward(self, x):
+        return self.residual(x) + self.shortcut(x)
+
+
+class ResBlockDown(nn.Module):
+    """D's block: ([ReLU,] conv 3×3, ReLU, conv 3×3[, avg-pool /2]) + ([avg-pool /2,] conv 1×1 if needed).
+    The first block takes the image itself, so it starts with a convolution rather than a ReLU
+    (SNGAN's "optimized" block)."""
+
+    def __init__(self, cin: int, cout: int, down: bool, first: bool = False):
+        super().__init__()
+        pool = [nn.AvgPool2d(2)] if down else []
+        self.residual = nn.Sequential(
+            *([] if first else [nn.ReLU()]), nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), *pool,
+        )
+        # The shortcut pools before its 1×1 convolution (4× cheaper, the same linear map).
+        self.shortcut = nn.Sequential(*pool, nn.Conv2d(cin, cout, 1)) if down or cin != cout else nn.Identity()
+
+    def forward(self, x):
+        return self.residual(x) + self.shortcut(x)
+
+
+class ResNetGenerator(nn.Module):
+    def __init__(self, z_dim: int, channels: int, out_channels: int):
+        super().__init__()
+        self.c = channels
+        self.project = nn.Linear(z_dim, channels * 4 * 4)
+        self.body = nn.Sequential(
+            ResBlockUp(channels, channels), ResBlockUp(channels, channels), ResBlockUp(channels, channels),
+            nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, out_channels, 3, padding=1), nn.Tanh(),
+        )
+
+    def forward(self, z):
+        return self.body(self.project(z).view(z.shape[0], self.c, 4, 4))
+
+
+class ResNetDiscriminator(nn.Module):
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            ResBlockDown(in_channels, channels, down=True, first=True), ResBlockDown(channels, channels, down=True),
+            ResBlockDown(channels, channels, down=False), ResBlockDown(channels, channels, down=False), nn.ReLU(),
+        )
+        self.head = nn.Linear(channels, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x).sum((2, 3)))
+
+
 def build(cfg: dict, data_shape: tuple) -> tuple[nn.Module, nn.Module]:
     """(G, D) for a resolved config: G maps noise [B, noise.dim] to [B, *data_shape], D to logits [B, 1]."""
     m, z_dim = cfg["model"], cfg["noise"]["dim"]
-    if len(data_shape) == 1:
+    name = model_name(flatten(cfg))
+    if name == "mlp":
         return mlp(z_dim, m["hidden"], data_shape[0], m["activation"]), mlp(data_shape[0], m["hidden"], 1, m["activation"])
+    if name == "mlp-gan":
+        return MLPGANGenerator(z_dim, data_shape), mlp_gan_discriminator(data_shape)
+    if name == "resnet":
+        return ResNetGenerator(z_dim, m["channels"], data_shape[0]), ResNetDiscriminator(data_shape[0], m["channels"])
     return DCGANGenerator(z_dim, m["channels"], data_shape[0]), dcgan_discriminator(data_shape[0], m["channels"])

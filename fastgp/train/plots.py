@@ -3,8 +3,8 @@
 ``samples.png``: for 2-D data, real vs generated points over the discriminator's value surface
 D(x) with its gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a
 well-behaved D's gradients point from the fakes towards the data; for images, a grid of
-generated images beside training images. ``curves.png``: losses and metrics against
-the step, read back from metrics.jsonl.
+generated images beside training images (grayscale or RGB, any size). ``curves.png``: losses and
+metrics against the step, read back from metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -28,6 +28,18 @@ def _pyplot():
     return plt
 
 
+def tile(x: torch.Tensor, cols: int = 8) -> torch.Tensor:
+    """[n, C, H, W] images (C = 1 or 3) -> one [rows·(H+1), cols·(W+1), C] picture, images
+    separated by 1-pixel gaps of value 0 (grey in the [-1, 1] range)."""
+    n, C, H, W = x.shape
+    rows = (n + cols - 1) // cols
+    canvas = torch.zeros(rows * (H + 1), cols * (W + 1), C)
+    for i, img in enumerate(x):
+        r, c = divmod(i, cols)
+        canvas[r * (H + 1):r * (H + 1) + H, c * (W + 1):c * (W + 1) + W] = img.permute(1, 2, 0)
+    return canvas
+
+
 def image_grid(run, path: str, n: int = 64) -> None:
     plt = _pyplot()
     G = run.G_ema if run.G_ema is not None else run.G
@@ -38,22 +50,18 @@ def image_grid(run, path: str, n: int = 64) -> None:
     G.train(was_training)
     real = run.real_eval[:n].cpu()
 
-    def tile(x):  # [n, 1, H, W] in [-1, 1] -> one [rows·H, 8·W] picture with 1-pixel gaps
-        cols = 8
-        rows = (x.shape[0] + cols - 1) // cols
-        H, W = x.shape[-2:]
-        canvas = torch.zeros(rows * (H + 1), cols * (W + 1))  # grey gaps between images
-        for i, img in enumerate(x[:, 0]):
-            r, c = divmod(i, cols)
-            canvas[r * (H + 1):r * (H + 1) + H, c * (W + 1):c * (W + 1) + W] = img
-        return canvas
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
     key = "ema_" if run.G_ema is not None else ""
     metric = run.data.main_metric
-    for ax, x, title in ((axes[0], fake, f"generated{' (EMA)' if key else ''}, step {run.step}: "
-                          f"{metric} {run.last.get(key + metric, float('nan')):.2f}"), (axes[1], real, "training images")):
-        ax.imshow(tile(x.clamp(-1, 1)).numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    value = run.last.get(key + metric, float("nan"))
+    shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+    for ax, x, title in ((axes[0], fake, f"generated{' (EMA)' if key else ''}, step {run.step}: {metric} {shown}"),
+                         (axes[1], real, "training images")):
+        canvas = tile(x.clamp(-1, 1))
+        if canvas.shape[-1] == 3:  # RGB: imshow wants values in [0, 1]
+            ax.imshow(((canvas + 1) / 2).numpy(), interpolation="nearest")
+        else:
+            ax.imshow(canvas[..., 0].numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
@@ -102,17 +110,29 @@ def samples(run, path: str) -> None:
     plt.close(fig)
 
 
+def _panel(title: str, metric: str) -> tuple[str, list[str]]:
+    return title, [metric, "ema_" + metric]
+
+
+NEAREST = _panel("distance to the nearest training image", "nn_dist")
+# The metric panels of each dataset family, recognized by a metric only it logs (first match wins).
+METRIC_PANELS = [
+    ("correct", [_panel("share with exactly N rectangles", "correct"), NEAREST]),
+    ("classes", [_panel("digit classes covered", "classes"), _panel("KL(class histogram ‖ uniform)", "kl"),
+                 _panel("classifier confidence", "confidence"), NEAREST]),
+    ("hq", [_panel("high-quality share", "hq"), _panel("modes covered", "modes"),
+            ("cos ∠(∇ₓD(fake), nearest real − fake)", ["grad_cos", "grad_cos_far"])]),
+    ("nn_dist", [NEAREST]),  # user data
+]
+
+
 def curves(metrics_path: str, path: str) -> None:
     plt = _pyplot()
     with open(metrics_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    if "correct" in records[-1]:
-        panels = [("share with exactly N rectangles", ["correct", "ema_correct"]),
-                  ("distance to the nearest training image", ["nn_dist", "ema_nn_dist"])]
-    else:
-        panels = [("high-quality share", ["hq", "ema_hq"]), ("modes covered", ["modes", "ema_modes"]),
-                  ("cos ∠(∇ₓD(fake), nearest real − fake)", ["grad_cos", "grad_cos_far"])]
-    panels = [("losses", ["d_loss", "g_loss", "penalty"])] + panels + [("Jacobian norms", ["grad_d_x", "jac_g_z"])]
+    last = records[-1]
+    metrics = next(panels for marker, panels in METRIC_PANELS if marker in last)
+    panels = [("losses", ["d_loss", "g_loss", "penalty"])] + metrics + [("Jacobian norms", ["grad_d_x", "jac_g_z"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
