@@ -99,6 +99,45 @@ def test_default_run_writes_every_output(tmp_path, capsys):
     assert "grad_d_x" not in records[0]  # diagnostics only every log.diag_every steps
 
 
+def test_final_record_always_holds_the_diagnostics(tmp_path):
+    cfg = config.resolve(sets=QUICK + ["steps=7", "log.every=2", "log.diag_every=4"])
+    train(cfg, str(tmp_path / "r"))
+    records = read_metrics(tmp_path / "r")
+    assert [r["step"] for r in records] == [2, 4, 6, 7]
+    with_diag = [r["step"] for r in records if "grad_d_x" in r]
+    assert with_diag == [4, 7]  # every log.diag_every steps, and the last step (7 is not a multiple)
+    for key in ("jac_g_z", "grad_cos"):
+        assert key in records[-1], key
+    assert -1 <= records[-1]["grad_cos"] <= 1
+
+
+class _TowardsNearest(torch.nn.Module):
+    """D(x) = ± min_j ‖x − r_j‖² over a fixed real set: ∇D points exactly away from (−: at) the
+    nearest real sample."""
+
+    def __init__(self, real, sign):
+        super().__init__()
+        self.real, self.sign = real, sign
+
+    def forward(self, x):
+        return self.sign * torch.cdist(x, self.real).min(dim=1).values.square()[:, None]
+
+
+@pytest.mark.parametrize("sign, expected", [(-1.0, 1.0), (1.0, -1.0)])
+def test_gradient_direction_diagnostic(sign, expected, tmp_path):
+    run = train(config.resolve(sets=QUICK + ["steps=1"]), str(tmp_path / "r"))
+    run.D = _TowardsNearest(run.real_eval, sign)
+    # Right after initialization G's samples sit near the origin, ~10 away from the circle of modes:
+    # every fake is "far", so both means cover the same samples.
+    rec = run.gradient_direction(32)
+    assert rec["grad_cos"] == pytest.approx(expected, abs=1e-4)
+    assert rec["grad_cos_far"] == pytest.approx(expected, abs=1e-4)
+    # Fakes on top of real samples: none is far, so grad_cos_far is left out rather than made up.
+    run.G = lambda z: run.real_eval[: z.shape[0]] + 1e-3
+    rec = run.gradient_direction(32)
+    assert "grad_cos_far" not in rec and rec["grad_cos"] == pytest.approx(expected, abs=1e-3)
+
+
 # ----------------------------------------------------------------------------------------------
 # Config families: every shipped config, every penalty kind, every loss
 # ----------------------------------------------------------------------------------------------

@@ -99,7 +99,12 @@ SCHEMA: dict[str, Option] = {
     "optim.n_dis": Option(1, "discriminator steps per generator step", _at_least(1)),
     "ema.decay": Option(0.999, "EMA of G's parameters per G step (warm-up: min(decay, (1+t)/(10+t))); 0 disables it", _in_open_unit),
     "log.every": Option(100, "steps between metrics.jsonl records (losses and 2-D metrics)", _at_least(1)),
-    "log.diag_every": Option(500, "steps between ‖∂D/∂x‖ and ‖∂G/∂z‖ measurements; 0 disables them", _at_least(0)),
+    "log.diag_every": Option(
+        500,
+        "steps between ‖∂D/∂x‖ and ‖∂G/∂z‖ measurements (2-D data: also the direction of ∇ₓD), taken at the last "
+        "step too; 0 disables them",
+        _at_least(0),
+    ),
     "log.eval_samples": Option(2048, "generated samples per metric evaluation", _at_least(1)),
     "log.progress": Option(True, "show a tqdm progress bar"),
     "log.plots": Option(True, "write PNG pictures at the end (matplotlib, the 'train' extra)"),

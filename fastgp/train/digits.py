@@ -7,8 +7,8 @@ antialiasing filter only matters below 8×8, when the images shrink): [N, 1, R, 
 
 The classifier is a small CNN trained by fastgp on 80% of the digits at the same resolution (a
 fixed split and seed, a few seconds on 2 CPU cores; its accuracy on the held-out 20% is stored with
-it), with random blobs as outliers trained towards the uniform prediction, and cached as ``digits-classifier-r{R}-v{VERSION}.pt`` under ``$FASTGP_CACHE_DIR`` (default
-``~/.cache/fastgp``). The file is written atomically; a corrupt or foreign cache file is retrained
+it), with random blobs as outliers trained towards the uniform prediction, and cached as
+``digits-classifier-r{R}-v{VERSION}.pt`` under ``$FASTGP_CACHE_DIR`` (default ``~/.cache/fastgp``). The file is written atomically; a corrupt or foreign cache file is retrained
 with a warning, and an unwritable cache directory only costs the retraining next time.
 Training it never touches the global random state, so a run is the same whether the classifier
 came from the cache or not.

@@ -3,8 +3,8 @@
 ``samples.png``: for 2-D data, real vs generated points over the discriminator's value surface
 D(x) with its gradient field ∇ₓD — the picture of the zero-centred-GP and Lipschitz-GAN papers: a
 well-behaved D's gradients point from the fakes towards the data; for images, a grid of
-generated images beside training images (grayscale or RGB, any size). ``curves.png``: losses and metrics against
-the step, read back from metrics.jsonl.
+generated images beside training images (grayscale or RGB, any size). ``curves.png``: losses and
+metrics against the step, read back from metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ METRIC_PANELS = [
     ("correct", [_panel("share with exactly N rectangles", "correct"), NEAREST]),
     ("classes", [_panel("digit classes covered", "classes"), _panel("KL(class histogram ‖ uniform)", "kl"),
                  _panel("classifier confidence", "confidence"), NEAREST]),
-    ("hq", [_panel("high-quality share", "hq"), _panel("modes covered", "modes")]),
+    ("hq", [_panel("high-quality share", "hq"), _panel("modes covered", "modes"),
+            ("cos ∠(∇ₓD(fake), nearest real − fake)", ["grad_cos", "grad_cos_far"])]),
     ("nn_dist", [NEAREST]),  # user data
 ]
 

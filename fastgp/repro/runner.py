@@ -1,0 +1,302 @@
+"""Running an experiment of :mod:`fastgp.repro` and reporting it.
+
+An experiment's runs are ordinary trainer runs (``fastgp.train.config.resolve`` then
+``fastgp.train.train``), each in its own directory ``OUT/<setting>/seed<k>``. Their final
+metrics records (``Run.last``, the last line of each ``metrics.jsonl``) are aggregated per
+setting into mean ± sample standard deviation over the seeds, and written as ``results.json``
+(every run's values too), ``table.md`` (also printed) and ``NAME.png`` (a bar chart with each
+seed's value as a dot).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..train import config as train_config
+
+# A --quick run: enough steps to exercise every code path of the experiment, nothing more.
+QUICK_STEPS = 4
+QUICK_EVAL_SAMPLES = 256
+RESULTS, TABLE = "results.json", "table.md"
+
+
+class ReproError(ValueError):
+    """An experiment that cannot run as asked (a missing trainer feature, a bad argument)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column of the table: ``key`` of the final metrics record, or ``derive(record, cfg)``
+    for a quantity computed from it (None where it does not apply)."""
+
+    key: str
+    label: str
+    fmt: str = ".3g"
+    derive: Callable[[dict, dict], float | None] | None = None
+
+    def value(self, record: dict, cfg: dict) -> float | None:
+        value = self.derive(record, cfg) if self.derive is not None else record.get(self.key)
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One compared configuration: trainer options (dotted keys) on top of the experiment's base."""
+
+    name: str  # also the name of its run directory
+    label: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    claim: str  # what the paper reports, in one sentence, for the table's header
+    base: dict  # trainer options (dotted keys) shared by every setting
+    settings: tuple[Setting, ...]
+    metrics: tuple[Metric, ...]
+    steps: int  # full run: generator steps of each run
+    seeds: int  # full run: seeds 0 .. seeds-1
+    quick: dict = field(default_factory=dict)  # extra options of a --quick run (smaller data)
+    records: int = 20  # metrics records per run (image metrics are slow: fewer)
+
+    def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
+        """The validated trainer config of every setting for one seed; fails before any training,
+        naming the setting and the missing or bad option.
+
+        Options, later ones winning: the repro defaults (logging relative to the run's length),
+        the base, the setting, what every repro run fixes (seed, steps, no pictures or progress
+        bar) and, for --quick, small evaluations and the experiment's quick options."""
+        out = {}
+        for setting in self.settings:
+            options = {**log_defaults(steps, self.records), **self.base, **setting.options,
+                       **fixed_options(steps, seed)}
+            if quick:
+                options.update({"log.eval_samples": QUICK_EVAL_SAMPLES, **self.quick})
+            missing = sorted({_feature(k) for k in options if k not in train_config.SCHEMA})
+            if missing:
+                raise ReproError(
+                    f"{self.name}: setting {setting.name!r} needs {', '.join(missing)}, which this trainer does "
+                    f"not have (python -m fastgp.train --help lists its options)"
+                )
+            try:
+                out[setting.name] = train_config.validate(train_config.unflatten(options))
+            except train_config.ConfigError as e:
+                raise ReproError(f"{self.name}: setting {setting.name!r}: {e}") from None
+        return out
+
+
+def _feature(key: str) -> str:
+    """The trainer feature an unknown option belongs to: ``regularizers.X`` or the key itself."""
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] == "regularizers" and len(parts) > 2 else key
+
+
+def log_defaults(steps: int, records: int) -> dict:
+    """``records`` metrics records and 4 diagnostics per run (the trainer always takes one at
+    the last step); an experiment's base may change them."""
+    return {"log.every": max(1, steps // records), "log.diag_every": max(1, steps // 4)}
+
+
+def fixed_options(steps: int, seed: int) -> dict:
+    """What every repro run sets: its seed and length, no pictures or progress bar (the report
+    has its own), one checkpoint, at the end."""
+    return {"seed": seed, "steps": steps, "log.progress": False, "log.plots": False, "checkpoint.every": steps}
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregation
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(values: list) -> dict:
+    """``{"mean", "std", "n"}`` of the values that are present (None skipped); ``std`` is the
+    sample standard deviation (n − 1), None with fewer than two values; ``mean`` None with none.
+    A non-finite value (a diverged run) makes the mean non-finite: it is reported, not hidden."""
+    present = [float(v) for v in values if v is not None]
+    n = len(present)
+    if n == 0:
+        return {"mean": None, "std": None, "n": 0}
+    mean = sum(present) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in present) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n}
+
+
+def aggregate(runs: list[dict], metrics: tuple[Metric, ...]) -> dict:
+    """Per metric key, the summary over runs of ``run["values"][key]``."""
+    return {m.key: summarize([run["values"].get(m.key) for run in runs]) for m in metrics}
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+# ------------------------------------------------------------------------------------------------
+
+
+def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int | None = None,
+        quick: bool = False, log=None) -> dict:
+    """Train every setting × seed of ``exp`` in ``out_dir`` and write the reports; returns the
+    results (what ``results.json`` holds). ``seeds``/``steps`` default to the experiment's full
+    values, or to 1 seed and ``QUICK_STEPS`` with ``quick``."""
+    from ..train import train
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    n_seeds = seeds if seeds is not None else (1 if quick else exp.seeds)
+    n_steps = steps if steps is not None else (QUICK_STEPS if quick else exp.steps)
+    for name, value in (("seeds", n_seeds), ("steps", n_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReproError(f"{name}: expected an int >= 1, got {value!r}")
+    per_seed = [exp.configs(n_steps, seed, quick) for seed in range(n_seeds)]  # all checked before training
+
+    results = {
+        "experiment": exp.name,
+        "title": exp.title,
+        "claim": exp.claim,
+        "quick": quick,
+        "steps": n_steps,
+        "seeds": list(range(n_seeds)),
+        "base": exp.base,
+        "metrics": [{"key": m.key, "label": m.label} for m in exp.metrics],
+        "settings": [],
+    }
+    total, done, started = len(exp.settings) * n_seeds, 0, time.perf_counter()
+    for setting in exp.settings:
+        runs = []
+        for seed, configs in enumerate(per_seed):
+            cfg = configs[setting.name]
+            rel = os.path.join(setting.name, f"seed{seed}")
+            t0 = time.perf_counter()
+            final = dict(train(cfg, os.path.join(out_dir, rel)).last)
+            values = {m.key: m.value(final, cfg) for m in exp.metrics}
+            runs.append({"seed": seed, "dir": rel, "seconds": round(time.perf_counter() - t0, 1),
+                         "values": values, "final": final})
+            done += 1
+            shown = ", ".join(f"{m.key}={_fmt(values[m.key], m.fmt)}" for m in exp.metrics)
+            log(f"[{done}/{total}] {exp.name} {setting.name} seed {seed}: {runs[-1]['seconds']} s; {shown}")
+        results["settings"].append({
+            "name": setting.name,
+            "label": setting.label,
+            "options": setting.options,
+            "summary": aggregate(runs, exp.metrics),
+            "runs": runs,
+        })
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    write_reports(results, exp, out_dir)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports
+# ------------------------------------------------------------------------------------------------
+
+
+def _fmt(value, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def cell(summary: dict, fmt: str, n_seeds: int) -> str:
+    """``mean ± std`` (``mean`` alone for one value, ``—`` for none), with ``(n=k)`` when some
+    seeds lack the value."""
+    if summary["n"] == 0:
+        return "—"
+    text = _fmt(summary["mean"], fmt)
+    if summary["std"] is not None:
+        text += f" ± {_fmt(summary['std'], fmt)}"
+    if summary["n"] < n_seeds:
+        text += f" (n={summary['n']})"
+    return text
+
+
+def markdown(results: dict, exp: Experiment) -> str:
+    n_seeds = len(results["seeds"])
+    lines = [f"# {results['experiment']}: {results['title']}", ""]
+    if results["quick"]:
+        lines += [f"**QUICK run ({results['steps']} steps, {_plural(n_seeds, 'seed')}): a smoke test of the "
+                  "pipeline, not a result.**", ""]
+    lines += [
+        f"Paper: {results['claim']}",
+        "",
+        f"{results['steps']} generator steps per run, seeds {_seed_range(results['seeds'])}; each cell is the mean "
+        f"± sample standard deviation over seeds of the run's final metrics.",
+        "",
+        "| setting | " + " | ".join(m.label for m in exp.metrics) + " |",
+        "|---|" + "---|" * len(exp.metrics),
+    ]
+    for s in results["settings"]:
+        cells = [cell(s["summary"][m.key], m.fmt, n_seeds) for m in exp.metrics]
+        lines.append(f"| {s['label']} | " + " | ".join(cells) + " |")
+    lines += ["", "Settings (trainer options on top of the shared base):", ""]
+    lines += [f"- `{s['name']}`: " + (", ".join(f"`{k}={_yaml(v)}`" for k, v in s["options"].items()) or "the base")
+              for s in results["settings"]]
+    lines += ["", "Base: " + ", ".join(f"`{k}={_yaml(v)}`" for k, v in results["base"].items()), ""]
+    return "\n".join(lines)
+
+
+def _yaml(value) -> str:
+    """A value as ``--set`` would take it (a mapping in YAML flow style, {alpha: 1.0})."""
+    if isinstance(value, dict):
+        import yaml
+
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+    return str(value)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _seed_range(seeds: list) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+
+
+def bar_chart(results: dict, exp: Experiment, path: str) -> None:
+    """One panel per metric: a bar per setting (the mean, the sample std as an error bar) and
+    each seed's value as a dot."""
+    from ..train.plots import _pyplot
+
+    plt = _pyplot()
+    metrics = exp.metrics
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 0.8, 3.8), squeeze=False)
+    names = [s["name"] for s in results["settings"]]
+    for ax, m in zip(axes[0], metrics):
+        for i, s in enumerate(results["settings"]):
+            summary = s["summary"][m.key]
+            if summary["n"] == 0 or not math.isfinite(summary["mean"]):
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
+                continue
+            ax.bar(i, summary["mean"], yerr=summary["std"] or 0.0, capsize=3, color=f"C{i}", alpha=0.7)
+            dots = [r["values"][m.key] for r in s["runs"] if r["values"].get(m.key) is not None]
+            ax.plot([i] * len(dots), dots, "k.", markersize=4)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(m.label, fontsize=9)
+        ax.axhline(0, color="grey", linewidth=0.5)
+    title = f"{results['experiment']}: {results['title']}"
+    if results["quick"]:
+        title += "  [QUICK: smoke run, not a result]"
+    fig.suptitle(f"{title}\n{results['steps']} steps, {_plural(len(results['seeds']), 'seed')}: bars mean ± std, "
+                 "dots the seeds",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_reports(results: dict, exp: Experiment, out_dir: str) -> str:
+    """Write results.json, table.md and NAME.png into ``out_dir``; returns the Markdown table."""
+    os.makedirs(out_dir, exist_ok=True)
+    results["table"], results["chart"] = TABLE, f"{exp.name}.png"
+    with open(os.path.join(out_dir, RESULTS), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    table = markdown(results, exp)
+    with open(os.path.join(out_dir, TABLE), "w", encoding="utf-8") as f:
+        f.write(table)
+    bar_chart(results, exp, os.path.join(out_dir, results["chart"]))
+    return table

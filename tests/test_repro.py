@@ -1,0 +1,230 @@
+"""python -m fastgp.repro: every experiment in quick mode, its reports, the aggregation over seeds,
+and the errors (unknown name, bad arguments, an experiment needing a missing trainer feature).
+
+Quick runs of 2 steps: the whole module takes seconds.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastgp import repro
+from fastgp.repro import Experiment, Metric, ReproError, Setting, aggregate, summarize
+from fastgp.repro.__main__ import main
+from fastgp.repro.runner import cell, markdown
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """As in test_train: tiny ops on one thread; two OpenMP threads spin on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def read_results(out):
+    with open(out / "results.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def table_rows(text):
+    """The body rows of the Markdown table (after the |---| line)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|---"))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Every experiment, quick
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(repro.EXPERIMENTS))
+def test_every_experiment_runs_quick_and_writes_its_reports(name, tmp_path, capsys):
+    exp = repro.EXPERIMENTS[name]
+    out = tmp_path / name
+    assert main([name, "--quick", "--steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert printed.strip() == table.strip()  # the table printed is the table saved
+    assert "QUICK" in table and "not a result" in table
+    rows = table_rows(table)
+    assert [r[0] for r in rows] == [s.label for s in exp.settings]  # one row per setting
+    assert all(len(r) == 1 + len(exp.metrics) for r in rows)
+
+    results = read_results(out)
+    assert results["quick"] is True and results["steps"] == 2 and results["seeds"] == [0]
+    assert [s["name"] for s in results["settings"]] == [s.name for s in exp.settings]
+    for s in results["settings"]:
+        (only,) = s["runs"]
+        assert only["final"]["step"] == 2
+        assert (out / only["dir"] / "metrics.jsonl").exists()
+        for m in exp.metrics:
+            assert s["summary"][m.key]["mean"] == only["values"][m.key]
+
+    png = out / results["chart"]
+    assert png.name == f"{name}.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seeds_are_aggregated_into_mean_and_std(tmp_path, capsys):
+    out = tmp_path / "lip"
+    assert main(["lipschitz", "--quick", "--seeds", "2", "--steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    results = read_results(out)
+    assert results["seeds"] == [0, 1]
+    for s in results["settings"]:
+        assert [r["seed"] for r in s["runs"]] == [0, 1]
+        values = [r["values"]["grad_cos"] for r in s["runs"]]
+        assert values[0] != values[1]  # different seeds, different runs
+        summary = s["summary"]["grad_cos"]
+        assert summary["n"] == 2
+        assert summary["mean"] == pytest.approx(sum(values) / 2)
+        assert summary["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert all("±" in c for row in table_rows(table) for c in row[1:])
+
+
+def test_module_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastgp.repro", "--list"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in repro.EXPERIMENTS:
+        assert name in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------
+
+
+def test_unknown_name_lists_the_valid_ones(tmp_path, capsys):
+    assert main(["no-such-experiment", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment 'no-such-experiment'" in err
+    for name in repro.EXPERIMENTS:
+        assert name in err
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ReproError, match="valid names: zero-gp"):
+        repro.get("nope")
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for exp in repro.EXPERIMENTS.values():
+        assert exp.name in out and exp.title in out
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "NAME is required"),
+    (["zero-gp", "--seeds", "0"], "--seeds expects an int >= 1, got 0"),
+    (["zero-gp", "--steps", "two"], "--steps expects an int >= 1, got 'two'"),
+])
+def test_bad_arguments_exit_2_naming_the_argument(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds, steps, message", [
+    (0, 2, "seeds: expected an int >= 1, got 0"),
+    (True, 2, "seeds: expected an int >= 1, got True"),
+    (1, 1.5, "steps: expected an int >= 1, got 1.5"),
+])
+def test_run_checks_its_arguments(seeds, steps, message, tmp_path):
+    with pytest.raises(ReproError, match=message):
+        repro.run(repro.EXPERIMENTS["zero-gp"], str(tmp_path), seeds=seeds, steps=steps, quick=True)
+
+
+def _toy(setting_options):
+    return Experiment(
+        name="toy", title="t", claim="c", base={"data.name": "8gaussians"},
+        settings=(Setting("ok", "fine", {}), Setting("bad", "needs more", setting_options)),
+        metrics=(Metric("hq", "HQ"),), steps=2, seeds=1,
+    )
+
+
+def test_option_precedence():
+    exp = Experiment(
+        name="toy", title="t", claim="c",
+        base={"log.eval_samples": 512, "log.every": 7, "steps": 99, "batch_size": 32},
+        settings=(Setting("a", "A", {"batch_size": 16}),), metrics=(Metric("hq", "HQ"),), steps=100, seeds=1,
+        quick={"batch_size": 8}, records=4,
+    )
+    full = exp.configs(100, seed=3, quick=False)["a"]
+    assert full["seed"] == 3 and full["steps"] == 100  # fixed by the run, whatever the base says
+    assert full["batch_size"] == 16  # the setting over the base
+    assert full["log"]["eval_samples"] == 512 and full["log"]["every"] == 7  # the base over the repro defaults
+    assert full["log"]["diag_every"] == 25 and full["log"]["progress"] is False and full["log"]["plots"] is False
+    assert full["checkpoint"]["every"] == 100
+    quick = exp.configs(4, seed=0, quick=True)["a"]
+    assert quick["batch_size"] == 8 and quick["log"]["eval_samples"] == 256  # quick options last
+    assert exp.configs(40, seed=0, quick=False)["a"]["log"]["every"] == 7
+    plain = Experiment(name="p", title="t", claim="c", base={}, settings=(Setting("a", "A"),),
+                       metrics=(), steps=100, seeds=1, records=4)
+    assert plain.configs(100, seed=0, quick=False)["a"]["log"]["every"] == 25  # steps // records
+
+
+def test_missing_trainer_feature_fails_before_training(tmp_path):
+    exp = _toy({"regularizers.no-such-switch.enabled": True, "regularizers.penalty.kind": "r1"})
+    with pytest.raises(ReproError, match=r"toy: setting 'bad' needs regularizers\.no-such-switch, which this trainer"):
+        repro.run(exp, str(tmp_path / "out"), quick=True)
+    assert not (tmp_path / "out").exists()  # nothing trained, not even the valid setting
+
+
+def test_bad_setting_value_names_setting_and_key(tmp_path):
+    with pytest.raises(ReproError, match=r"toy: setting 'bad': regularizers\.penalty\.kind: must be one of"):
+        repro.run(_toy({"regularizers.penalty.kind": "no-such-kind"}), str(tmp_path / "out"), quick=True)
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregation on synthetic records
+# ------------------------------------------------------------------------------------------------
+
+
+def test_summarize_mean_and_sample_std():
+    assert summarize([1.0, 2.0, 6.0]) == {"mean": 3.0, "std": pytest.approx(math.sqrt(7.0)), "n": 3}
+    assert summarize([4.0, None, 6.0]) == {"mean": 5.0, "std": pytest.approx(math.sqrt(2.0)), "n": 2}
+    assert summarize([0.5]) == {"mean": 0.5, "std": None, "n": 1}
+    assert summarize([None, None]) == {"mean": None, "std": None, "n": 0}
+    assert math.isnan(summarize([1.0, float("nan")])["mean"])  # a diverged run shows, it is not dropped
+
+
+def test_aggregate_and_table_cells_on_synthetic_runs():
+    metrics = (Metric("modes", "modes", ".1f"), Metric("cos", "cos", ".2f"), Metric("lz", "L·B", ".2f"))
+    runs = [{"values": {"modes": 8, "cos": 0.9}}, {"values": {"modes": 6, "cos": None}},
+            {"values": {"modes": 7, "cos": 0.7}}]
+    summary = aggregate(runs, metrics)
+    assert summary["modes"] == {"mean": 7.0, "std": pytest.approx(1.0), "n": 3}
+    assert summary["cos"]["mean"] == pytest.approx(0.8) and summary["cos"]["n"] == 2
+    assert summary["lz"]["n"] == 0
+    assert cell(summary["modes"], ".1f", 3) == "7.0 ± 1.0"
+    assert cell(summary["cos"], ".2f", 3) == "0.80 ± 0.14 (n=2)"  # a seed without the value is flagged
+    assert cell(summary["lz"], ".2f", 3) == "—"
+
+    exp = Experiment(name="toy", title="t", claim="c", base={}, settings=(Setting("a", "setting A"),),
+                     metrics=metrics, steps=10, seeds=3)
+    results = {"experiment": "toy", "title": "t", "claim": "c", "quick": False, "steps": 10, "seeds": [0, 1, 2],
+               "base": {}, "settings": [{"name": "a", "label": "setting A", "options": {}, "summary": summary}]}
+    text = markdown(results, exp)
+    assert "QUICK" not in text
+    assert table_rows(text) == [["setting A", "7.0 ± 1.0", "0.80 ± 0.14 (n=2)", "—"]]
+
+
+def test_derived_metric():
+    bound = Metric("lbz", "L·B_z", derive=lambda rec, cfg: rec["jac_g_z"] * cfg["noise"]["scale"])
+    assert bound.value({"jac_g_z": 2.0}, {"noise": {"scale": 3.0}}) == 6.0
+    assert Metric("x", "x").value({}, {}) is None
