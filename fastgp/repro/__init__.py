@@ -29,9 +29,44 @@ context. The paper proves that under a Lipschitz constraint a strictly convex φ
 D's gradient at every fake point towards a real sample, while the Wasserstein objective (linear φ)
 does not guarantee it. Reduced: 3,000 G steps (15,000 D steps) and 5 seeds, on the 2-D mixture
 only (the paper also trains image GANs).
+
+``far`` — Tao et al., "Alleviation of Gradient Exploding in GANs: Fake Can Be Real" (CVPR 2020).
+R1 (λ = 10) vs R1 + Fake-As-Real (each D step scores M1 = 256 fresh fakes and trains the M0 = 16
+that D rates lowest as real, in the place of 16 of the 64 reals; R1 is then taken on real ∪ FAR),
+on a fixed sample of 64 points from N(0, I) (the paper's finite-data setting) and on 8 Gaussians
+×10; LeakyReLU MLPs (with ReLU, D died under FAR on 8 Gaussians in the trainer's own test run).
+Metrics: modes covered (the 64 points, or the 8 modes), the high-quality share (for the finite
+sample: within 3·0.05 of a training point, i.e. close to a copy), and ‖∂D/∂x‖ at real samples,
+the gradient the paper says explodes without FAR. The paper reports that FAR keeps D's gradients
+bounded and reduces mode collapse on finite data. Reduced: 6,000 steps of batch 64 and 4 seeds.
+
+``pcr-sc`` — Xuan et al., "On the Anomalous Generalization of GANs" (arXiv:1909.12638, 2019), on
+its rectangles (32×32 images with exactly 2 separated 8×8 squares) with the DCGAN-style pair and
+R1: vanilla vs sample correction (fakes within a normalized distance 0.1 of a training image
+replaced by other fakes) vs pixel-wise combinations (the OR of two training images as extra
+negatives) vs both. Metrics: the share of generated images with exactly 2 connected components (G
+and EMA), and the distance to the nearest training image. The paper reports that GANs generate
+other counts and that both remedies raise the share with the correct count. Reduced drastically:
+600 steps and 2 seeds (a step of the convolutional pair costs 0.1–0.2 s here), so the table shows
+the beginning of training, not the converged comparison.
+
+``augment`` — the generalization analysis behind ``fastgp.augment``, with the generalization
+paper's MLP GAN (G 100→128→256→512→1024→784 with batch norm, D 784→512→256→1, LeakyReLU 0.2) on
+scikit-learn's 8×8 digits upsampled to 28×28 (an MNIST stand-in), spectral normalization on D and
+no penalty. First: no augmentation vs translating every real and fake image into 15 copies with
+shifts of up to s = 2 or s = 8 pixels (zero padding); metrics the final ‖∂D/∂x‖ at real images,
+‖∂G/∂z‖ (mean Frobenius norms, ``fastgp.diagnostics.jacobian_norm``) and G's loss. The claim:
+translation penalizes both Jacobians implicitly, more with larger shifts. Second: noise uniform on
+[−s, s]^d (d = 100) for s ∈ {0.01, 1, 100}, with the measured quantity L·B_z defined as the final
+mean ‖∂G/∂z‖ over the evaluation noise (L, a local average stand-in for G's Lipschitz constant in
+z) times B_z = s·√d (the largest norm of such noise); the claim is that G absorbs the scale, so
+L·B_z, the term of the generalization bound, does not change with s. Reduced: 1,000 steps of batch
+64 and 2 seeds.
 """
 
 from __future__ import annotations
+
+import math
 
 from .runner import Experiment, Metric, ReproError, Setting, aggregate, run, summarize
 
@@ -101,7 +136,122 @@ LIPSCHITZ = Experiment(
     seeds=5,
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ)}
+FINITE = {"data.name": "finite-gaussian", "data.scale": 1.0, "data.std": 0.05, "data.n_points": 64}
+EIGHT = {"data.name": "8gaussians", "data.scale": 10.0, "data.std": 0.2}
+FAR_KEY = "regularizers.fake-as-real"
+
+FAR = Experiment(
+    name="far",
+    title="Fake-As-Real on a finite sample and on 8 Gaussians",
+    claim=(
+        "Tao et al. (CVPR 2020): on a finite training set D's gradient explodes as fakes approach the real points, "
+        "which drives mode collapse; training the M0 lowest-scored of M1 fakes as real (FAR) keeps it bounded, so "
+        "G spreads over more of the data."
+    ),
+    base={
+        "batch_size": 64,
+        "model.activation": "leaky-relu",
+        f"{PENALTY}.kind": "r1",
+        f"{PENALTY}.weight": 10.0,
+        f"{FAR_KEY}.n_candidates": 256,
+    },
+    settings=(
+        Setting("finite-r1", "finite Gaussian (64 points): R1", {**FINITE, f"{FAR_KEY}.n_far": 0}),
+        Setting("finite-far", "finite Gaussian (64 points): R1 + FAR", {**FINITE, f"{FAR_KEY}.n_far": 16}),
+        Setting("8g-r1", "8 Gaussians ×10: R1", {**EIGHT, f"{FAR_KEY}.n_far": 0}),
+        Setting("8g-far", "8 Gaussians ×10: R1 + FAR", {**EIGHT, f"{FAR_KEY}.n_far": 16}),
+    ),
+    metrics=(
+        Metric("modes", "modes or points covered (G)", ".1f"),
+        HQ,
+        EMA_HQ,
+        Metric("grad_d_x", "‖∂D/∂x‖ at real", ".3g"),
+    ),
+    steps=6000,
+    seeds=4,
+)
+
+RECTANGLES = {
+    "data.name": "rectangles", "data.n_rect": 2, "data.n_images": 25600, "model.name": "dcgan",
+    "model.channels": 32, "noise.dim": 64, "batch_size": 64, "optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4,
+    "optim.beta1": 0.0, "optim.beta2": 0.99, f"{PENALTY}.kind": "r1", f"{PENALTY}.weight": 5.0,
+    f"{PENALTY}.interval": 4, "log.eval_samples": 512,
+}
+PCR = {"regularizers.combine.mode": "or", "regularizers.combine.n_pairs": 0}
+SC = {"regularizers.correction.enabled": True, "regularizers.correction.threshold": 0.1,
+      "regularizers.correction.pool": 64}
+
+PCR_SC = Experiment(
+    name="pcr-sc",
+    title="pixel-wise combinations and sample correction on rectangles",
+    claim=(
+        "Xuan et al. (2019): GANs trained on images of exactly 2 rectangles generate images with other counts "
+        "(anomalous generalization); the OR of two training images as extra negatives (PCR) and replacing fakes "
+        "that copy training images (SC) raise the share with the correct count."
+    ),
+    base=RECTANGLES,
+    settings=(
+        Setting("vanilla", "vanilla (R1 only)", {}),
+        Setting("sc", "sample correction", SC),
+        Setting("pcr", "pixel-wise combinations (or)", PCR),
+        Setting("pcr-sc", "both", {**PCR, **SC}),
+    ),
+    metrics=(
+        Metric("correct", "correct count (G)", ".2f"),
+        Metric("ema_correct", "correct count (EMA)", ".2f"),
+        Metric("ema_nn_dist", "distance to nearest training image (EMA)", ".3g"),
+    ),
+    steps=600,
+    seeds=2,
+    quick={"data.n_images": 512},
+    records=4,
+)
+
+def lipschitz_times_bound(record: dict, cfg: dict) -> float | None:
+    """L·B_z for uniform noise on [−s, s]^d: the final ‖∂G/∂z‖ (mean Frobenius norm over the
+    evaluation noise) times B_z = s·√d, the largest ‖z‖; None for unbounded (normal) noise."""
+    noise = cfg["noise"]
+    if noise["dist"] != "uniform" or "jac_g_z" not in record:
+        return None
+    return record["jac_g_z"] * noise["scale"] * math.sqrt(noise["dim"])
+
+
+AUG = "regularizers.augment"
+AUGMENT = Experiment(
+    name="augment",
+    title="translation augmentation and the noise bound on digits (MLP GAN, spectral norm on D)",
+    claim=(
+        "the generalization analysis behind fastgp.augment: translating real and fake images before D penalizes "
+        "the Jacobians of both players, more with larger shifts (smaller ‖∂D/∂x‖ and ‖∂G/∂z‖); rescaling the noise "
+        "bound s leaves L·B_z unchanged, since G absorbs the scale."
+    ),
+    base={
+        "data.name": "digits", "data.resolution": 28, "model.name": "mlp-gan", "noise.dim": 100,
+        "batch_size": 64, "optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4, "optim.beta1": 0.5, "optim.beta2": 0.999,
+        f"{PENALTY}.kind": "none", "regularizers.spectral-norm.d": True, "log.eval_samples": 1000,
+    },
+    settings=(
+        Setting("none", "no augmentation", {}),
+        Setting("translate-2", "translation, 15 copies, s = 2", {f"{AUG}.kind": "translate", f"{AUG}.copies": 15,
+                                                               f"{AUG}.max_shift": 2}),
+        Setting("translate-8", "translation, 15 copies, s = 8", {f"{AUG}.kind": "translate", f"{AUG}.copies": 15,
+                                                               f"{AUG}.max_shift": 8}),
+        Setting("uniform-0.01", "noise uniform on [−0.01, 0.01]", {"noise.dist": "uniform", "noise.scale": 0.01}),
+        Setting("uniform-1", "noise uniform on [−1, 1]", {"noise.dist": "uniform", "noise.scale": 1.0}),
+        Setting("uniform-100", "noise uniform on [−100, 100]", {"noise.dist": "uniform", "noise.scale": 100.0}),
+    ),
+    metrics=(
+        Metric("grad_d_x", "‖∂D/∂x‖", ".3g"),
+        Metric("jac_g_z", "‖∂G/∂z‖", ".3g"),
+        Metric("g_loss", "G loss", ".3g"),
+        Metric("lbz", "L·B_z", ".3g", derive=lipschitz_times_bound),
+    ),
+    steps=1000,
+    seeds=2,
+    records=8,
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, AUGMENT)}
 
 
 def get(name: str) -> Experiment:

@@ -273,10 +273,14 @@ def bar_chart(results: dict, exp: Experiment, path: str) -> None:
             ax.bar(i, summary["mean"], yerr=summary["std"] or 0.0, capsize=3, color=f"C{i}", alpha=0.7)
             dots = [r["values"][m.key] for r in s["runs"] if r["values"].get(m.key) is not None]
             ax.plot([i] * len(dots), dots, "k.", markersize=4)
+        means = [s["summary"][m.key]["mean"] for s in results["settings"] if s["summary"][m.key]["n"]]
+        if means and min(means) > 0 and max(means) / min(means) > 100:
+            ax.set_yscale("log")  # values spanning orders of magnitude (‖∂G/∂z‖ across noise scales)
+        else:
+            ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_title(m.label, fontsize=9)
-        ax.axhline(0, color="grey", linewidth=0.5)
     title = f"{results['experiment']}: {results['title']}"
     if results["quick"]:
         title += "  [QUICK: smoke run, not a result]"
