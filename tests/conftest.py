@@ -29,3 +29,13 @@ def fastgp_cache_dir(tmp_path_factory):
         path = tmp_path_factory.mktemp("fastgp-cache")
         mp.setenv("FASTGP_CACHE_DIR", str(path))
         yield path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Trainer tests run tiny ops on one thread, as the trainer's default: on a busy 2-core machine
+    two OpenMP threads spin. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,13 +19,7 @@ from fastgp.repro.__main__ import main
 from fastgp.repro.runner import cell, markdown
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """As in test_train: tiny ops on one thread; two OpenMP threads spin on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_results(out):

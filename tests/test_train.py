@@ -22,14 +22,7 @@ QUICK = ["steps=6", "batch_size=32", "data.n_images=512", "log.every=3", "log.di
          "checkpoint.every=3", "log.progress=false", "log.plots=false"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The trainer runs on one thread (its `threads` default); so do this module's direct calls:
-    on a busy 2-core machine two OpenMP threads spin and make these tiny ops many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quick(*extra):

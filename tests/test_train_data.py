@@ -24,13 +24,7 @@ QUICK = ["steps=4", "batch_size=16", "log.every=2", "log.diag_every=2", "log.eva
          "log.progress=false", "log.plots=false"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as the trainer's default: on the busy 2-core machine OpenMP threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(sets, out, capsys):

@@ -21,12 +21,7 @@ BASE = ["batch_size=8", "log.eval_samples=32", "log.diag_every=0", "log.progress
 RECT = ["data.name=rectangles", "data.n_images=256", "model.channels=8", "noise.dim=8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_run(tmp_path, *sets):
