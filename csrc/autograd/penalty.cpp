@@ -37,14 +37,20 @@ std::tuple<at::Tensor, at::Tensor> call_forward(const at::Tensor& grad, double c
   return op.call(grad, center, one_sided);
 }
 
+using BackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      double, bool);
+
+const c10::TypedOperatorHandle<BackwardSignature>& backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fastgp::grad_norm_penalty_backward", "")
+                       .typed<BackwardSignature>();
+  return op;
+}
+
 // The backward op WITH its autograd (differentiable when grad mode is on: double backward).
 at::Tensor call_backward(const at::Tensor& grad_penalty, const at::Tensor& grad,
                          const at::Tensor& norm, double center, bool one_sided) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("fastgp::grad_norm_penalty_backward", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         double, bool)>();
-  return op.call(grad_penalty, grad, norm, center, one_sided);
+  return backward_op().call(grad_penalty, grad, norm, center, one_sided);
 }
 
 at::Tensor per_sample(const at::Tensor& values, int64_t ndim) {
@@ -70,15 +76,11 @@ struct GradNormPenaltyBackward : public torch::autograd::Function<GradNormPenalt
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_penalty,
                             const at::Tensor& grad, const at::Tensor& norm, double center,
                             bool one_sided) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("fastgp::grad_norm_penalty_backward", "")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                           const at::Tensor&, double, bool)>();
     ctx->save_for_backward({grad_penalty, grad});
     ctx->saved_data["center"] = center;
     ctx->saved_data["one_sided"] = one_sided;
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op.call(grad_penalty, grad, norm, center, one_sided);
+    at::AutoDispatchBelowADInplaceOrView guard;  // the device kernel, below this autograd
+    return backward_op().call(grad_penalty, grad, norm, center, one_sided);
   }
 
   // Written in ATen ops of grad (the norm is recomputed from it, not taken from the saved
