@@ -57,6 +57,37 @@ def test_help_lists_every_option_with_its_default(capsys):
         assert f"  {key} [{default}]" in out, key
 
 
+@pytest.mark.parametrize("argv0, name", [("/venv/bin/fastgp-train", "fastgp-train"),
+                                         ("/src/fastgp/train/__main__.py", "python -m fastgp.train")])
+def test_help_names_the_command_as_called(argv0, name, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {name} [-h]")
+
+
+@pytest.mark.parametrize("given, suggested", [
+    ("configs/digits-mlp.yaml", "configs/digits-mlp-gan.yaml"),  # a typo in the name
+    ("ring", "configs/ring.yaml"),  # the folder and extension left out
+    ("configs/8gaussians-zerogp.yml", "configs/8gaussians-zero-gp.yaml"),
+])
+def test_missing_config_file_suggests_the_nearest(given, suggested, monkeypatch, capsys):
+    monkeypatch.chdir(os.path.join(CONFIGS, os.pardir))
+    code, err = run_cli(["--config", given], capsys)
+    assert code == 2 and err == f"fastgp-train: error: --config: {given} does not exist; did you mean {suggested}?\n"
+
+
+def test_missing_config_file_outside_the_repository(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["--config", "ring.yml"], capsys)  # found among the bundled configs
+    assert code == 2 and f"did you mean {os.path.abspath(os.path.join(CONFIGS, 'ring.yaml'))}?" in err
+    (tmp_path / "mine.yaml").write_text("steps: 3\n")
+    code, err = run_cli(["--config", "mien.yaml"], capsys)  # beside it first
+    assert code == 2 and "--config: mien.yaml does not exist; did you mean mine.yaml?" in err
+    code, err = run_cli(["--config", "zzzzzzzz.yaml"], capsys)
+    assert code == 2 and err == "fastgp-train: error: --config: zzzzzzzz.yaml does not exist\n"
+
+
 def test_module_and_console_script_run(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "fastgp-train")
     assert os.path.exists(script), "the fastgp-train console script is not installed"
