@@ -59,7 +59,7 @@ def nearest_distance(
     """``(distance [B], index [B] int64)``: each sample's L2 distance to its nearest bank row.
 
     Args:
-        samples: [B, ...] float samples.
+        samples: [B, ...] float samples with at least one feature per row.
         bank: [N, ...] real samples (N >= 1) with the same number of features and dtype.
         normalized: return sqrt(d² / D) / value_range (D = features per sample) instead of the
             L2 distance.
@@ -68,20 +68,28 @@ def nearest_distance(
 
     The distance is float32 for float16/bfloat16/float32 input and float64 for float64.
     """
-    _checks.batch(samples, "samples", min_rank=1)
+    return _nearest_distance(samples, bank, normalized, value_range, chunk, "samples")
+
+
+def _nearest_distance(samples, bank, normalized, value_range, chunk, name: str):
+    """nearest_distance, its errors naming the caller's argument ``name`` (fakes, pool)."""
+    _checks.batch(samples, name, min_rank=1)
     _checks.floating(bank, "bank")
     if bank.dim() < 1 or bank.shape[0] == 0:
         raise ValueError(f"bank is empty (shape {list(bank.shape)}); need at least one real sample")
     features = samples[0].numel()
     if bank[0].numel() != features:
         raise ValueError(
-            f"samples and bank must have the same number of features per row, got {features} "
+            f"{name} and bank must have the same number of features per row, got {features} "
             f"(shape {list(samples.shape)}) and {bank[0].numel()} (shape {list(bank.shape)})"
         )
+    if features == 0:  # every distance would be 0/0 once normalized: undefined, on every backend
+        raise ValueError(f"{name} and bank have no features per row (shapes {list(samples.shape)} and "
+                         f"{list(bank.shape)}); need at least one")
     if bank.dtype != samples.dtype:
-        raise TypeError(f"samples and bank must have the same dtype, got {samples.dtype} and {bank.dtype}")
+        raise TypeError(f"{name} and bank must have the same dtype, got {samples.dtype} and {bank.dtype}")
     if bank.device != samples.device:
-        raise ValueError(f"samples and bank must be on the same device, got {samples.device} and {bank.device}")
+        raise ValueError(f"{name} and bank must be on the same device, got {samples.device} and {bank.device}")
     if not isinstance(normalized, bool):
         raise TypeError(f"normalized must be a bool, got {type(normalized).__name__}")
     value_range = _checks.real_number(value_range, "value_range")
@@ -116,7 +124,7 @@ def replace_realistic(
     threshold = _checks.real_number(threshold, "threshold")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1] (a normalized distance), got {threshold}")
-    distance, _ = nearest_distance(fakes, bank, normalized=True, value_range=value_range, chunk=chunk)
+    distance, _ = _nearest_distance(fakes, bank, True, value_range, chunk, "fakes")
     mask = distance < threshold
     if pool is None:
         source, source_ok = fakes, ~mask
@@ -127,7 +135,7 @@ def replace_realistic(
                 f"pool must have the per-sample shape, dtype and device of fakes, got {list(pool.shape)} "
                 f"{pool.dtype} {pool.device} and {list(fakes.shape)} {fakes.dtype} {fakes.device}"
             )
-        pool_distance, _ = nearest_distance(pool, bank, normalized=True, value_range=value_range, chunk=chunk)
+        pool_distance, _ = _nearest_distance(pool, bank, True, value_range, chunk, "pool")
         source, source_ok = pool, pool_distance >= threshold
     eligible = source_ok.nonzero().flatten()
     needed = mask.nonzero().flatten()

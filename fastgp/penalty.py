@@ -354,6 +354,8 @@ def grad_norm_penalty(
 
 def _check_logits(logits, batch: int, name: str = "D's output") -> None:
     _checks.tensor(logits, name)
+    if not logits.is_floating_point():  # complex logits have no real-valued gradient sum
+        raise TypeError(f"{name} must be real floating-point logits, got dtype {logits.dtype}")
     if tuple(logits.shape) not in ((batch,), (batch, 1)):
         raise ValueError(
             f"{name} must be logits of shape [B] or [B, 1] with B = {batch}, got {list(logits.shape)}"
@@ -361,6 +363,17 @@ def _check_logits(logits, batch: int, name: str = "D's output") -> None:
 
 
 _NOT_CONNECTED = "the logits do not depend on the inputs: compute them from the inputs that require grad"
+
+
+def _check_grad_context(fn: str, grad_scaler) -> None:
+    """Before D runs: gradients can be taken, and ``grad_scaler`` is a GradScaler (or None)."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{fn} needs gradients, which torch.inference_mode() disables: call it outside inference mode"
+        )
+    if grad_scaler is not None and not (callable(getattr(grad_scaler, "scale", None))
+                                        and callable(getattr(grad_scaler, "get_scale", None))):
+        raise TypeError(f"grad_scaler must be a torch.amp.GradScaler or None, got {type(grad_scaler).__name__}")
 
 
 def _per_sample_input_penalty(
@@ -426,6 +439,7 @@ def gradient_penalty(
     """
     if not callable(D):
         raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")
+    _check_grad_context("gradient_penalty", grad_scaler)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}")
     spec = KINDS[kind]
@@ -475,6 +489,7 @@ def r1_penalty(
     for the main loss and for R1 (as StyleGAN2-ADA's combined phase), or for R1 on a real ∪
     Fake-As-Real batch.
     """
+    _check_grad_context("r1_penalty", grad_scaler)
     _checks.batch(inputs, "inputs")
     if not inputs.requires_grad:
         raise ValueError(

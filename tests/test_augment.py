@@ -28,7 +28,7 @@ def test_translate_matches_reference_with_returned_shifts(backend_name, padding,
     out, shifts = augment.translate(x, copies=5, ratio=0.25, padding=padding, generator=gen(2), return_shifts=True)
     assert out.shape == (20, 3, 9, 7) and shifts.shape == (4, 5, 2) and shifts.dtype == torch.int64
     assert torch.equal(out, ref.translate(x, shifts, None, padding))
-    if layout == "channels_last" and backend_name == "extension":
+    if layout == "channels_last":  # kept on every backend (the reference dropped it: issue 16)
         assert out.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -122,6 +122,15 @@ def test_diffaugment_matches_reference_policy(backend_name, policy):
     # channels_last input ([B, H, W, C] with channels_first=False) gives the same values.
     nhwc = augment.DiffAugment(x.permute(0, 2, 3, 1), policy, channels_first=False, generator=gen(7))
     torch.testing.assert_close(nhwc.permute(0, 3, 1, 2), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_diffaugment_cutout_of_nan_images_matches_reference(backend_name):
+    # The cutout multiplies by DiffAugment's mask on every backend: NaN pixels in the box stay NaN.
+    x = make((3, 3, 8, 8), torch.float32, seed=8)
+    x[:, :, 3:5, 3:5] = float("nan")
+    got = augment.DiffAugment(x, "translation,cutout", generator=gen(2))
+    expected = ref.diff_augment(x, "translation,cutout", generator=gen(2))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
 
 
 def test_diffaugment_gradcheck_and_gradgradcheck(backend_name):

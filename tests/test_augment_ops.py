@@ -56,14 +56,12 @@ def test_translate_and_adjoint_match_reference(backend_name, dtype, layout, padd
         # A translation moves values: exact in every dtype.
         assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
         assert out.dtype == dtype and out.shape == (batch * copies, *shape[1:])
-        if backend_name == "extension":  # the kernels keep channels_last (the reference need not)
-            assert_layout(out, x)
+        assert_layout(out, x)  # every backend keeps channels_last
         grad = make(out.shape, dtype, layout, seed=10 + index)
         grad_x = kernels().translate_backward(grad, shifts, boxes, padding)
         torch.testing.assert_close(grad_x, ref.translate_backward(grad, shifts, boxes, padding), **tolerances(dtype))
         assert grad_x.dtype == dtype and grad_x.shape == shape
-        if backend_name == "extension":
-            assert_layout(grad_x, grad)
+        assert_layout(grad_x, grad)
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -177,3 +175,21 @@ def test_parallel_tasks_starting_inside_an_image(padding):
     boxes = random_boxes(3, 15, 23, 16, seed=13)
     out = torch.ops.fastgp.translate(x, shifts, boxes, padding)
     assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_cutout_keeps_nan_and_inf_as_the_reference(backend_name, padding):
+    # Issue 16: DiffAugment multiplies by a mask, so a NaN/inf pixel inside the box gives NaN
+    # there (inf·0); the extension and Triton wrote 0. Both now multiply by 0.
+    x = make((2, 3, 5, 6), torch.float32, seed=3)
+    x[0, 1, 2, 3] = float("nan")
+    x[1, 0, :, 2] = float("inf")
+    x[1, 2, 4, :] = -float("inf")
+    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]])
+    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]])
+    out = kernels().translate(x, shifts, boxes, padding)
+    expected = ref.translate(x, shifts, boxes, padding)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+    inside = ref.keep_mask(boxes, 5, 6, torch.float32).expand_as(out) == 0
+    assert out[inside].isnan().sum() >= 6 and not out[inside].isinf().any()  # NaN·0, inf·0 are NaN
+    assert torch.equal(out[inside].nan_to_num(0.0), torch.zeros_like(out[inside]))  # finite pixels: 0

@@ -111,6 +111,7 @@ def test_opcheck():
 S = torch.randn(3, 4)
 K = torch.randn(5, 4)
 nearest = fastgp.correction.nearest_distance
+replace = fastgp.correction.replace_realistic
 
 BAD = [
     (lambda: nearest(S, torch.randn(0, 4)), ValueError, "bank is empty"),
@@ -123,6 +124,18 @@ BAD = [
     (lambda: fastgp.correction.replace_realistic(S, K, threshold=1.5), ValueError, r"threshold must be in \[0, 1\]"),
     (lambda: fastgp.correction.replace_realistic(S, K, threshold=-0.1), ValueError, r"threshold must be in \[0, 1\]"),
     (lambda: fastgp.correction.replace_realistic(S, K, pool=torch.randn(2, 5)), ValueError, "pool must have the per-sample shape"),
+    # Issue 16: replace_realistic's errors named `samples` for its fakes and pool.
+    (lambda: replace(S.long(), K), TypeError, "^fakes must have a floating dtype"),
+    (lambda: replace(S[:0], K), ValueError, r"^fakes has an empty batch \(shape \[0, 4\]\)"),
+    (lambda: replace(S, torch.randn(5, 6)), ValueError, "^fakes and bank must have the same number of features per row"),
+    (lambda: replace(S, K.double()), TypeError, "^fakes and bank must have the same dtype"),
+    (lambda: replace(S, K, pool=torch.randn(0, 4)), ValueError, r"^pool has an empty batch"),
+    (lambda: replace(S, K, pool=S.long()), TypeError, "^pool must have a floating dtype"),
+    # Zero features: every normalized distance is 0/0 (the extension returned NaN, the reference raised).
+    (lambda: nearest(torch.randn(3, 0), torch.randn(5, 0)), ValueError,
+     r"^samples and bank have no features per row \(shapes \[3, 0\] and \[5, 0\]\); need at least one$"),
+    (lambda: nearest(torch.randn(3, 2, 0), torch.randn(5, 0), normalized=True), ValueError, "no features per row"),
+    (lambda: replace(torch.randn(3, 0, 4), torch.randn(5, 0)), ValueError, "^fakes and bank have no features per row"),
 ]
 
 

@@ -288,11 +288,33 @@ D_IMAGE = lambda x: x.flatten(1).sum(1)  # noqa: E731
         (lambda: fastgp.grad_norm_penalty(torch.randn(4, 3), one_sided=1), TypeError, "one_sided must be a bool"),
         (lambda: fastgp.grad_norm_penalty(torch.randn(0, 3)), ValueError, "grad has an empty batch"),
         (lambda: fastgp.grad_norm_penalty(torch.ones(4, 3, dtype=torch.int32)), TypeError, "grad must have a floating dtype"),
+        # Issue 16: an AttributeError, and an autograd RuntimeError, before.
+        (lambda: fastgp.gradient_penalty(D_IMAGE, torch.randn(4, 3), torch.randn(4, 3), grad_scaler="x"), TypeError,
+         "^grad_scaler must be a torch.amp.GradScaler or None, got str$"),
+        (lambda: fastgp.r1_penalty(torch.randn(4), torch.randn(4, 3, requires_grad=True), grad_scaler=2.0), TypeError,
+         "^grad_scaler must be a torch.amp.GradScaler or None, got float$"),
+        (lambda: fastgp.gradient_penalty(lambda x: torch.complex(x.sum(1), x.sum(1)), torch.randn(4, 3), kind="r1"),
+         TypeError, "^D's output must be real floating-point logits, got dtype torch.complex64$"),
+        (lambda: fastgp.r1_penalty(torch.randn(4, 3, requires_grad=True).sum(1).to(torch.complex64),
+                                   torch.randn(4, 3, requires_grad=True)), TypeError, "^logits must be real floating-point"),
     ],
 )
 def test_bad_input(backend_name, call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_inference_mode_is_named(backend_name):
+    # Issue 16: inside torch.inference_mode() the message said the logits do not depend on the inputs.
+    real, fake = torch.randn(4, 3), torch.randn(4, 3)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match=r"^gradient_penalty needs gradients, which torch.inference_mode\(\) "
+                                               "disables: call it outside inference mode$"):
+            fastgp.gradient_penalty(D_IMAGE, real, fake)
+        with pytest.raises(RuntimeError, match=r"^r1_penalty needs gradients, which torch.inference_mode\(\) disables"):
+            fastgp.r1_penalty(torch.randn(4), real)
+    with torch.no_grad():  # no_grad, unlike inference mode, is overridden inside the penalty
+        assert fastgp.gradient_penalty(D_IMAGE, real, fake).isfinite()
 
 
 # ------------------------------------------------------------------------------------------

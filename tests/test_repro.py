@@ -90,6 +90,31 @@ def test_seeds_are_aggregated_into_mean_and_std(tmp_path, capsys):
     assert all("±" in c for row in table_rows(table) for c in row[1:])
 
 
+def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
+    # Issue 16: a second run silently overwrote the first; fastgp-train --out refuses a run directory.
+    out = tmp_path / "lip"
+    assert main(["lipschitz", "--quick", "--seeds", "2", "--steps", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    table = (out / "table.md").read_bytes()
+    (out / "notes.txt").write_text("mine")
+    assert main(["lipschitz", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 4 more): " \
+           "overwrite it with --force" in err
+    assert (out / "table.md").read_bytes() == table and (out / "wgan-gp" / "seed1").is_dir()  # untouched
+
+    assert main(["lipschitz", "--quick", "--steps", "1", "--force", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert read_results(out)["seeds"] == [0]
+    settings = [s.name for s in repro.EXPERIMENTS["lipschitz"].settings]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "notes.txt", "results.json", "table.md"]
+                                                            + settings)
+    assert all([p.name for p in (out / name).iterdir()] == ["seed0"] for name in settings)  # stale seed1 gone
+    assert (out / "notes.txt").read_text() == "mine"  # nothing but the earlier run is deleted
+    with pytest.raises(ReproError, match="force=True from Python"):
+        repro.run(repro.EXPERIMENTS["lipschitz"], str(out), steps=1, quick=True)
+
+
 def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastgp.repro", "--list"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -57,6 +57,37 @@ def test_help_lists_every_option_with_its_default(capsys):
         assert f"  {key} [{default}]" in out, key
 
 
+@pytest.mark.parametrize("argv0, name", [("/venv/bin/fastgp-train", "fastgp-train"),
+                                         ("/src/fastgp/train/__main__.py", "python -m fastgp.train")])
+def test_help_names_the_command_as_called(argv0, name, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {name} [-h]")
+
+
+@pytest.mark.parametrize("given, suggested", [
+    ("configs/digits-mlp.yaml", "configs/digits-mlp-gan.yaml"),  # a typo in the name
+    ("ring", "configs/ring.yaml"),  # the folder and extension left out
+    ("configs/8gaussians-zerogp.yml", "configs/8gaussians-zero-gp.yaml"),
+])
+def test_missing_config_file_suggests_the_nearest(given, suggested, monkeypatch, capsys):
+    monkeypatch.chdir(os.path.join(CONFIGS, os.pardir))
+    code, err = run_cli(["--config", given], capsys)
+    assert code == 2 and err == f"fastgp-train: error: --config: {given} does not exist; did you mean {suggested}?\n"
+
+
+def test_missing_config_file_outside_the_repository(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["--config", "ring.yml"], capsys)  # found among the bundled configs
+    assert code == 2 and f"did you mean {os.path.abspath(os.path.join(CONFIGS, 'ring.yaml'))}?" in err
+    (tmp_path / "mine.yaml").write_text("steps: 3\n")
+    code, err = run_cli(["--config", "mien.yaml"], capsys)  # beside it first
+    assert code == 2 and "--config: mien.yaml does not exist; did you mean mine.yaml?" in err
+    code, err = run_cli(["--config", "zzzzzzzz.yaml"], capsys)
+    assert code == 2 and err == "fastgp-train: error: --config: zzzzzzzz.yaml does not exist\n"
+
+
 def test_module_and_console_script_run(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "fastgp-train")
     assert os.path.exists(script), "the fastgp-train console script is not installed"
@@ -334,11 +365,20 @@ def test_corrupt_checkpoint_fails_clearly(finished_run, tmp_path, capsys):
     assert len(read_metrics(run_dir)) == 2  # nothing was restarted or rewritten
 
 
-def _rewrite(run_dir, edit):
+def _rewrite(run_dir, edit, stamp=True):
+    """Edit the checkpoint's payload; ``stamp``: with a valid checksum of the edited content (a
+    checkpoint written that way, not a damaged one)."""
     path = run_dir / "checkpoint.pt"
     payload = torch.load(path, weights_only=True)
     edit(payload)
+    if stamp:
+        payload["checksum"] = checkpoint.checksum(payload)
     torch.save(payload, path)
+
+
+def _wrong_adam_state(payload):
+    state = payload["optimizers"]["D"]["state"][0]
+    state["exp_avg"] = torch.zeros(state["exp_avg"].shape[0] + 1, *state["exp_avg"].shape[1:])
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -348,6 +388,10 @@ def _rewrite(run_dir, edit):
     (lambda p: p["models"]["G"].update({"0.weight": torch.zeros(3, 3)}), "G does not match this configuration"),
     (lambda p: p["rng"]["generators"].pop("penalty"), "no state for the generator(s) ['penalty']"),
     (lambda p: p["config"]["optim"].update(n_dis=0), "optim.n_dis: must be >= 1"),
+    (lambda p: p.update(step="6"), "checkpoint.pt: step must be an int >= 0, got '6' (str)\n"),
+    (lambda p: p.update(d_step=-1), "checkpoint.pt: d_step must be an int >= 0, got -1 (int)\n"),
+    (_wrong_adam_state, "checkpoint.pt: optimizer, regularizer or RNG state does not match: optimizer D: 'exp_avg' "
+                        "of 0.weight has shape [65, 2], the parameter [64, 2]\n"),
 ])
 def test_incompatible_checkpoint_fails_clearly(edit, message, finished_run, tmp_path, capsys):
     run_dir = _copy(finished_run, tmp_path)
@@ -355,6 +399,81 @@ def test_incompatible_checkpoint_fails_clearly(edit, message, finished_run, tmp_
     code, err = run_cli(["--resume", str(run_dir), "--set", "steps=8"], capsys)
     assert code == 2
     assert message in err
+
+
+def _tensor_data_ranges(path):
+    """(start, end) byte ranges of the tensor storages inside a torch.save zip file."""
+    import struct
+    import zipfile
+
+    raw = path.read_bytes()
+    ranges = []
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if "/data/" in info.filename and info.file_size:
+                # Local header: 30 bytes, then the name and the extra field (lengths at 26 and 28).
+                name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+                start = info.header_offset + 30 + name_len + extra_len
+                ranges.append((start, start + info.file_size))
+    return ranges
+
+
+def test_damaged_tensor_data_fails_naming_the_file(finished_run, tmp_path):
+    # Issue 16: 38 of 40 single-byte flips inside the tensor data loaded silently.
+    path = finished_run / "checkpoint.pt"
+    ranges = _tensor_data_ranges(path)
+    assert len(ranges) > 20  # models, optimizers, random states
+    raw = path.read_bytes()
+    gen = torch.Generator().manual_seed(0)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for trial in range(40):
+        start, end = ranges[trial % len(ranges)]
+        at = start + int(torch.randint(end - start, (), generator=gen))
+        damaged = bytearray(raw)
+        damaged[at] ^= 1 << int(torch.randint(8, (), generator=gen))
+        (run_dir / "checkpoint.pt").write_bytes(bytes(damaged))
+        with pytest.raises(checkpoint.CheckpointError) as info:
+            checkpoint.load(str(run_dir))
+        assert str(info.value) == (f"{run_dir / 'checkpoint.pt'} is damaged: its content does not match the "
+                                   "checksum written with it"), trial
+
+
+def test_checkpoint_without_a_checksum_resumes_with_a_warning(finished_run, tmp_path, capsys):
+    run_dir = _copy(finished_run, tmp_path)
+    _rewrite(run_dir, lambda p: p.pop("checksum"), stamp=False)  # as written before checksums
+    with pytest.warns(UserWarning, match=r"checkpoint\.pt has no checksum \(written by an earlier fastgp\): it is "
+                                         "loaded unverified"):
+        code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)
+    assert code == 0, err
+    assert read_metrics(run_dir)[-1]["step"] == 9
+    assert "checksum" in torch.load(run_dir / "checkpoint.pt", weights_only=True)  # the new one has it
+
+
+def test_full_disk_keeps_the_old_checkpoint_and_says_so(finished_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    run_dir = _copy(finished_run, tmp_path)
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    real_write = os.write
+
+    def fills_up(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(run_dir)):
+            real_write(fd, bytes(data[:100]))  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", fills_up)
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)
+    monkeypatch.undo()
+    path = run_dir / "checkpoint.pt"
+    assert code == 2 and err.endswith(
+        f"fastgp-train: error: cannot write {path}: the disk is full (No space left on device); the previous "
+        f"checkpoint is kept: free some space, then continue with --resume {run_dir}\n")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)  # space freed: it continues
+    assert code == 0, err
 
 
 def test_resume_refuses_changed_options_and_missing_runs(finished_run, tmp_path, capsys):
@@ -400,6 +519,8 @@ BAD_SETS = [
     (["data.name=rectangles", "model.name=mlp"], "model.name: 'mlp' is the 2-D pair; data.name='rectangles' needs 'dcgan'"),
     (["model.name=dcgan"], "model.name: 'dcgan' needs 32×32 image data; data.name='8gaussians' is 2-D"),
     (["data.name=rectangles", "data.n_rect=6"], "data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got 6"),
+    (["seed=-1"], "seed: must be in [0, 2**32 - 1] = [0, 4294967295], got -1\n"),
+    (["seed=18446744073709551616"], "seed: must be in [0, 2**32 - 1] = [0, 4294967295], got 18446744073709551616\n"),
 ]
 
 

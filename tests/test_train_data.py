@@ -5,6 +5,7 @@ The digits classifier is trained once per test session at 28×28 (a few seconds)
 runs a handful of steps on tiny data.
 """
 
+import json
 import math
 import os
 import sys
@@ -93,7 +94,9 @@ def test_cached_classifier_is_reused(trained, monkeypatch):
         raise AssertionError("retrained although the cache holds the classifier")
 
     monkeypatch.setattr(digits, "_train_classifier", no_training)
+    rng_before = torch.get_rng_state()
     again = digits.classifier(28)
+    assert torch.equal(torch.get_rng_state(), rng_before), "loading the cached classifier moved the global RNG"
     assert _same_weights(again, clf) and again.accuracy == clf.accuracy
     assert os.stat(path).st_mtime_ns == mtime
 
@@ -429,6 +432,26 @@ def test_mlp_gan_trains_on_digits_with_every_output(trained, tmp_path, monkeypat
         assert f'"{key}"' in last, key
     for png in ("samples.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == PNG
+
+
+def test_run_is_the_same_with_an_empty_or_a_filled_cache(tmp_path, monkeypatch, capsys):
+    # Issue 16: loading the cached classifier drew its layers' initialisation from the run's global
+    # stream, so the same seed gave another d_loss once the classifier was cached. 12×12 keeps the
+    # classifier's training to a second or two.
+    monkeypatch.setenv("FASTGP_CACHE_DIR", str(tmp_path / "cache"))
+    sets = QUICK + ["data.name=digits", "data.resolution=12", "noise.dim=16"]
+    code, err = run_cli(sets, tmp_path / "empty", capsys)
+    assert code == 0, err
+    path = digits.cache_path(12)
+    said = [line for line in err.splitlines() if "digits classifier" in line]
+    assert len(said) == 1 and f"training the digits classifier at 12x12 once; it is cached in {path} (" in said[0]
+    assert " s, held-out accuracy " in said[0] and os.path.isfile(path)
+    code, err = run_cli(sets, tmp_path / "filled", capsys)
+    assert code == 0, err
+    assert "digits classifier" not in err  # loaded from the cache, silently
+    records = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("empty", "filled")]
+    strip = [[{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in run] for run in records]
+    assert strip[0] == strip[1] and "d_loss" in strip[0][-1]
 
 
 def test_resnet_trains_on_32x32_rgb_array(tmp_path):

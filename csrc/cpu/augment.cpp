@@ -52,7 +52,7 @@ inline void cut_columns(const int64_t* boxes, int64_t n, int64_t i, int64_t W, i
 }
 
 // out row (n = b*K + k, p, i) from x row (b, p, src(i, dy)), for every output row, then the
-// cutout columns of that row zeroed.
+// cutout columns of that row multiplied by 0.
 template <typename scalar_t>
 void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* boxes,
                       scalar_t* out, const Geometry& g) {
@@ -104,7 +104,8 @@ void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* b
       }
       int64_t c0, c1;
       cut_columns(boxes, n, i, W, &c0, &c1);
-      if (c1 > c0) std::fill(dst + c0 * E, dst + c1 * E, scalar_t(0));
+      // Multiplied by 0, as DiffAugment's mask: a NaN/inf pixel in the box stays NaN.
+      for (int64_t t = c0 * E; t < c1 * E; ++t) dst[t] = dst[t] * scalar_t(0);
     }
   });
 }

@@ -47,7 +47,7 @@ __device__ __forceinline__ bool in_box(const int64_t* __restrict__ boxes, int64_
   return i >= box[0] && i < box[0] + box[2] && j >= box[1] && j < box[1] + box[3];
 }
 
-// out[n, p, i, j, e] = x[b, p, src(i, dy), src(j, dx), e], 0 outside the image or in the box.
+// out[n, p, i, j, e] = x[b, p, src(i, dy), src(j, dx), e], 0 outside the image, times 0 in the box.
 template <typename scalar_t>
 __global__ void translate_kernel(const scalar_t* __restrict__ x,
                                  const int64_t* __restrict__ shifts,
@@ -69,10 +69,11 @@ __global__ void translate_kernel(const scalar_t* __restrict__ x,
     const int64_t sy = source_index(i, shifts[2 * n], g.H, g.mode);
     const int64_t sx = source_index(j, shifts[2 * n + 1], g.W, g.mode);
     scalar_t v = scalar_t(0);
-    if (sy >= 0 && sx >= 0 && !in_box(boxes, n, i, j)) {
+    if (sy >= 0 && sx >= 0) {
       v = x[(((b * g.P + p) * g.H + sy) * g.W + sx) * g.E + e];
     }
-    out[idx] = v;
+    // Multiplied by 0 in the box, as DiffAugment's mask: a NaN/inf pixel there stays NaN.
+    out[idx] = in_box(boxes, n, i, j) ? static_cast<scalar_t>(v * scalar_t(0)) : v;
   }
 }
 

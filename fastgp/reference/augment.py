@@ -68,13 +68,21 @@ def keep_mask(boxes: torch.Tensor, height: int, width: int, dtype: torch.dtype) 
     return (~inside).to(dtype).unsqueeze(1)
 
 
+def same_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` channels_last when ``like`` is only channels_last, else contiguous: the layout rule of
+    every backend's kernels (the stack/reshape/scatter below return contiguous tensors)."""
+    if not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
+
+
 def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
     batch, copies = shifts.shape[:2]
     outs = [translate_once(x, shifts[:, k, 0], shifts[:, k, 1], padding) for k in range(copies)]
     out = torch.stack(outs, dim=1).reshape(batch * copies, *x.shape[1:])
     if boxes is not None:
         out = out * keep_mask(boxes, x.shape[2], x.shape[3], x.dtype)
-    return out
+    return same_layout(out, x)
 
 
 def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
@@ -96,7 +104,7 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
             mask = (valid_y[:, :, None] & valid_x[:, None, :]).reshape(batch, 1, -1)
             values = values * mask
         out = out.scatter_add(2, index, values)
-    return out.reshape(batch, channels, height, width).to(grad.dtype)
+    return same_layout(out.reshape(batch, channels, height, width).to(grad.dtype), grad)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: a few steps, 1 seed, small evaluations; its table says QUICK")
     parser.add_argument("--out", metavar="DIR", help="output directory [runs/repro/NAME]; runs in DIR/<setting>/seed<k>")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an earlier run of NAME in the output directory (refused without it)")
     return parser
 
 
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
     try:
         exp = get(args.name)
         out = args.out or os.path.join("runs", "repro", exp.name)
-        results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick)
+        results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force)
     except ReproError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -139,11 +141,27 @@ def aggregate(runs: list[dict], metrics: tuple[Metric, ...]) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
+def previous_outputs(exp: Experiment, out_dir: str) -> list[str]:
+    """What an earlier run of ``exp`` left in ``out_dir`` (paths relative to it): its reports and
+    its runs' directories ``<setting>/seed<k>``, finished or not."""
+    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png") if os.path.exists(os.path.join(out_dir, name))]
+    for setting in exp.settings:
+        folder = os.path.join(out_dir, setting.name)
+        if os.path.isdir(folder):
+            found += sorted(os.path.join(setting.name, d) for d in os.listdir(folder)
+                            if re.fullmatch(r"seed\d+", d) and os.path.isdir(os.path.join(folder, d)))
+    return found
+
+
 def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int | None = None,
-        quick: bool = False, log=None) -> dict:
+        quick: bool = False, force: bool = False, log=None) -> dict:
     """Train every setting × seed of ``exp`` in ``out_dir`` and write the reports; returns the
     results (what ``results.json`` holds). ``seeds``/``steps`` default to the experiment's full
-    values, or to 1 seed and ``QUICK_STEPS`` with ``quick``."""
+    values, or to 1 seed and ``QUICK_STEPS`` with ``quick``.
+
+    An ``out_dir`` that holds an earlier run of ``exp`` is refused (as ``fastgp-train --out``
+    refuses a run directory), before any training; ``force`` deletes that run's reports and
+    ``<setting>/seed<k>`` directories first, and nothing else in ``out_dir``."""
     from ..train import train
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -153,6 +171,17 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ReproError(f"{name}: expected an int >= 1, got {value!r}")
     per_seed = [exp.configs(n_steps, seed, quick) for seed in range(n_seeds)]  # all checked before training
+    previous = previous_outputs(exp, out_dir)
+    if previous and not force:
+        shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
+        raise ReproError(f"{out_dir} already holds a run of {exp.name} ({shown}): overwrite it with --force "
+                         "(force=True from Python) or choose another --out")
+    for rel in previous:  # only with force: stale seeds of a larger earlier run must not linger
+        path = os.path.join(out_dir, rel)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
     results = {
         "experiment": exp.name,

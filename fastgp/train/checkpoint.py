@@ -4,16 +4,26 @@ A checkpoint is written to a temporary file in the run directory, flushed and fs
 renamed over ``checkpoint.pt`` (an atomic replace on POSIX), and the directory is fsynced so the
 rename itself survives a crash: a process killed at any moment leaves the previous complete
 checkpoint or the new one, never a partial file (a killed write leaves only its temporary file,
-removed when the run is resumed). Loading checks the format and every component;
+removed when the run is resumed). The payload is serialized in memory first and written with
+``os.write``, so a full disk is an ``OSError`` (ENOSPC) of our own write, reported as such.
+
+Every checkpoint carries ``checksum``, a SHA-256 of its content (every tensor's dtype, shape and
+bytes, every other value, in order), verified on load: torch's zip reader does not check its CRCs,
+so a damaged tensor would otherwise load silently. A checkpoint written before checksums existed
+loads with a warning that it cannot be verified. Loading checks the format and every component;
 anything unreadable or incompatible raises ``CheckpointError`` — a run is never silently
 restarted.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import os
 import random
 import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -22,6 +32,7 @@ FORMAT = "fastgp.train/1"
 NAME = "checkpoint.pt"
 TMP_PREFIX = ".checkpoint-"
 KEYS = ("format", "step", "d_step", "config", "models", "optimizers", "rng")
+CHECKSUM = "checksum"
 
 
 class CheckpointError(RuntimeError):
@@ -58,16 +69,52 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
         g.set_state(state["generators"][name])
 
 
+def _update(h, obj) -> None:
+    """Feed ``obj`` into the hash ``h`` canonically: the same value gives the same bytes before
+    saving and after ``torch.load`` (types are part of it, dicts in their stored order)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{list(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for key, value in obj.items():
+            _update(h, key)
+            _update(h, value)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__[0]}{len(obj)};".encode())
+        for value in obj:
+            _update(h, value)
+    else:  # str, int, float, bool, None (repr round-trips floats exactly)
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def checksum(payload: dict) -> str:
+    """SHA-256 (hex) of a checkpoint payload's content, its own ``checksum`` entry left out."""
+    h = hashlib.sha256()
+    _update(h, {k: v for k, v in payload.items() if k != CHECKSUM})
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def save_atomically(obj, path: str) -> None:
-    """``torch.save(obj)`` to ``path`` through a temporary file in the same directory (flushed,
-    fsynced, renamed over ``path``, directory fsynced): readers see the old file or the new one."""
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same directory (fsynced,
+    renamed over ``path``, directory fsynced): readers see the old file or the new one."""
     directory = os.path.dirname(path) or "."
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            _write_all(fd, buffer.getbuffer())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -81,9 +128,20 @@ def save_atomically(obj, path: str) -> None:
 
 
 def save(run_dir: str, payload: dict) -> str:
-    """Write ``payload`` atomically to run_dir/checkpoint.pt; returns the path."""
+    """Write ``payload`` with its checksum atomically to run_dir/checkpoint.pt; returns the path.
+    A full disk (or any other write error) is a CheckpointError; the previous checkpoint stays."""
     path = os.path.join(run_dir, NAME)
-    save_atomically({"format": FORMAT, **payload}, path)
+    payload = {"format": FORMAT, **payload}
+    payload[CHECKSUM] = checksum(payload)
+    try:
+        save_atomically(payload, path)
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = "the disk is full" if full else "the write failed"
+        raise CheckpointError(
+            f"cannot write {path}: {why} ({e.strerror or e}); the previous checkpoint is kept: "
+            f"{'free some space' if full else 'fix the cause'}, then continue with --resume {run_dir}"
+        ) from None
     return path
 
 
@@ -105,10 +163,32 @@ def load(run_dir: str) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} has format {found!r}; this fastgp reads {FORMAT!r}")
+    stored = payload.pop(CHECKSUM, None)
+    if stored is None:
+        warnings.warn(f"{path} has no checksum (written by an earlier fastgp): it is loaded unverified",
+                      stacklevel=2)
+    elif stored != checksum(payload):
+        raise CheckpointError(f"{path} is damaged: its content does not match the checksum written with it")
     missing = [k for k in KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
+    for key in ("step", "d_step"):
+        value = payload[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(f"{path}: {key} must be an int >= 0, got {value!r} ({type(value).__name__})")
     return payload
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module, name: str) -> None:
+    """A ValueError naming the first per-parameter state tensor (Adam's ``exp_avg``, ...) whose shape
+    is not its parameter's: ``load_state_dict`` does not check, and the step would fail later."""
+    names = {p: n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                    raise ValueError(f"optimizer {name}: {key!r} of {names.get(p, 'a parameter')} has shape "
+                                     f"{list(value.shape)}, the parameter {list(p.shape)}")
 
 
 def load_module(module: torch.nn.Module, state: dict, name: str, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import time
@@ -10,9 +11,48 @@ import time
 from . import checkpoint, config
 
 
+# The configs shipped in the source tree, beside the package.
+BUNDLED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+
+
+def prog() -> str:
+    """How the user called the trainer: ``fastgp-train`` (the console script; ``fastgp-train.exe`` or
+    ``fastgp-train-script.py`` on Windows) or ``python -m fastgp.train``."""
+    return "fastgp-train" if os.path.basename(sys.argv[0]).startswith("fastgp-train") else "python -m fastgp.train"
+
+
+def _nearest_config(path: str) -> str | None:
+    """The existing YAML file whose name is closest to a missing ``path``: looked for beside it, in
+    ./configs and in the bundled configs (the README's paths are relative to the repository root)."""
+    candidates = {}
+    for folder in (os.path.dirname(path) or os.curdir, "configs", BUNDLED_CONFIGS):
+        if os.path.isdir(folder):
+            for name in sorted(os.listdir(folder)):
+                stem, ext = os.path.splitext(name)
+                if ext in (".yaml", ".yml"):
+                    candidates.setdefault(stem, _shown(os.path.join(folder, name)))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    close = difflib.get_close_matches(stem, candidates, n=1)
+    return candidates[close[0]] if close else None
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return os.path.abspath(path) if rel.startswith(os.pardir) else rel
+
+
+def _check_configs_exist(paths) -> None:
+    for path in paths:
+        if not os.path.exists(path):
+            near = _nearest_config(path)
+            hint = f"; did you mean {near}?" if near else ""
+            raise config.ConfigError(f"--config: {path} does not exist{hint}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fastgp.train",
+        prog=prog(),
         description=(
             "Train a GAN with fastgp's regularizers. With no arguments: 8 Gaussians ×10 with the "
             "zero-centred gradient penalty (under a minute on 2 CPU cores). Options come from the "
@@ -52,6 +92,7 @@ def run(argv=None) -> int:
             )
         print(f"resuming {out} at step {payload['step']} of {cfg['steps']}", file=sys.stderr)
     else:
+        _check_configs_exist(args.config)
         cfg = config.resolve(files=args.config, sets=args.sets)  # fails here, before any training
         out = args.out or os.path.join("runs", f"{cfg['data']['name']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
         if os.path.exists(os.path.join(out, checkpoint.NAME)):

@@ -43,7 +43,10 @@ def _positive(value):
 
 # Flat schema: dotted key -> Option. Order is the order of --help and of the written config.
 SCHEMA: dict[str, Option] = {
-    "seed": Option(0, "seed of every random draw (models, data, noise, penalties)"),
+    "seed": Option(
+        0, "seed of every random draw (models, data, noise, penalties); 0 to 2**32 - 1 (NumPy's seed range)",
+        lambda v: None if 0 <= v < 2**32 else f"must be in [0, 2**32 - 1] = [0, {2**32 - 1}], got {v}",
+    ),
     "device": Option("cpu", "torch device: cpu or cuda[:N]"),
     "threads": Option(
         1,

@@ -10,8 +10,9 @@ fixed split and seed, a few seconds on 2 CPU cores; its accuracy on the held-out
 it), with random blobs as outliers trained towards the uniform prediction, and cached as
 ``digits-classifier-r{R}-v{VERSION}.pt`` under ``$FASTGP_CACHE_DIR`` (default ``~/.cache/fastgp``). The file is written atomically; a corrupt or foreign cache file is retrained
 with a warning, and an unwritable cache directory only costs the retraining next time.
-Training it never touches the global random state, so a run is the same whether the classifier
-came from the cache or not.
+Training or loading it never touches the global random state, so a run is the same whether the
+classifier came from the cache or not. Training it prints one line to stderr (what, where it is cached,
+how long it took).
 
 Metrics of a generated batch of n images (each classified by its most likely class):
 ``classes``, the classes that get at least a quarter of their fair share n/10 (as the 2-D modes);
@@ -23,6 +24,8 @@ distance to the nearest training image shared by every image dataset.
 from __future__ import annotations
 
 import os
+import sys
+import time
 import warnings
 
 import torch
@@ -75,11 +78,16 @@ def cache_path(resolution: int) -> str:
 def _net() -> nn.Sequential:
     # Strided convolutions keep it cheap at 28-32 px; adaptive pooling makes one architecture
     # serve every resolution. 97-98% held-out accuracy at 28 and 32 in ~3 s on one thread.
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, N_CLASSES),
-    )
+    # The layers' initialisation draws from the global stream, which seeds the GAN: draw it from a
+    # forked stream instead, so that neither training nor loading the classifier moves the run's
+    # random state (a cached and a fresh classifier give the same run).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(32 * 4 * 4, N_CLASSES),
+        )
 
 
 class Classifier:
@@ -110,11 +118,9 @@ def smooth_noise(n: int, resolution: int, generator: torch.Generator) -> torch.T
 def _train_classifier(resolution: int) -> Classifier:
     images, labels = load_digits(resolution)
     train_idx, held_idx = _split(images.shape[0])
-    g = torch.Generator().manual_seed(SEED + 1)
     # Its own random stream: the global state (which seeds the GAN) is the same after as before.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        net = _net()
+    g = torch.Generator().manual_seed(SEED + 1)
+    net = _net()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     for _ in range(EPOCHS):
         order = train_idx[torch.randperm(train_idx.numel(), generator=g)]
@@ -156,7 +162,13 @@ def classifier(resolution: int) -> Classifier:
     cached = _load_cached(path, resolution)
     if cached is not None:
         return cached
+    # One line, because it takes seconds and writes outside the run's directory.
+    print(f"fastgp: training the digits classifier at {resolution}x{resolution} once; it is cached in {path}",
+          end="", file=sys.stderr, flush=True)
+    started = time.perf_counter()
     trained = _train_classifier(resolution)
+    print(f" ({time.perf_counter() - started:.1f} s, held-out accuracy {trained.accuracy:.3f})", file=sys.stderr,
+          flush=True)
     payload = {"version": VERSION, "resolution": resolution, "state": trained.net.state_dict(),
                "accuracy": trained.accuracy}
     try:

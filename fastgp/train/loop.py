@@ -310,6 +310,8 @@ class Run:
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
+            checkpoint.check_optimizer_state(self.opt_g, self.G, "G")
+            checkpoint.check_optimizer_state(self.opt_d, self.D, "D")
             world = int(payload.get("world_size", 1))
             if world != self.dist.world_size:
                 raise ValueError(f"the run used {world} process(es), this launch has {self.dist.world_size}")

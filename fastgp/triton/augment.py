@@ -7,7 +7,7 @@ Raw launchers with the names, signatures and semantics of ``torch.ops.fastgp.*``
 ``translate(x, shifts, boxes, padding) -> out``
     x [B, C, H, W], shifts int64 [B, K, 2] of (dy, dx), boxes None or int64 [B, K, 4] of
     (top, left, height, width); out [B·K, C, H, W], out[b·K + k, c, i, j] = x[b, c, src(i, dy), src(j, dx)],
-    the padding value outside the image and 0 inside the box.
+    the padding value outside the image and the pixel times 0 inside the box (NaN stays NaN).
 ``translate_backward(grad, shifts, boxes, padding) -> grad_x``
     the adjoint w.r.t. x, summed over the K copies; a gather over each source pixel's preimage
     (no atomics, deterministic).
@@ -86,9 +86,11 @@ def _translate_kernel(
     e = cols % E
     sy = _source(i, dy, H, MODE)
     sx = _source(j, dx, W, MODE)
-    valid = in_row & (sy >= 0) & (sx >= 0) & ~_in_box(boxes_ptr, n, i, j, HAS_BOXES)
+    valid = in_row & (sy >= 0) & (sx >= 0)
     src = ((b * P + p) * H + sy) * L + sx * E + e
     v = tl.load(x_ptr + src, mask=valid, other=0.0)
+    # Multiplied by 0 in the box, as DiffAugment's mask: a NaN/inf pixel there stays NaN.
+    v = tl.where(_in_box(boxes_ptr, n, i, j, HAS_BOXES), v * 0.0, v)
     tl.store(out_ptr + row * L + cols, v, mask=in_row)
 
 

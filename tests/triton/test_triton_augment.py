@@ -128,3 +128,31 @@ def test_bad_arguments():
         ta.translate(x.int(), good, None, "zeros")
     with pytest.raises(ValueError, match="x must have shape"):
         ta.translate(x[0], good, None, "zeros")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_cutout_keeps_nan_and_inf_as_the_reference(dtype, padding):
+    # Issue 16: DiffAugment multiplies by a mask, so a NaN/inf pixel inside the box gives NaN
+    # (inf·0); the kernel wrote 0 there. It now multiplies by 0.
+    x = image((2, 3, 5, 6), dtype, "contiguous", seed=3)
+    x[0, 1, 2, 3] = float("nan")
+    x[1, 0, :, 2] = float("inf")
+    x[1, 2, 4, :] = -float("inf")
+    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]], device=DEVICE)
+    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]], device=DEVICE)
+    out = ta.translate(x, shifts, boxes, padding)
+    expected = ref.translate(x, shifts, boxes, padding)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+    inside = ref.keep_mask(boxes, 5, 6, torch.float32).expand_as(out) == 0
+    assert out[inside].isnan().sum() >= 6 and not out[inside].isinf().any()
+
+
+def test_diffaugment_cutout_of_nan_images_on_triton_matches_reference():
+    x = image((3, 3, 8, 8), torch.float32, "contiguous", seed=8)
+    x[:, :, 3:5, 3:5] = float("nan")
+    with fastgp.use_backend("triton"):
+        got = augment.DiffAugment(x, "translation,cutout", generator=torch.Generator().manual_seed(2))
+    expected = ref.diff_augment(x, "translation,cutout", generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)

@@ -69,3 +69,15 @@ def test_opcheck_and_compile_on_gpu():
     torch.library.opcheck(torch.ops.fastgp_triton.nearest_distance.default, (samples, bank, 8))
     compiled = torch.compile(lambda a, b: torch.ops.fastgp_triton.nearest_distance(a, b, 8)[1], fullgraph=True)
     assert torch.equal(compiled(samples, bank), ref.nearest_distance(samples, bank, 8)[1])
+
+
+def test_zero_features_and_argument_names_on_triton_backend():
+    # Issue 16: zero features gave NaN on the extension and raised on the reference; every backend
+    # now raises the same ValueError, and replace_realistic names its own arguments.
+    with fastgp.use_backend("triton"):
+        with pytest.raises(ValueError, match=r"^samples and bank have no features per row \(shapes \[3, 0\] and \[5, 0\]\)"):
+            fastgp.correction.nearest_distance(torch.randn(3, 0, device=DEVICE), torch.randn(5, 0, device=DEVICE),
+                                               normalized=True)
+        with pytest.raises(TypeError, match="^fakes and bank must have the same dtype"):
+            fastgp.correction.replace_realistic(torch.randn(3, 4, device=DEVICE),
+                                                torch.randn(5, 4, device=DEVICE, dtype=torch.float64))

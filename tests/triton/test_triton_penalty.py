@@ -18,6 +18,7 @@ import os
 import pytest
 import torch
 
+import fastgp
 from fastgp.reference import penalty as ref
 from fastgp.triton import penalty as tp
 
@@ -543,3 +544,17 @@ def test_opcheck_and_compile_on_gpu():
     compiled = torch.compile(head, fullgraph=True)
     for got, expected in zip(compiled(real, real, fake, alpha), head(real, real, fake, alpha)):
         torch.testing.assert_close(got, expected)
+
+
+def test_public_errors_name_the_problem_on_triton_backend():
+    # Issue 16: grad_scaler of the wrong type, inference mode and complex logits, on this backend too.
+    real, fake = torch.randn(4, 3, device=DEVICE), torch.randn(4, 3, device=DEVICE)
+    D = lambda x: x.flatten(1).sum(1)  # noqa: E731
+    with fastgp.use_backend("triton"):
+        with pytest.raises(TypeError, match="^grad_scaler must be a torch.amp.GradScaler or None, got str$"):
+            fastgp.gradient_penalty(D, real, fake, grad_scaler="x")
+        with pytest.raises(TypeError, match="^D's output must be real floating-point logits, got dtype torch.complex64$"):
+            fastgp.gradient_penalty(lambda x: D(x).to(torch.complex64), real, kind="r1")
+        with torch.inference_mode():
+            with pytest.raises(RuntimeError, match=r"^gradient_penalty needs gradients, which torch.inference_mode"):
+                fastgp.gradient_penalty(D, real, fake)
