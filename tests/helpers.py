@@ -6,7 +6,7 @@ import pytest
 import torch
 
 # Backends that run on CPU tensors in the main pytest process. Triton runs in its own process
-# under TRITON_INTERPRET=1 (tests/triton/).
+# under TRITON_INTERPRET=1 (tests/triton_kernels/).
 CPU_BACKENDS = ("extension", "reference")
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 LAYOUTS = ("contiguous", "channels_last", "strided")

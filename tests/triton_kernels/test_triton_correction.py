@@ -1,6 +1,6 @@
 """Triton kernels of the correction family (fastgp.triton.correction) against the C++ op and the reference.
 
-Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton``. The indices must be
+Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``. The indices must be
 identical; the squared distances agree within float32 summation-order error (the norms are summed
 in tiles here, sequentially in C++).
 """

@@ -1,6 +1,6 @@
 """Triton kernels of the penalty family (fastgp.triton.penalty) against the pure-PyTorch reference.
 
-Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small because the interpreter is slow; the block-size dependent paths (masked tails,
 several chunks per row, the two-stage reduction, several tiles per program, several finishing
 steps) are reached with rows just above the block sizes or by lowering the module's limits.
