@@ -6,7 +6,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import backend_name  # noqa: E402,F401  (fixture shared by every test module)
+# Fixtures shared by every test module (see helpers.py): the device x backend cases.
+from helpers import backend_case, backend_name, device, kernel_backend, parametrize_backends  # noqa: E402,F401
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on a CUDA device (skipped, with the reason, where none is visible)")
+
+
+def pytest_generate_tests(metafunc):
+    parametrize_backends(metafunc)
 
 # The Triton tests need TRITON_INTERPRET=1 set before triton kernels are imported, so they run
 # in their own pytest process: `TRITON_INTERPRET=1 python -m pytest tests/triton_kernels`.
