@@ -61,6 +61,19 @@ def tolerances(dtype):
     return dict(rtol=1.6e-2, atol=1e-2)
 
 
+def assert_nearest(samples, bank, d2, index, rtol, atol) -> None:
+    """The nearest-distance contract, on any BLAS: ``d2`` is the least squared distance from each
+    sample to a bank row, and the row at ``index`` lies at distance ``d2``, both up to rounding
+    (distances from exact float64 differences, not from the |a|² + |b|² − 2a·b expansion). Which of
+    two rows within rounding of each other is returned is not part of the contract."""
+    a = samples.detach().double().cpu().flatten(1)
+    b = bank.detach().double().cpu().flatten(1)
+    exact = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    got = d2.double().cpu()
+    torch.testing.assert_close(got, exact.min(1).values, rtol=rtol, atol=atol)
+    torch.testing.assert_close(exact.gather(1, index.cpu()[:, None])[:, 0], got, rtol=rtol, atol=atol)
+
+
 def _cuda_marks() -> list:
     return [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)]
 
