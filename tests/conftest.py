@@ -7,7 +7,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 # Fixtures shared by every test module (see helpers.py): the device x backend cases.
-from helpers import backend_case, backend_name, device, kernel_backend, parametrize_backends  # noqa: E402,F401
+from helpers import backend_case, backend_name, device, kernel_backend, on_device, parametrize_backends  # noqa: E402,F401
 
 
 def pytest_configure(config):

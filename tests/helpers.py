@@ -7,6 +7,9 @@ Fixtures (registered in conftest.py):
                     ``cuda-triton``, ``cuda-reference`` marked ``cuda`` (``pytest -m cuda``),
                     skipped with a reason where no GPU is visible;
 ``device``          the device of that case (``"cpu"`` or ``"cuda"``): create every tensor on it;
+``on_device``       ``device``, also made torch's default device for the whole test (modules and
+                    factory calls without ``device=`` land on it; draws from a CPU generator
+                    must be made with ``device="cpu"`` and moved, as ``make`` does);
 ``kernel_backend``  the same cases without the reference (``cpu-extension``, ``cuda-extension``,
                     ``cuda-triton``), for tests that compare a backend against the reference: the
                     reference itself is checked against an independent oracle instead.
@@ -129,3 +132,10 @@ def kernel_backend(backend_name):
 def device(backend_case, backend_name):
     """The device of this case; asking for it forces the case's backend too."""
     return backend_case[0]
+
+
+@pytest.fixture
+def on_device(device):
+    """``device``, and torch's default device inside the test."""
+    with torch.device(device):
+        yield device
