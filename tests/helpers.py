@@ -64,6 +64,42 @@ def tolerances(dtype):
     return dict(rtol=1.6e-2, atol=1e-2)
 
 
+def _translate_source(i, d, n, padding):
+    """The source index of output index i under shift d, or None outside the image (zeros)."""
+    s = i - d
+    if 0 <= s < n:
+        return s
+    if padding == "zeros":
+        return None
+    if padding == "replicate":
+        return min(max(s, 0), n - 1)
+    return -s if s < 0 else 2 * (n - 1) - s  # reflect (|d| < n)
+
+
+def translate_oracle(x, shifts, boxes=None, padding="zeros"):
+    """translate by its definition, one output pixel at a time, in float64 on the CPU:
+    out[b·K + k, :, i, j] = x[b, :, i − dy, j − dx] inside the image, the padding outside, then the
+    box of (b, k) zeroed (an oracle independent of every backend, the reference included)."""
+    x = x.double().cpu()
+    shifts = shifts.cpu()
+    boxes = None if boxes is None else boxes.cpu()
+    batch, channels, height, width = x.shape
+    copies = shifts.shape[1]
+    out = torch.zeros(batch * copies, channels, height, width, dtype=torch.float64)
+    for b in range(batch):
+        for k in range(copies):
+            dy, dx = shifts[b, k].tolist()
+            for i in range(height):
+                for j in range(width):
+                    si, sj = _translate_source(i, dy, height, padding), _translate_source(j, dx, width, padding)
+                    if si is not None and sj is not None:
+                        out[b * copies + k, :, i, j] = x[b, :, si, sj]
+            if boxes is not None:
+                top, left, box_h, box_w = boxes[b, k].tolist()
+                out[b * copies + k, :, max(top, 0):max(top + box_h, 0), max(left, 0):max(left + box_w, 0)] = 0
+    return out
+
+
 def assert_nearest(samples, bank, d2, index, rtol, atol) -> None:
     """The nearest-distance contract, on any BLAS: ``d2`` is the least squared distance from each
     sample to a bank row, and the row at ``index`` lies at distance ``d2``, both up to rounding

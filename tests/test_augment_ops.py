@@ -7,7 +7,7 @@ import torch
 
 from fastgp import backend
 from fastgp.reference import augment as ref
-from helpers import DTYPES, LAYOUTS, devices, make, tolerances
+from helpers import DTYPES, LAYOUTS, devices, make, tolerances, translate_oracle
 
 PADDINGS = ("zeros", "reflect", "replicate")
 SHAPES = [(3, 2, 5, 7), (2, 3, 1, 1), (1, 4, 3, 2), (2, 1, 6, 4)]
@@ -67,38 +67,6 @@ def test_translate_and_adjoint_match_reference(kernel_backend, device, dtype, la
             assert_layout(grad_x, grad)
 
 
-def _source(i, d, n, padding):
-    """The source index of output index i under shift d, or None outside the image (zeros)."""
-    s = i - d
-    if 0 <= s < n:
-        return s
-    if padding == "zeros":
-        return None
-    if padding == "replicate":
-        return min(max(s, 0), n - 1)
-    return -s if s < 0 else 2 * (n - 1) - s  # reflect (|d| < n)
-
-
-def _translate_oracle(x, shifts, boxes, padding):
-    """The definition, one output pixel at a time (float64, on the CPU)."""
-    x = x.double().cpu()
-    batch, channels, height, width = x.shape
-    copies = shifts.shape[1]
-    out = torch.zeros(batch * copies, channels, height, width, dtype=torch.float64)
-    for b in range(batch):
-        for k in range(copies):
-            dy, dx = shifts[b, k].tolist()
-            for i in range(height):
-                for j in range(width):
-                    si, sj = _source(i, dy, height, padding), _source(j, dx, width, padding)
-                    if si is not None and sj is not None:
-                        out[b * copies + k, :, i, j] = x[b, :, si, sj]
-            if boxes is not None:
-                top, left, box_h, box_w = boxes[b, k].tolist()
-                out[b * copies + k, :, max(top, 0):max(top + box_h, 0), max(left, 0):max(left + box_w, 0)] = 0
-    return out
-
-
 @pytest.mark.parametrize("dtype", (torch.float64, torch.bfloat16), ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -109,7 +77,7 @@ def test_translate_matches_per_pixel_loop(backend_name, device, dtype, layout, p
     boxes = random_boxes(2, 3, 5, 4, seed=5, device=device)
     for b in (None, boxes):
         out = kernels(device).translate(x, shifts, b, padding)
-        assert torch.equal(out.double().cpu(), _translate_oracle(x, shifts.cpu(), None if b is None else b.cpu(), padding))
+        assert torch.equal(out.double().cpu(), translate_oracle(x, shifts.cpu(), None if b is None else b.cpu(), padding))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
