@@ -18,7 +18,7 @@ forced with ``fastgp.set_backend(name)``, the ``fastgp.use_backend(name)`` conte
 raises an error that says why.
 
 Dispatch runs inside ``torch.compile``d code on every supported torch: the choice is kept in plain
-module and thread-local state (Dynamo cannot trace ``ContextVar.get`` before torch 2.12), and
+module and thread-local state (torch 2.11's Dynamo cannot trace ``ContextVar.get``), and
 providers are found through ``sys.modules`` after their first load (Dynamo does not trace
 ``importlib``). A first call that would load Triton happens in eager code, or earlier:
 ``set_backend("triton")`` / ``use_backend("triton")`` load it when they are called.
@@ -59,7 +59,8 @@ OPS = {
 }
 FAMILIES = tuple(dict.fromkeys(OPS.values()))
 
-# Backend -> where it keeps a family's ops: an object whose attribute <op> is the implementation.
+# Backend -> where it keeps a family's ops: an object whose attribute <op> is the implementation
+# (the extension's ops of every family live in the one namespace torch.ops.fastgp).
 PROVIDERS = {
     "extension": "torch.ops.fastgp",
     "triton": "fastgp.triton.{family}",
