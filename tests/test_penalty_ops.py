@@ -258,24 +258,27 @@ def test_opcheck(device, case):
     torch.library.opcheck(getattr(torch.ops.fastgp, name).default, args)
 
 
-def test_torch_compile_fullgraph_calls_compiled_ops():
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph_calls_compiled_ops(device):
     def head(grad, real, fake, alpha):
         penalty, _ = torch.ops.fastgp.grad_norm_penalty_forward(grad, 1.0, False)
         return penalty.mean(), torch.ops.fastgp.interpolate(real, fake, alpha)
 
     compiled = torch.compile(head, fullgraph=True, backend="aot_eager")
-    args = (torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.rand(4))
+    args = tuple(make((4, 3, 8, 8), seed=seed, device=device) for seed in (1, 2, 3)) + (torch.rand(4, device=device),)
     for got, expected in zip(compiled(*args), head(*args)):
         torch.testing.assert_close(got, expected)
 
 
-def test_torch_compile_public_penalty_head():
-    with fastgp.use_backend("extension"):
-        compiled = torch.compile(fastgp.grad_norm_penalty, backend="aot_eager")
-        grad = torch.randn(6, 5, requires_grad=True)
-        value = compiled(grad)
-        value.backward()
-        expected_grad = grad.grad.clone()
-        grad.grad = None
-        fastgp.grad_norm_penalty(grad).backward()
+def test_torch_compile_public_penalty_head(backend_name, device):
+    torch._dynamo.reset()
+    compiled = torch.compile(fastgp.grad_norm_penalty, backend="aot_eager", fullgraph=True)
+    grad = torch.randn(6, 5, requires_grad=True, device=device)
+    value = compiled(grad)
+    value.backward()
+    expected_grad = grad.grad.clone()
+    grad.grad = None
+    expected = fastgp.grad_norm_penalty(grad)
+    expected.backward()
+    torch.testing.assert_close(value, expected)
     torch.testing.assert_close(expected_grad, grad.grad)

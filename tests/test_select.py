@@ -119,13 +119,14 @@ def test_opcheck(device, case):
     torch.library.opcheck(getattr(torch.ops.fastgp, name).default, args)
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph(device):
     def step(real, logits, candidates):
         batch, indices = torch.ops.fastgp.far_batch(real, logits, candidates, 4)
         return batch * 2, indices
 
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
-    args = (torch.randn(4, 3, 8, 8), torch.randn(16), torch.randn(16, 3, 8, 8))
+    args = (make((4, 3, 8, 8), seed=1, device=device), make((16,), seed=2, device=device), make((16, 3, 8, 8), seed=3, device=device))
     for got, expected in zip(compiled(*args), step(*args)):
         torch.testing.assert_close(got, expected)
 

@@ -195,8 +195,9 @@ def test_opcheck(device):
     )
 
 
-def test_torch_compile_fullgraph():
-    W, u, v = inputs((30, 20), torch.float32)
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph(device):
+    W, u, v = inputs((30, 20), torch.float32, device=device)
 
     def f(W, u, v):
         sigma = torch.ops.fastgp.spectral_power_iteration(W, u, v, 1, EPS)
