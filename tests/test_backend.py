@@ -44,6 +44,30 @@ def test_set_backend_and_context_manager():
     assert fastgp.get_backend() == "auto"
 
 
+def test_use_backend_nests_restores_on_error_and_is_per_thread():
+    import threading
+
+    with fastgp.use_backend("reference"):
+        with pytest.raises(RuntimeError, match="inside"):
+            with fastgp.use_backend("extension"):
+                assert backend.resolve("cpu") == "extension"
+                raise RuntimeError("inside")
+        assert backend.resolve("cpu") == "reference"  # the outer choice is back after the error
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(fastgp.get_backend()))
+        worker.start()
+        worker.join()
+        assert seen == ["auto"]  # another thread does not see this thread's with block
+    assert fastgp.get_backend() == "auto"
+
+
+def test_backend_table_resolves_every_op():
+    assert backend.implementation("reference", "translate") is backend.provider("reference", "augment").translate
+    assert backend.implementation("extension", "nearest_distance") is torch.ops.fastgp.nearest_distance
+    with pytest.raises(ValueError, match="unknown op 'translat'"):
+        backend.implementation("reference", "translat")
+
+
 def test_environment_variable(monkeypatch):
     monkeypatch.setenv("FASTGP_BACKEND", "reference")
     assert backend.resolve("cpu") == "reference"

@@ -12,6 +12,7 @@ from torch.nn.utils import parametrizations as P
 import fastgp
 from fastgp.reference import spectral as ref_spectral
 from fastgp.nn import SpectralNormStep, apply_spectral_norm, remove_spectral_norm, spectral_norm
+from helpers import make
 
 D64 = torch.float64
 
@@ -33,7 +34,7 @@ def layer_input(kind, dtype=D64):
     shapes = {"linear": (4, 12), "conv1d": (2, 3, 8), "conv2d": (2, 3, 6, 6), "conv3d": (2, 2, 4, 4, 4), "convt2d": (2, 4, 5, 5)}
     if kind == "embedding":
         return torch.tensor([[1, 2, 9], [0, 5, 5]])
-    return torch.randn(*shapes[kind], generator=g, dtype=D64).to(dtype)
+    return torch.randn(*shapes[kind], generator=g, dtype=D64, device="cpu").to(torch.get_default_device(), dtype)
 
 
 def twins(kind, n_power_iterations=1, dtype=D64):
@@ -55,7 +56,7 @@ KINDS = ["linear", "conv1d", "conv2d", "conv3d", "convt2d", "embedding"]
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n_power_iterations", [1, 3])
-def test_matches_torch_training_and_eval(backend_name, kind, n_power_iterations):
+def test_matches_torch_training_and_eval(backend_name, on_device, kind, n_power_iterations):
     a, b = twins(kind, n_power_iterations)
     assert set(a.state_dict()) == set(b.state_dict())
     if kind == "convt2d":
@@ -75,7 +76,7 @@ def test_matches_torch_training_and_eval(backend_name, kind, n_power_iterations)
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv2d", "convt2d"])
-def test_gradient_equals_torch_with_two_forwards_before_backward(backend_name, kind):
+def test_gradient_equals_torch_with_two_forwards_before_backward(backend_name, on_device, kind):
     a, b = twins(kind)
     x1, x2 = layer_input(kind), layer_input(kind) * 0.5 + 1
     grads = []
@@ -95,11 +96,11 @@ def discriminator(sn, seed=0):
     return net
 
 
-def test_gradient_penalty_through_sn_discriminator_equals_torch(backend_name):
+def test_gradient_penalty_through_sn_discriminator_equals_torch(backend_name, on_device):
     """Double backward: a WGAN-GP step through spectral-normalized layers, training mode."""
-    real = torch.randn(8, 6, dtype=D64, generator=torch.Generator().manual_seed(1))
-    fake = torch.randn(8, 6, dtype=D64, generator=torch.Generator().manual_seed(2))
-    alpha = torch.rand(8, 1, dtype=D64, generator=torch.Generator().manual_seed(3))
+    real = make((8, 6), D64, seed=1, device=on_device)
+    fake = make((8, 6), D64, seed=2, device=on_device)
+    alpha = torch.rand(8, 1, dtype=D64, generator=torch.Generator().manual_seed(3), device="cpu").to(on_device)
     results = []
     for sn in (P.spectral_norm, spectral_norm):
         D = discriminator(sn)
@@ -114,7 +115,7 @@ def test_gradient_penalty_through_sn_discriminator_equals_torch(backend_name):
 
 
 @pytest.mark.parametrize("kind", ["linear", "convt2d"])
-def test_gradcheck_and_gradgradcheck(backend_name, kind):
+def test_gradcheck_and_gradgradcheck(backend_name, on_device, kind):
     _, m = twins(kind)
     m.eval()  # gradcheck evaluates many times: eval keeps u, v fixed, as torch's tests do
     x = layer_input(kind).requires_grad_(True)
@@ -129,7 +130,7 @@ def test_gradcheck_and_gradgradcheck(backend_name, kind):
 
 
 @pytest.mark.parametrize("layout", ["linear", "convt2d", "conv2d-channels-last"])
-def test_weight_gradient_in_every_layout_equals_torch(backend_name, layout):
+def test_weight_gradient_in_every_layout_equals_torch(backend_name, on_device, layout):
     """The fused W/σ backward: the rank-1 update in place on a contiguous dim-0 gradient, and added
     in W's layout for ConvTranspose (dim=1) and for a channels_last weight gradient."""
     kind = "conv2d" if layout.startswith("conv2d") else layout
@@ -148,7 +149,7 @@ def test_weight_gradient_in_every_layout_equals_torch(backend_name, layout):
 
 
 @pytest.mark.parametrize("kind", ["linear", "convt2d"])
-def test_second_derivative_with_respect_to_weight_equals_torch(backend_name, kind):
+def test_second_derivative_with_respect_to_weight_equals_torch(backend_name, on_device, kind):
     """create_graph through the W/σ backward itself (the gradient of a weight-gradient norm)."""
     a, b = twins(kind)
     x = layer_input(kind)
@@ -162,21 +163,21 @@ def test_second_derivative_with_respect_to_weight_equals_torch(backend_name, kin
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_reduced_precision_weight_gradient(backend_name, dtype):
+def test_reduced_precision_weight_gradient(backend_name, on_device, dtype):
     base = nn.Linear(64, 48)
     torch.manual_seed(0)
     ref32 = P.spectral_norm(copy.deepcopy(base)).eval()
     m = spectral_norm(copy.deepcopy(base).to(dtype))
     m.load_state_dict({k: t.to(dtype) for k, t in ref32.state_dict().items()})
     m.eval()
-    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(3))
+    x = make((8, 64), seed=3, device=on_device)
     (g32,) = torch.autograd.grad(ref32(x).square().sum(), ref32.parametrizations.weight.original)
     (g16,) = torch.autograd.grad(m(x.to(dtype)).float().square().sum(), m.parametrizations.weight.original)
     assert g16.dtype == dtype
     torch.testing.assert_close(g16.float(), g32, rtol=5e-2, atol=5e-2 * g32.abs().max().item())
 
 
-def test_sigma_gradient_is_u_v_outer(backend_name):
+def test_sigma_gradient_is_u_v_outer(backend_name, on_device):
     w = torch.randn(5, 4, dtype=D64, requires_grad=True)
     u, v = torch.randn(5, dtype=D64), torch.randn(4, dtype=D64)
     out = fastgp.spectral.spectral_normalize(w, u, v, n_power_iterations=0)
@@ -187,7 +188,7 @@ def test_sigma_gradient_is_u_v_outer(backend_name):
     torch.testing.assert_close(gw, expected)
 
 
-def test_one_dimensional_weight_is_normalized(backend_name):
+def test_one_dimensional_weight_is_normalized(backend_name, on_device):
     m = nn.Module()
     m.weight = nn.Parameter(torch.tensor([3.0, 4.0], dtype=D64))
     spectral_norm(m)
@@ -196,7 +197,7 @@ def test_one_dimensional_weight_is_normalized(backend_name):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_reduced_precision_weights_iterate_in_float32(backend_name, dtype):
+def test_reduced_precision_weights_iterate_in_float32(backend_name, on_device, dtype):
     base = nn.Linear(64, 48)
     torch.manual_seed(0)
     ref32 = P.spectral_norm(copy.deepcopy(base))
@@ -219,7 +220,7 @@ def test_reduced_precision_weights_iterate_in_float32(backend_name, dtype):
 
 
 @pytest.mark.parametrize("kind", ["linear", "convt2d"])
-def test_state_dict_interchange_both_ways(backend_name, kind):
+def test_state_dict_interchange_both_ways(backend_name, on_device, kind):
     x = layer_input(kind)
     a, _ = twins(kind)
     a(x)  # advance torch's state
@@ -235,7 +236,7 @@ def test_state_dict_interchange_both_ways(backend_name, kind):
     torch.testing.assert_close(a2(x), b(x), rtol=1e-12, atol=1e-12)
 
 
-def test_loads_legacy_spectral_norm_checkpoint(backend_name):
+def test_loads_legacy_spectral_norm_checkpoint(backend_name, on_device):
     torch.manual_seed(0)
     legacy = torch.nn.utils.spectral_norm(nn.Conv2d(3, 6, 3).double())
     x = layer_input("conv2d")
@@ -327,7 +328,7 @@ def generator_like():
     ).double()
 
 
-def test_apply_and_remove_spectral_norm(backend_name):
+def test_apply_and_remove_spectral_norm(backend_name, on_device):
     model = generator_like()
     apply_spectral_norm(model, exclude=["7", model[8]])
     normalized = [i for i, m in enumerate(model) if torch.nn.utils.parametrize.is_parametrized(m)]
@@ -352,7 +353,7 @@ def test_apply_and_remove_spectral_norm(backend_name):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_once_per_step_mode(backend_name):
+def test_once_per_step_mode(backend_name, on_device):
     D = discriminator(spectral_norm)
     ref = copy.deepcopy(D)  # advanced by hand with the reference grouped iteration
     opt = torch.optim.SGD(D.parameters(), lr=0.05)
@@ -399,7 +400,7 @@ def test_once_per_step_mode(backend_name):
     assert not torch.equal(before, layers[0]._u)  # back to torch's per-forward iteration
 
 
-def test_once_per_step_recomputes_sigma_when_weight_changes(backend_name):
+def test_once_per_step_recomputes_sigma_when_weight_changes(backend_name, on_device):
     D = discriminator(spectral_norm)
     SpectralNormStep(D)
     p = D[0].parametrizations.weight[0]
@@ -445,7 +446,7 @@ def test_once_per_step_load_state_dict_rejects_bad_state(state, message):
         stepper.load_state_dict(state)
 
 
-def test_parametrize_cached_matches_torch(backend_name):
+def test_parametrize_cached_matches_torch(backend_name, on_device):
     """Under torch's parametrize.cached() (one W/σ per D step) the gradients are torch's too."""
     real, fake = torch.randn(4, 6, dtype=D64), torch.randn(4, 6, dtype=D64)
     grads = []

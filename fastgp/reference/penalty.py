@@ -3,7 +3,7 @@
 Two layers, both written the plain way:
 
 * the raw ops (``interpolate``, ``interpolate_random``, ``grad_norm_penalty_forward``,
-  ``grad_norm_penalty_backward``) with exactly the signatures and semantics of the C++/CUDA ops
+  ``grad_norm_penalty_backward``, ``grad_norm_penalty_sum``) with exactly the signatures and semantics of the C++/CUDA ops
   (``torch.ops.fastgp.*``) and the Triton launchers, so the backend layer can use this module as a
   drop-in fallback and the tests can use it as the oracle;
 * ``gradient_penalty_reference``: the double-backprop penalty as GAN code writes it today
@@ -145,6 +145,11 @@ def grad_norm_penalty_backward(
     scale = grad_penalty * _penalty_coefficient(norm, center, one_sided)
     acc = acc_dtype(grad.dtype)
     return (grad.to(acc) * _per_sample(scale.to(acc), grad.dim())).to(grad.dtype)
+
+
+def grad_norm_penalty_sum(grad: torch.Tensor, center: float, one_sided: bool, scale: float) -> torch.Tensor:
+    """scale · Σ_b penalty[b] (0-d, accumulation dtype): the head reduced to a scalar."""
+    return grad_norm_penalty_forward(grad, center, one_sided)[0].sum() * scale
 
 
 # --------------------------------------------------------------------------------------------

@@ -520,3 +520,9 @@ def grad_norm_penalty_backward(
         num_warps=num_warps,
     )  # fmt: skip
     return out
+
+
+def grad_norm_penalty_sum(grad: torch.Tensor, center: float, one_sided: bool, scale: float) -> torch.Tensor:
+    """scale · Σ_b penalty[b] (0-d, accumulation dtype): the head reduced to a scalar, as the C++ op
+    ``grad_norm_penalty_sum`` (every backend implements every op: tests/test_contract.py)."""
+    return grad_norm_penalty_forward(grad, center, one_sided)[0].sum() * scale

@@ -1,6 +1,6 @@
 """Triton kernels of the augment family (fastgp.triton.augment) against the pure-PyTorch reference.
 
-Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small because the interpreter is slow. The forward moves values, so it must be exact in
 every dtype; the adjoint sums in the accumulation dtype and is compared with the dtype's tolerance.
 """

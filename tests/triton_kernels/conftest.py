@@ -4,9 +4,9 @@ Triton kernels run on a GPU, or on the CPU under Triton's interpreter, which mus
 with ``TRITON_INTERPRET=1`` in the environment BEFORE the module defining the ``@triton.jit``
 kernels is imported. These tests therefore run in their own pytest process:
 
-    TRITON_INTERPRET=1 python -m pytest tests/triton          # no GPU: interpreter, CPU tensors
-    python -m pytest tests/triton                              # with a CUDA GPU: compiled kernels
-    python -m pytest tests --ignore=tests/triton               # everything else
+    TRITON_INTERPRET=1 python -m pytest tests/triton_kernels   # no GPU: interpreter, CPU tensors
+    python -m pytest tests/triton_kernels                      # with a CUDA GPU: compiled kernels
+    python -m pytest tests --ignore=tests/triton_kernels       # everything else
 
 Without a GPU and without the interpreter the session fails at once (a silent skip would hide
 that the Triton backend was never tested).
@@ -18,10 +18,10 @@ import pytest
 import torch
 
 RUN_HINT = (
-    "tests/triton need a CUDA GPU or Triton's interpreter, and neither is on. Run them in their own "
+    "tests/triton_kernels needs a CUDA GPU or Triton's interpreter, and neither is on. Run it in its own "
     "process with the interpreter switched on before import:\n"
-    "    TRITON_INTERPRET=1 python -m pytest tests/triton\n"
-    "and the rest of the suite with: python -m pytest tests --ignore=tests/triton"
+    "    TRITON_INTERPRET=1 python -m pytest tests/triton_kernels\n"
+    "and the rest of the suite with: python -m pytest tests --ignore=tests/triton_kernels"
 )
 
 

@@ -1,6 +1,6 @@
 """Triton kernel of the combine family (fastgp.triton.combine) against the C++ op and the reference.
 
-Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton``. min/max/and/or are
+Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``. min/max/and/or are
 exact; the mean is one addition and one exact halving in the accumulation dtype rounded once
 (bfloat16 rounding emulated under the interpreter), so it is exact too.
 """

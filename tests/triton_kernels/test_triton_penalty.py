@@ -1,6 +1,6 @@
 """Triton kernels of the penalty family (fastgp.triton.penalty) against the pure-PyTorch reference.
 
-Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small because the interpreter is slow; the block-size dependent paths (masked tails,
 several chunks per row, the two-stage reduction, several tiles per program, several finishing
 steps) are reached with rows just above the block sizes or by lowering the module's limits.
@@ -416,6 +416,16 @@ def test_penalty_head_half_accumulates_in_float32():
     for dtype in LOW_PRECISION:
         penalty, norm = tp.grad_norm_penalty_forward(torch.ones(2, 20000, dtype=dtype, device=DEVICE), 0.0, False)
         assert torch.equal(penalty, torch.full((2,), 20000.0, device=DEVICE))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=dtype_id)
+def test_penalty_sum_matches_reference(dtype):
+    grad = grad_like((3, 2, 5), dtype, seed=10)
+    for center, one_sided, scale in ((1.0, False, 1 / 3), (0.0, False, 1.0), (1.0, True, 2.0)):
+        total = tp.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        expected = ref.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        assert total.shape == () and total.dtype == expected.dtype
+        torch.testing.assert_close(total, expected, rtol=1e-5 if dtype != torch.float64 else 1e-12, atol=1e-6)
 
 
 def test_penalty_forward_is_deterministic():

@@ -1,5 +1,5 @@
 """Triton kernels of the spectral family (fastgp.triton.spectral) against the reference and the
-C++ op. Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+C++ op. Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small (the interpreter is slow) but cover several programs per matrix (the ordered
 partial sums), masked row and column tails, several column tiles per row, and wide rows."""
 
