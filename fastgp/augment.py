@@ -187,11 +187,6 @@ def draw_shifts(
     return torch.stack(drawn, dim=1).to(device)
 
 
-def _check_order(order) -> str:
-    _checks.choice(order, "order", ORDERS)
-    return order
-
-
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -235,7 +230,7 @@ def translate(
     _check_image(x)
     _checks.choice(padding, "padding", PADDINGS)
     _checks.generator(generator)
-    _check_order(order)
+    _checks.choice(order, "order", ORDERS)
     if copies is not None:
         copies = _checks.integer(copies, "copies", minimum=1)
     if not isinstance(include_original, bool):
@@ -373,7 +368,7 @@ def DiffAugment(
         if word not in POLICY_WORDS:
             raise ValueError(f"policy has an unknown word {word!r}; known words: {', '.join(POLICY_WORDS)}")
     copies = _checks.integer(copies, "copies", minimum=1)
-    _check_order(order)
+    _checks.choice(order, "order", ORDERS)
     _check_image(x)
     if not words and copies == 1:
         return x
