@@ -20,8 +20,8 @@ The random points are drawn as the authors' code draws them, so that with the sa
 state ``gradient_penalty`` evaluates D where the hand-written code does: α is one
 ``torch.rand(B)`` (float32) from ``generator`` or the device's default generator; DRAGAN first
 draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalty.dragan_points``;
-the std is that of the whole batch, without Bessel's correction). Sources per kind: README,
-"Gradient penalties".
+the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
+penalty-kinds table (repository and file of each original).
 
 A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
 g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
