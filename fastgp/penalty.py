@@ -4,17 +4,24 @@ double-backprop penalties built from them (WGAN-GP, 0-GP, R1, R2, LP, max-GP, DR
 Conventions (see DESIGN.md): with g_i = ∂ sum(D(x)) / ∂x_i and ‖·‖ the L2 norm over all non-batch
 dimensions of sample i,
 
-=========  ===========================================  =================================
+=========  ===========================================  ==========================================
 kind       penalty (before ``weight``)                   evaluated at
-=========  ===========================================  =================================
-wgan-gp    mean_i (‖g_i‖ − 1)²                           α·real + (1−α)·fake, α ~ U(0,1)
+=========  ===========================================  ==========================================
+wgan-gp    mean_i (‖g_i‖ − 1)²                           α·real + (1−α)·fake, α ~ U(0,1) per sample
 zero-gp    mean_i ‖g_i‖²                                 the same interpolates
 r1         mean_i ‖g_i‖²                                 real
 r2         mean_i ‖g_i‖²                                 fake
 lp         mean_i max(0, ‖g_i‖ − 1)²                     interpolates
 max-gp     max_i ‖g_i‖²                                  interpolates
-dragan     mean_i (‖g_i‖ − 1)²                           real + 0.5·std(real)·U(0,1)
-=========  ===========================================  =================================
+dragan     mean_i (‖g_i‖ − 1)²                           x + α·(x_p − x), x_p = x + 0.5·std(x)·U(0,1)
+=========  ===========================================  ==========================================
+
+The random points are drawn as the authors' code draws them, so that with the same generator
+state ``gradient_penalty`` evaluates D where the hand-written code does: α is one
+``torch.rand(B)`` (float32) from ``generator`` or the device's default generator; DRAGAN first
+draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalty.dragan_points``;
+the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
+penalty-kinds table (repository and file of each original).
 
 A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
 g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
@@ -31,7 +38,7 @@ import torch
 
 from . import _checks, backend
 from ._layout import empty_kernel_output
-from .reference.penalty import _penalty_coefficient, _per_sample, dragan_perturb
+from .reference.penalty import _penalty_coefficient, _per_sample, dragan_points, draw_alpha
 
 FAMILY = "penalty"
 REDUCTIONS = ("mean", "sum", "none", "max")
@@ -462,10 +469,14 @@ def gradient_penalty(
         raise ValueError(f"alpha applies only to the interpolating kinds, not to kind={kind!r}")
 
     with torch.no_grad():
-        if spec.point == "interpolate":
-            x = interpolate(real, fake, alpha=alpha, generator=None if alpha is not None else generator)
+        if spec.point == "interpolate" and alpha is None:
+            # The authors' draw (torch.rand(B), float32), then the fused interpolation kernel.
+            drawn = draw_alpha(real, generator).to(real.dtype)
+            x = backend.kernels(FAMILY, real.device).interpolate(real, fake, drawn)
+        elif spec.point == "interpolate":
+            x = interpolate(real, fake, alpha=alpha)
         elif spec.point == "perturb":
-            x = dragan_perturb(real, generator)
+            x = dragan_points(real, generator)
         else:
             x = real if spec.point == "real" else fake
     x = x.detach().requires_grad_(True)

@@ -159,10 +159,28 @@ def grad_norm_penalty_sum(grad: torch.Tensor, center: float, one_sided: bool, sc
 INTERPOLATING_KINDS = ("wgan-gp", "zero-gp", "lp", "max-gp")
 
 
-def dragan_perturb(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DRAGAN's perturbed points x + 0.5·std(x)·U(0,1) (std over the whole batch)."""
-    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype, device=real.device)
-    return real + 0.5 * real.std() * noise
+def draw_alpha(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One α ~ U(0, 1) per sample, float32 [B], drawn as the authors' code draws it: one
+    ``torch.rand(B, 1)`` from the device's generator (Thanh-Tung et al.'s ``cal_gradpen``); the
+    TensorFlow codes of WGAN-GP, LP, max-GP and DRAGAN draw the same shape with ``tf.random_uniform``.
+    """
+    source = generator.device if generator is not None else real.device
+    return torch.rand(real.shape[0], generator=generator, device=source).to(real.device)
+
+
+def dragan_points(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DRAGAN's points as Kodali et al.'s code draws them (kodalinaveen3/DRAGAN, DRAGAN.ipynb):
+    first a perturbed batch x_p = x + 0.5·std(x)·U(0, 1) elementwise (std over the whole batch,
+    without Bessel's correction, as numpy's ``minibatch.std()``), then one α ~ U(0, 1) per sample
+    and x̂ = x + α·(x_p − x). Computed in float32 for float16/bfloat16 input, returned in its dtype.
+    """
+    source = generator.device if generator is not None else real.device
+    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype, device=source).to(real.device)
+    alpha = draw_alpha(real, generator)
+    x = real.to(acc_dtype(real.dtype))
+    perturbed = x + 0.5 * x.std(correction=0) * noise.to(x.dtype)
+    a = _per_sample(alpha.to(x.dtype), x.dim())
+    return (x + a * (perturbed - x)).to(real.dtype)
 
 
 def gradient_penalty_reference(
@@ -181,11 +199,11 @@ def gradient_penalty_reference(
     """Double-backprop gradient penalty, written the way GAN code does it by hand."""
     if kind in INTERPOLATING_KINDS:
         if alpha is None:
-            alpha = torch.rand(real.shape[0], generator=generator, device=real.device)
+            alpha = draw_alpha(real, generator)
         alpha = alpha.to(real.dtype).reshape(real.shape[0], *([1] * (real.dim() - 1)))
         x = alpha * real + (1 - alpha) * fake
     elif kind == "dragan":
-        x = dragan_perturb(real, generator)
+        x = dragan_points(real, generator)
     elif kind == "r1":
         x = real
     elif kind == "r2":
