@@ -1,7 +1,7 @@
 """Batched random translation of images (DiffAugment's ``rand_translation``, K copies per sample in
 one kernel) and a drop-in for DiffAugment's policy function.
 
-Conventions (DESIGN.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
+Conventions (docs/design.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
 padding value outside it — zeros, or for ``reflect`` / ``replicate`` the pixel at the source index
 reflected about the edge (edge not repeated, as ``F.pad(mode="reflect")``) / clamped onto it. A
 positive dx moves content right, a positive dy moves it down. Shifts are integers drawn uniformly

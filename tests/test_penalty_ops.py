@@ -5,6 +5,7 @@ import torch
 
 import fastgp
 from fastgp import backend
+from fastgp._layout import accumulation_dtype
 from fastgp.reference import penalty as ref
 from helpers import DTYPES, LAYOUTS, make, shapes_for, tolerances
 
@@ -103,7 +104,7 @@ def test_penalty_head_matches_reference(backend_name, dtype, layout, shape, cent
     grad = make(shape, dtype, layout, seed=4, scale=0.4)
     penalty, norm = kernels().grad_norm_penalty_forward(grad, center, one_sided)
     expected_penalty, expected_norm = ref.grad_norm_penalty_forward(grad, center, one_sided)
-    acc = ref.acc_dtype(dtype)
+    acc = accumulation_dtype(dtype)
     assert penalty.dtype == acc and norm.dtype == acc and penalty.shape == (shape[0],)
     tol = tolerances(acc)
     torch.testing.assert_close(penalty, expected_penalty, **tol)

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from .._layout import accumulation_dtype
 from .select import rows_format
 
 MODES = ("mean", "min", "max", "and", "or")
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
-    a = x[pairs[:, 0]].to(_acc(x.dtype))
-    b = x[pairs[:, 1]].to(_acc(x.dtype))
+    a = x[pairs[:, 0]].to(accumulation_dtype(x.dtype))
+    b = x[pairs[:, 1]].to(accumulation_dtype(x.dtype))
     if mode == 0:
         out = (a + b) * 0.5
     elif mode == 1:
