@@ -166,14 +166,6 @@ def _head_per_sample(grad: torch.Tensor, center: float, one_sided: bool) -> torc
     return _GradNormPenalty.apply(grad, center, one_sided, None, kernels)
 
 
-def _head_sum(grad: torch.Tensor, center: float, one_sided: bool, scale: float) -> torch.Tensor:
-    """scale · Σ_b penalty_b (the mean and sum reductions) in one autograd node."""
-    kernels = backend.kernels(FAMILY, grad.device)
-    if kernels is torch.ops.fastgp:  # the registered op, with its autograd in C++
-        return kernels.grad_norm_penalty_sum(grad, center, one_sided, scale)
-    return _GradNormPenalty.apply(grad, center, one_sided, scale, kernels)
-
-
 def _head_backward_in_torch_ops(grad_penalty, grad, center: float, one_sided: bool) -> torch.Tensor:
     """grad_in = grad · grad_penalty · coef(‖grad‖) in differentiable torch ops of grad_penalty and grad.
 
@@ -318,8 +310,12 @@ def grad_norm_penalty(
     _checks.batch(grad, "grad")
     center, one_sided = _check_grad_norm_args(center, one_sided, reduction)
     if reduction in ("mean", "sum"):
+        # scale · Σ_b penalty_b in one autograd node (inline: this is the hot path of every GP step).
         scale = 1.0 / grad.shape[0] if reduction == "mean" else 1.0
-        return _head_sum(grad, center, one_sided, scale)
+        kernels = backend.kernels(FAMILY, grad.device)
+        if kernels is torch.ops.fastgp:  # the registered op, with its autograd in C++
+            return kernels.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        return _GradNormPenalty.apply(grad, center, one_sided, scale, kernels)
     return _reduce(_head_per_sample(grad, center, one_sided), reduction)
 
 
