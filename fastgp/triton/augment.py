@@ -162,12 +162,14 @@ def _translate_backward_kernel(
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_args(image, shifts, boxes, padding, batch):
-    """Invariants of the kernels' indexing: [B, C, H, W] images, int64 shifts [B, K, 2] and boxes
-    [B, K, 4] on the image's device. Returns contiguous shifts and boxes (read as flat arrays)."""
+def _check_args(image, shifts, boxes, padding, batch=None):
+    """Invariants of the kernels' indexing: [B, C, H, W] images, int64 shifts [B, K, 2] (B = batch
+    when given) and boxes [B, K, 4] on the image's device. Returns contiguous shifts and boxes
+    (read as flat arrays)."""
     invariant(image.dim() == 4 and padding in _PADDINGS, f"an image [B, C, H, W] and a padding, got {padding!r}")
     invariant(shifts.dtype == torch.int64 and shifts.dim() == 3 and shifts.shape[2] == 2
-              and shifts.shape[0] == batch and shifts.device == image.device, "int64 shifts [B, K, 2]")
+              and (batch is None or shifts.shape[0] == batch) and shifts.device == image.device,
+              "int64 shifts [B, K, 2]")
     if boxes is not None:
         invariant(boxes.dtype == torch.int64 and boxes.shape == (*shifts.shape[:2], 4)
                   and boxes.device == image.device, "int64 boxes [B, K, 4]")
@@ -207,7 +209,7 @@ def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None,
 
 @register("translate_backward")
 def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
-    shifts, boxes = _check_args(grad, shifts, boxes, padding, shifts.shape[0])
+    shifts, boxes = _check_args(grad, shifts, boxes, padding)
     batch, copies = shifts.shape[:2]
     invariant(grad.shape[0] == batch * copies, f"grad with B * K = {batch * copies} rows")
     grad, _, planes, pixel, fmt = _view(grad)

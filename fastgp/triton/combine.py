@@ -63,7 +63,6 @@ def _round_to_float32(value: float) -> float:
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
     invariant(pairs.dtype == torch.int64 and pairs.dim() == 2 and pairs.shape[1] == 2, "pairs int64 [P, 2]")
     invariant(pairs.device == x.device and x.dim() >= 1, "pairs on the device of x [B, ...]")
-    invariant(mode in range(5), f"mode {mode} in 0..4")
     fmt = rows_format(x)
     x = x.contiguous(memory_format=fmt)
     pairs = pairs.contiguous()

@@ -200,7 +200,8 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
     weights, us, vs = list(weights), list(us), list(vs)
     if len(weights) == 0:
         return torch.empty(0)
-    invariant(len(weights) == len(us) == len(vs) and n_iterations >= 0 and eps > 0, "the arguments' ranges")
+    # n_iterations < 0 would skip every launch and return sigmas' uninitialized memory.
+    invariant(len(weights) == len(us) == len(vs) and n_iterations >= 0, "one u, v per matrix; n_iterations >= 0")
     for weight, u, v in zip(weights, us, vs):
         _check(weight, u, v, weights[0])
     device, dtype = weights[0].device, weights[0].dtype
