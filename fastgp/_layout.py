@@ -1,9 +1,10 @@
 """The memory-layout rule and the accumulation dtype every kernel follows — their one home in Python.
 
 The Triton launchers (fastgp/triton/) apply the rule through ``kernel_inputs`` and
-``empty_kernel_output``; the fake (meta) kernels of the compiled ops predict its strides with
-``empty_kernel_output``; every backend and the public layer take the accumulation dtype from
-``accumulation_dtype``. The C++ side of both is csrc/fastgp/tensor_utils.h.
+``empty_kernel_output`` (``image_memory_format`` for the image and row-gathering ops); the fake
+(meta) kernels of the compiled ops predict the same strides with them; every backend and the
+public layer take the accumulation dtype from ``accumulation_dtype``. The C++ side of both is
+csrc/fastgp/tensor_utils.h (and rows.h, augment.h for images).
 
 Layout rule.
 
@@ -55,6 +56,15 @@ def empty_kernel_output(*inputs: torch.Tensor) -> torch.Tensor:
     if read_in_place(*inputs):
         return torch.empty_like(first)
     return torch.empty(first.shape, dtype=first.dtype, device=first.device)
+
+
+def image_memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The memory format of an image op's output ([B, C, H, W] in, rows of images out): channels_last
+    when the input is channels_last and not also contiguous (the C++ side: csrc/fastgp/rows.h and
+    csrc/fastgp/augment.h), else contiguous."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import image_memory_format
 from .reference.augment import PADDINGS
 
 FAMILY = "augment"
@@ -32,8 +33,7 @@ POLICY_WORDS = ("color", "translation", "cutout")
 
 def _empty_image(like: torch.Tensor, rows: int) -> torch.Tensor:
     """The output the kernels allocate: channels_last when ``like`` is only channels_last, else contiguous."""
-    channels_last = not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = image_memory_format(like)
     return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .._layout import accumulation_dtype
-from .select import rows_format
+from .._layout import accumulation_dtype, image_memory_format
 
 MODES = ("mean", "min", "max", "and", "or")
 
@@ -31,7 +30,7 @@ def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold
         out = ((a > threshold) | (b > threshold)).to(a.dtype)
     else:
         raise ValueError(f"mode must be 0 (mean), 1 (min), 2 (max), 3 (and) or 4 (or), got {mode}")
-    return out.to(x.dtype).contiguous(memory_format=rows_format(x))
+    return out.to(x.dtype).contiguous(memory_format=image_memory_format(x))
 
 
 def pixelwise_mean_reference(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

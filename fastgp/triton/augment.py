@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._layout import image_memory_format
 from ._common import cast, invariant, register, tile, tl_accumulation_dtype, wrap_triton
 
 _PADDINGS = {"zeros": 0, "reflect": 1, "replicate": 2}
@@ -179,8 +180,7 @@ def _check_args(image, shifts, boxes, padding, batch=None):
 
 def _view(t: torch.Tensor):
     """(tensor to read, channels_last, P, E, memory format) as in csrc/fastgp/augment.h."""
-    channels_last = not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    if channels_last:
+    if image_memory_format(t) == torch.channels_last:
         return t, True, 1, t.shape[1], torch.channels_last
     return t.contiguous(), False, t.shape[1], 1, torch.contiguous_format
 

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.select import rows_format
+from .._layout import image_memory_format
 from ._common import cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK = 1024
@@ -63,7 +63,7 @@ def _round_to_float32(value: float) -> float:
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
     invariant(pairs.dtype == torch.int64 and pairs.dim() == 2 and pairs.shape[1] == 2, "pairs int64 [P, 2]")
     invariant(pairs.device == x.device and x.dim() >= 1, "pairs on the device of x [B, ...]")
-    fmt = rows_format(x)
+    fmt = image_memory_format(x)
     x = x.contiguous(memory_format=fmt)
     pairs = pairs.contiguous()
     p, n = pairs.shape[0], x[0].numel()

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.select import rows_format
+from .._layout import image_memory_format
 from ._common import grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK_I = 64
@@ -91,7 +91,7 @@ def _select(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _gather(real, candidates, indices, k):
-    fmt = rows_format(candidates)
+    fmt = image_memory_format(candidates)
     candidates = candidates.contiguous(memory_format=fmt)
     r = 0 if real is None else real.shape[0]
     real = candidates if real is None else real.contiguous(memory_format=fmt)  # a dummy pointer when R = 0
