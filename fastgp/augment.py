@@ -1,7 +1,7 @@
 """Batched random translation of images (DiffAugment's ``rand_translation``, K copies per sample in
 one kernel) and a drop-in for DiffAugment's policy function.
 
-Conventions (DESIGN.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
+Conventions (docs/design.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
 padding value outside it — zeros, or for ``reflect`` / ``replicate`` the pixel at the source index
 reflected about the edge (edge not repeated, as ``F.pad(mode="reflect")``) / clamped onto it. A
 positive dx moves content right, a positive dy moves it down. Shifts are integers drawn uniformly
@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import image_memory_format
 from .reference.augment import PADDINGS
 
 FAMILY = "augment"
@@ -47,8 +48,7 @@ ORDERS = ("sample-major", "copy-major")
 
 def _empty_image(like: torch.Tensor, rows: int) -> torch.Tensor:
     """The output the kernels allocate: channels_last when ``like`` is only channels_last, else contiguous."""
-    channels_last = not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = image_memory_format(like)
     return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import accumulation_dtype
 
 FAMILY = "correction"
 
@@ -41,9 +42,8 @@ def _register_fake_kernels() -> None:
 
     @torch.library.register_fake("fastgp::nearest_distance")
     def _(samples, bank, chunk):
-        acc = torch.float64 if samples.dtype == torch.float64 else torch.float32
         b = samples.shape[0]
-        return samples.new_empty((b,), dtype=acc), samples.new_empty((b,), dtype=torch.int64)
+        return samples.new_empty((b,), dtype=accumulation_dtype(samples.dtype)), samples.new_empty((b,), dtype=torch.int64)
 
 
 _register_fake_kernels()

@@ -1,5 +1,8 @@
 """The public gradient-penalty API: values, gradients of every order, bad input, lazy R1, AMP."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -206,6 +209,55 @@ def test_grad_norm_penalty_second_derivative_nonzero(backend_name, device):
     (ref_second,) = torch.autograd.grad(ref_first.sum(), ref_grad)
     assert second.abs().sum() > 0
     torch.testing.assert_close(second, ref_second)
+
+
+def test_python_head_backward_kernel_first_order_torch_ops_under_create_graph(monkeypatch):
+    """The Python backends' head (docs/design.md, "Autograd"): a plain backward launches the
+    backend's fused backward kernel; create_graph differentiates the torch-op formula instead."""
+    from fastgp.reference import penalty as ref
+
+    calls = []
+    kernel = ref.grad_norm_penalty_backward
+
+    def counting(*args):
+        calls.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(ref, "grad_norm_penalty_backward", counting)
+    grad = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    with fastgp.use_backend("reference"):
+        for reduction in ("mean", "none"):
+            calls.clear()
+            (first,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad, reduction=reduction).sum(), grad)
+            assert len(calls) == 1
+            calls.clear()
+            (again,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad, reduction=reduction).sum(), grad,
+                                           create_graph=True)
+            assert len(calls) == 0 and again.requires_grad
+            torch.testing.assert_close(again, first)
+
+
+def test_penalty_head_gradgradchecks_without_the_extension():
+    """With fastgp._C missing entirely the backend falls back to the reference, whose head is the
+    Python Function: gradcheck and gradgradcheck hold there too."""
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['fastgp._C'] = None\n"
+        "warnings.simplefilter('ignore')\n"
+        "import torch, fastgp\n"
+        "from torch.autograd import gradcheck, gradgradcheck\n"
+        "assert fastgp.backend.resolve('cpu') == 'reference'\n"
+        "scales = torch.tensor([0.2, 0.6, 1.1, 1.7], dtype=torch.float64).view(4, 1)\n"
+        "g = (torch.randn(4, 6, dtype=torch.float64) * scales).requires_grad_(True)\n"
+        "for center, one_sided in ((1.0, False), (0.0, False), (1.0, True)):\n"
+        "    for reduction in ('mean', 'none'):\n"
+        "        fn = lambda x: fastgp.grad_norm_penalty(x, center=center, one_sided=one_sided, reduction=reduction)\n"
+        "        assert gradcheck(fn, (g,)) and gradgradcheck(fn, (g,))\n"
+        "print('checked')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "checked" in result.stdout
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "max"])

@@ -6,6 +6,7 @@ import torch
 
 import fastgp
 from fastgp import backend
+from fastgp._layout import accumulation_dtype
 from fastgp.reference import penalty as ref
 from helpers import DTYPES, LAYOUTS, devices, make, shapes_for, tolerances
 
@@ -125,7 +126,7 @@ def test_penalty_head_matches_reference(kernel_backend, device, dtype, layout, s
     grad = make(shape, dtype, layout, seed=4, scale=0.4, device=device)
     penalty, norm = kernels(device).grad_norm_penalty_forward(grad, center, one_sided)
     expected_penalty, expected_norm = ref.grad_norm_penalty_forward(grad, center, one_sided)
-    acc = ref.acc_dtype(dtype)
+    acc = accumulation_dtype(dtype)
     assert penalty.dtype == acc and norm.dtype == acc and penalty.shape == (shape[0],)
     tol = tolerances(acc)
     torch.testing.assert_close(penalty, expected_penalty, **tol)

@@ -296,9 +296,17 @@ def twice_after_legacy():
         (lambda: fastgp.spectral.power_iteration(torch.zeros(3, 4, dtype=torch.int32), torch.zeros(3), torch.zeros(4)), TypeError, "weight must have a floating dtype"),
         (lambda: fastgp.spectral.power_iteration(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), n_iterations=-2), ValueError, "n_iterations must be >= 0"),
         (lambda: fastgp.spectral.power_iteration_grouped([torch.zeros(3, 4), torch.zeros(2, 2, dtype=D64)], [torch.zeros(3), torch.zeros(2, dtype=D64)], [torch.zeros(4), torch.zeros(2, dtype=D64)]), ValueError, "share one dtype and device"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4), torch.zeros(4), torch.zeros(4)), ValueError, "u must have shape \\[3\\]"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4, dtype=D64)), TypeError, "v must have the dtype of weight"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), n_power_iterations=-1), ValueError, "n_power_iterations must be >= 0"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), eps=0.0), ValueError, "eps must be > 0"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), dim=2), ValueError, "dim must be in \\[-2, 1\\]"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4, dtype=torch.int32), torch.zeros(3), torch.zeros(4)), TypeError, "weight must have a floating dtype"),
+        (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4, 2), torch.zeros(4), torch.zeros(6), dim=1, sigma=torch.ones(2)), ValueError, "sigma must hold one value"),
     ],
 )
-def test_bad_input(call, error, match):
+def test_bad_input(backend_name, call, error, match):
+    # Checked once, in the public layer: the same error with the same words on every backend.
     with pytest.raises(error, match=match):
         call()
 

@@ -108,7 +108,7 @@ class SpectralNorm(nn.Module):
         if weight.is_complex():
             return self._complex_forward(weight)
         if weight.ndim == 1:
-            return _spectral.spectral_normalize(weight, None, None, eps=self.eps)
+            return _spectral.normalize_unchecked(weight, None, None, 0, 0, self.eps)
         if self.once_per_step:
             # Inference tensors have no version counter and must never reach autograd later:
             # inference-mode forwards (sampling, evaluation) are not cached.
@@ -116,10 +116,10 @@ class SpectralNorm(nn.Module):
                 return self._cached_weight(weight)
             return self._normalize_with_step_sigma(weight)
         n = self.n_power_iterations if self.training else 0
-        return _spectral.spectral_normalize(weight, self._u, self._v, self.dim, n, self.eps)
+        return _spectral.normalize_unchecked(weight, self._u, self._v, self.dim, n, self.eps)
 
     def _normalize_with_step_sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        return _spectral.spectral_normalize(
+        return _spectral.normalize_unchecked(
             weight, self._u, self._v, self.dim, 0, self.eps, sigma=self._cached_sigma(weight)
         )
 
@@ -180,7 +180,7 @@ class SpectralNorm(nn.Module):
         cached = cache.weight_sn
         if cached is not None and cache.weight_sn_key == (key, cached._version):
             return cached
-        result = _spectral.spectral_normalize(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
+        result = _spectral.normalize_unchecked(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
         if result.requires_grad:
             result.register_hook(_invalidate_on_gradient(self, result))
         cache.weight_sn = result

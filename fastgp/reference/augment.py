@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._layout import accumulation_dtype
+
 PADDINGS = ("zeros", "reflect", "replicate")
 
 
@@ -90,7 +92,7 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
     _, channels, height, width = grad.shape
     if boxes is not None:
         grad = grad * keep_mask(boxes, height, width, grad.dtype)
-    acc = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(grad.dtype)
     g = grad.to(acc).reshape(batch, copies, channels, height * width)
     out = torch.zeros(batch, channels, height * width, dtype=acc, device=grad.device)
     rows = torch.arange(height, device=grad.device)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import torch
 
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._layout import accumulation_dtype
 
 
 def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
-    acc = _acc(samples.dtype)
+    acc = accumulation_dtype(samples.dtype)
     a = samples.reshape(samples.shape[0], -1).to(acc)
     sa = (a * a).sum(1)
     best = torch.full((a.shape[0],), float("inf"), dtype=acc, device=a.device)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .._layout import accumulation_dtype
+
 _MASK32 = 0xFFFFFFFF
 # Philox4x32-10 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"),
 # the same as Triton's tl.rand, so every backend draws the same alphas from the same seed.
@@ -23,11 +25,6 @@ _PHILOX_KEY_A = 0x9E3779B9
 _PHILOX_KEY_B = 0xBB67AE85
 _PHILOX_ROUNDS = 10
 _UNIFORM_SCALE = 4.6566127342e-10  # the largest scale with (2**31 - 1) * scale < 1 in float32
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The accumulation dtype of the kernels: float64 for float64, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -91,7 +88,7 @@ def philox_uniform(n: int, seed: int, device=None) -> torch.Tensor:
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """out[b] = alpha[b]·real[b] + (1 − alpha[b])·fake[b], computed in the accumulation dtype."""
-    acc = acc_dtype(real.dtype)
+    acc = accumulation_dtype(real.dtype)
     a = _per_sample(alpha.to(acc), real.dim())
     return (a * real.to(acc) + (1 - a) * fake.to(acc)).to(real.dtype)
 
@@ -123,7 +120,7 @@ def grad_norm_penalty_forward(
     A centre of 0 returns the sum of squares itself: taking the square root and squaring again
     would give a NaN gradient at g = 0.
     """
-    rows = grad.reshape(grad.shape[0], -1).to(acc_dtype(grad.dtype))
+    rows = grad.reshape(grad.shape[0], -1).to(accumulation_dtype(grad.dtype))
     sum_sq = (rows * rows).sum(dim=1)
     norm = sum_sq.sqrt()
     if center == 0:
@@ -143,7 +140,7 @@ def grad_norm_penalty_backward(
 ) -> torch.Tensor:
     """grad_in[b] = grad[b] · grad_penalty[b] · coef_b, with the shape and dtype of ``grad``."""
     scale = grad_penalty * _penalty_coefficient(norm, center, one_sided)
-    acc = acc_dtype(grad.dtype)
+    acc = accumulation_dtype(grad.dtype)
     return (grad.to(acc) * _per_sample(scale.to(acc), grad.dim())).to(grad.dtype)
 
 
@@ -177,7 +174,7 @@ def dragan_points(real: torch.Tensor, generator: torch.Generator | None = None) 
     source = generator.device if generator is not None else real.device
     noise = torch.rand(real.shape, generator=generator, dtype=real.dtype, device=source).to(real.device)
     alpha = draw_alpha(real, generator)
-    x = real.to(acc_dtype(real.dtype))
+    x = real.to(accumulation_dtype(real.dtype))
     perturbed = x + 0.5 * x.std(correction=0) * noise.to(x.dtype)
     a = _per_sample(alpha.to(x.dtype), x.dim())
     return (x + a * (perturbed - x)).to(real.dtype)

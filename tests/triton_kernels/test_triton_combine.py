@@ -12,6 +12,7 @@ import torch
 
 import fastgp
 from fastgp.reference import combine as ref
+from fastgp.triton import _common
 from fastgp.triton import combine as tc
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -35,7 +36,7 @@ def test_pixelwise_exact(dtype, mode, shape):
 
 
 def test_channels_last_and_many_pairs(monkeypatch):
-    monkeypatch.setattr(tc, "_MAX_GRID_Y", 3)  # several pairs per program
+    monkeypatch.setattr(_common, "MAX_GRID_Y", 3)  # several pairs per program
     x = torch.randn(6, 3, 4, 5).to(DEVICE).to(memory_format=torch.channels_last)
     pairs = fastgp.combine.random_pairs(6, 10, torch.Generator().manual_seed(0)).to(DEVICE)
     out = tc.pixelwise_combine(x, pairs, 0, 0.5)
