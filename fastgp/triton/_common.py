@@ -79,6 +79,17 @@ def cast(x, DTYPE: tl.constexpr):
         return x.to(DTYPE)
 
 
+@triton.jit
+def both(block_mask, scalar_condition):
+    """``block_mask & scalar_condition`` for a per-program (scalar) condition, written as a select.
+
+    Why: Triton 3.9's interpreter (torch 2.15) computes ``block & scalar`` of two int1 values with
+    int64 data, which ``tl.load`` then rejects as a mask ("mask has unsupported dtype"). A select
+    means the same thing and compiles to the same predicate on a GPU.
+    """
+    return tl.where(scalar_condition, block_mask, False)
+
+
 def tl_accumulation_dtype(dtype: torch.dtype):
     """The Triton type of ``fastgp._layout.accumulation_dtype(dtype)``."""
     return TL_DTYPES[accumulation_dtype(dtype)]

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .._layout import image_memory_format
-from ._common import cast, invariant, register, tile, tl_accumulation_dtype, wrap_triton
+from ._common import both, cast, invariant, register, tile, tl_accumulation_dtype, wrap_triton
 
 _PADDINGS = {"zeros": 0, "reflect": 1, "replicate": 2}
 
@@ -58,7 +58,7 @@ def _in_box(boxes_ptr, n, i, j, HAS_BOXES: tl.constexpr):
         left = tl.load(boxes_ptr + 4 * n + 1)
         height = tl.load(boxes_ptr + 4 * n + 2)
         width = tl.load(boxes_ptr + 4 * n + 3)
-        result = (i >= top) & (i < top + height) & (j >= left) & (j < left + width)
+        result = both((j >= left) & (j < left + width), (i >= top) & (i < top + height))  # i: per row
     else:
         result = j < 0  # all False
     return result
@@ -83,7 +83,7 @@ def _translate_kernel(
     e = cols % E
     sy = _source(i, dy, H, MODE)
     sx = _source(j, dx, W, MODE)
-    valid = in_row & (sy >= 0) & (sx >= 0)
+    valid = both(in_row & (sx >= 0), sy >= 0)  # sy is per row (a scalar)
     src = ((b * P + p) * H + sy) * L + sx * E + e
     v = tl.load(x_ptr + src, mask=valid, other=0.0)
     # Multiplied by 0 in the box, as DiffAugment's mask: a NaN/inf pixel there stays NaN.

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .._layout import image_memory_format
-from ._common import cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
+from ._common import both, cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK = 1024
 
@@ -35,7 +35,7 @@ def _combine_kernel(
         live = p < P
         i = tl.load(pairs_ptr + 2 * p, mask=live, other=0)
         j = tl.load(pairs_ptr + 2 * p + 1, mask=live, other=0)
-        m = mask & live
+        m = both(mask, live)
         a = tl.load(x_ptr + i * N + cols, mask=m, other=0.0).to(ACC)
         b = tl.load(x_ptr + j * N + cols, mask=m, other=0.0).to(ACC)
         if MODE == 0:

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .._layout import image_memory_format
-from ._common import grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
+from ._common import both, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK_I = 64
 _BLOCK_J = 64
@@ -63,9 +63,9 @@ def _gather_rows_kernel(real_ptr, R, cand_ptr, indices_ptr, out_ptr, rows, rows_
         is_real = r < R
         is_cand = (r >= R) & (r < rows)
         src = tl.load(indices_ptr + tl.maximum(r - R, 0), mask=is_cand, other=0)
-        from_real = tl.load(real_ptr + r * N + cols, mask=mask & is_real)
-        from_cand = tl.load(cand_ptr + src * N + cols, mask=mask & is_cand)
-        tl.store(out_ptr + r * N + cols, tl.where(is_real, from_real, from_cand), mask=mask & (r < rows))
+        from_real = tl.load(real_ptr + r * N + cols, mask=both(mask, is_real))
+        from_cand = tl.load(cand_ptr + src * N + cols, mask=both(mask, is_cand))
+        tl.store(out_ptr + r * N + cols, tl.where(is_real, from_real, from_cand), mask=both(mask, r < rows))
 
 
 def _check(logits, candidates, k, real=None):
