@@ -47,6 +47,16 @@ def make(shape, dtype=torch.float32, layout="contiguous", seed=0, scale=1.0, dev
     return out
 
 
+def rng_states(device) -> torch.Tensor:
+    """The CPU default generator's state, followed by ``device``'s default generator's state for a
+    CUDA device: one tensor to compare with ``torch.equal`` (on a CUDA case this checks both that
+    the device's generator is consumed as expected and that the CPU generator is left alone)."""
+    states = [torch.get_rng_state()]
+    if torch.device(device).type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return torch.cat(states)
+
+
 def shapes_for(layout):
     """Shapes covering rank 2, 3 and 4, a single sample and single-element rows."""
     if layout == "channels_last":

@@ -14,13 +14,16 @@ generator, and the same images:
   the width, in [0, size + 1 − cut % 2), clipped at the border and multiplied by 0.
 
 With the same generator state, fastgp must return the same images and the same input gradients.
+Every test runs on its case's device: the inputs are drawn on the CPU and moved, and the in-op
+draws come from that device's generator, so on CUDA the oracle is the original's code run on the
+same device from an equal (CUDA) generator.
 """
 
 import pytest
 import torch
 
 from fastgp import augment
-from helpers import make
+from helpers import make, rng_states
 
 POLICIES = [
     "color,translation,cutout",
@@ -89,13 +92,14 @@ def original_diff_augment(x, policy, channels_first=True):
 
 
 def run(fn, x, seed, upstream=None):
-    """fn(x) from the default generator seeded with ``seed``: output, input gradient, RNG state after."""
+    """fn(x) from the default generators seeded with ``seed``: output, input gradient, RNG states
+    after (the CPU's and x's device's)."""
     x = x.detach().clone().requires_grad_(True)
     torch.manual_seed(seed)
     out = fn(x)
-    after = torch.get_rng_state()
+    after = rng_states(x.device)
     if upstream is None:
-        upstream = make(tuple(out.shape), torch.float64, seed=seed + 1).to(out.dtype)
+        upstream = make(tuple(out.shape), torch.float64, seed=seed + 1, device=x.device).to(out.dtype)
     (grad,) = torch.autograd.grad(out, x, upstream)
     return out.detach(), grad, after
 
@@ -109,8 +113,8 @@ def assert_same(got, expected, exact):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("policy", POLICIES)
-def test_diffaugment_seed_for_seed(backend_name, policy, dtype):
-    x = make((5, 3, 12, 10), dtype, seed=1)
+def test_diffaugment_seed_for_seed(backend_name, device, policy, dtype):
+    x = make((5, 3, 12, 10), dtype, seed=1, device=device)
     for seed in range(3):
         got, got_grad, got_state = run(lambda t: augment.DiffAugment(t, policy), x, seed)
         expected, expected_grad, expected_state = run(lambda t: original_diff_augment(t, policy), x, seed)
@@ -123,47 +127,47 @@ def test_diffaugment_seed_for_seed(backend_name, policy, dtype):
 
 
 @pytest.mark.parametrize("policy", ["color,translation,cutout", "translation"])
-def test_diffaugment_seed_for_seed_odd_sizes_and_layouts(backend_name, policy):
+def test_diffaugment_seed_for_seed_odd_sizes_and_layouts(backend_name, device, policy):
     for shape, layout in [((3, 2, 9, 7), "channels_last"), ((2, 3, 5, 11), "strided"), ((4, 1, 16, 16), "contiguous")]:
-        x = make(shape, torch.float32, layout, seed=2)
+        x = make(shape, torch.float32, layout, seed=2, device=device)
         got, got_grad, _ = run(lambda t: augment.DiffAugment(t, policy), x, 11)
         expected, expected_grad, _ = run(lambda t: original_diff_augment(t, policy), x, 11)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(got_grad, expected_grad)
-    nhwc = make((3, 8, 6, 2), torch.float64, seed=3)
+    nhwc = make((3, 8, 6, 2), torch.float64, seed=3, device=device)
     got, _, _ = run(lambda t: augment.DiffAugment(t, policy, channels_first=False), nhwc, 4)
     expected, _, _ = run(lambda t: original_diff_augment(t, policy, channels_first=False), nhwc, 4)
     torch.testing.assert_close(got, expected)
 
 
-def test_an_explicit_generator_draws_what_the_default_generator_would(backend_name):
-    x = make((4, 3, 8, 8), torch.float64, seed=5)
+def test_an_explicit_generator_draws_what_the_default_generator_would(backend_name, device):
+    x = make((4, 3, 8, 8), torch.float64, seed=5, device=device)
     torch.manual_seed(9)
     expected = original_diff_augment(x, "color,translation,cutout")
-    got = augment.DiffAugment(x, "color,translation,cutout", generator=torch.Generator().manual_seed(9))
+    got = augment.DiffAugment(x, "color,translation,cutout", generator=torch.Generator(device).manual_seed(9))
     torch.testing.assert_close(got, expected)
 
 
-def test_translate_random_path_is_rand_translation(backend_name):
+def test_translate_random_path_is_rand_translation(backend_name, device):
     """translate(x) with K = 1 is the original's rand_translation; the returned shifts are its draws
     mapped to fastgp's convention, dy = −tx, dx = −ty."""
-    x = make((6, 2, 9, 12), torch.float32, seed=6)
+    x = make((6, 2, 9, 12), torch.float32, seed=6, device=device)
     torch.manual_seed(3)
     out, shifts = augment.translate(x, return_shifts=True)
     torch.manual_seed(3)
     expected = original_translation(x)
     assert torch.equal(out, expected)
     torch.manual_seed(3)
-    tx = torch.randint(-1, 2, (6,))  # int(9·⅛ + ½) = 1 over the height
-    ty = torch.randint(-2, 3, (6,))  # int(12·⅛ + ½) = 2 over the width
+    tx = torch.randint(-1, 2, (6,), device=device)  # int(9·⅛ + ½) = 1 over the height
+    ty = torch.randint(-2, 3, (6,), device=device)  # int(12·⅛ + ½) = 2 over the width
     assert torch.equal(shifts[:, 0], torch.stack([-tx, -ty], dim=1))
     # Replaying the returned shifts reproduces the image (fastgp's explicit-shift convention).
     assert torch.equal(augment.translate(x, shifts=shifts), expected)
 
 
 @pytest.mark.parametrize("include_original", [False, True])
-def test_translate_copies_are_successive_rand_translations(backend_name, include_original):
-    x = make((3, 2, 8, 8), torch.float64, seed=7)
+def test_translate_copies_are_successive_rand_translations(backend_name, device, include_original):
+    x = make((3, 2, 8, 8), torch.float64, seed=7, device=device)
     copies = 4
     torch.manual_seed(1)
     copy_major = augment.translate(x, copies=copies, include_original=include_original, order="copy-major")
@@ -181,8 +185,8 @@ def test_translate_copies_are_successive_rand_translations(backend_name, include
 
 
 @pytest.mark.parametrize("policy", ["color,translation,cutout", "translation,cutout", "color", "cutout,color", ""])
-def test_diffaugment_copies_are_the_originals_concatenated(backend_name, policy):
-    x = make((3, 3, 8, 6), torch.float32, "channels_last", seed=8)
+def test_diffaugment_copies_are_the_originals_concatenated(backend_name, device, policy):
+    x = make((3, 3, 8, 6), torch.float32, "channels_last", seed=8, device=device)
     copies = 3
 
     def concatenated(t):
@@ -194,7 +198,7 @@ def test_diffaugment_copies_are_the_originals_concatenated(backend_name, policy)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got_grad, expected_grad)
     # Sample-major: the same images, row b·K + k holding copy k of sample b.
-    upstream = make((9, 3, 8, 6), torch.float32, seed=3)
+    upstream = make((9, 3, 8, 6), torch.float32, seed=3, device=device)
     to_sample_major = lambda t: t.view(copies, 3, *t.shape[1:]).transpose(0, 1).reshape(t.shape)  # noqa: E731
     got_sm, grad_sm, _ = run(lambda t: augment.DiffAugment(t, policy, copies=copies), x, 2, to_sample_major(upstream))
     _, grad_cm, _ = run(lambda t: augment.DiffAugment(t, policy, copies=copies, order="copy-major"), x, 2, upstream)
@@ -202,11 +206,12 @@ def test_diffaugment_copies_are_the_originals_concatenated(backend_name, policy)
     torch.testing.assert_close(grad_sm, grad_cm)
 
 
-def test_diffaugment_copies_gradgradcheck(backend_name):
-    x = make((2, 2, 6, 6), torch.float64, seed=9).requires_grad_()
+def test_diffaugment_copies_gradgradcheck(backend_name, device):
+    x = make((2, 2, 6, 6), torch.float64, seed=9, device=device).requires_grad_()
 
-    def fn(t):
-        return augment.DiffAugment(t, "color,translation,cutout", copies=2, generator=torch.Generator().manual_seed(4))
+    def fn(t):  # the same draws at every evaluation: a fresh generator on the device the op draws on
+        generator = torch.Generator(device).manual_seed(4)
+        return augment.DiffAugment(t, "color,translation,cutout", copies=2, generator=generator)
 
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))

@@ -54,3 +54,58 @@ def test_cuda_cases_skip_with_a_reason_without_a_gpu(cuda_ids):
     summary = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"{len(cuda_ids)} skipped, \d+ deselected in .*", summary), summary
     assert "no CUDA device visible" in result.stdout and "passed" not in summary and "error" not in summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Every test that takes a backend case runs on that case's device
+# ------------------------------------------------------------------------------------------------
+
+BACKEND_FIXTURES = {"backend_name", "kernel_backend", "backend_case"}
+
+
+def off_device_tests(source: str) -> list[str]:
+    """The test functions in ``source`` that take a backend fixture without using the case's device:
+    neither ``on_device`` (the device made the default) nor ``device`` read in the body. Such a test
+    would run its CUDA cases on CPU tensors (a forced triton backend refuses them, the others would
+    test the CPU twice). A test that is CPU-only by nature parametrizes over the CPU backends itself."""
+    import ast
+
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.name.startswith("test"):
+            continue
+        params = {arg.arg for arg in node.args.args + node.args.kwonlyargs}
+        if not params & BACKEND_FIXTURES or "on_device" in params:
+            continue
+        read = {name.id for name in ast.walk(node) if isinstance(name, ast.Name)}
+        if "device" not in params or "device" not in read:
+            bad.append(f"{node.name} (line {node.lineno})")
+    return bad
+
+
+def test_the_guard_flags_a_test_off_its_device():
+    source = (
+        "def test_cpu_only(backend_name):\n    x = torch.zeros(2)\n"
+        "def test_unused(kernel_backend, device):\n    x = torch.zeros(2)\n"
+        "def test_used(backend_name, device):\n    x = torch.zeros(2, device=device)\n"
+        "def test_default(kernel_backend, on_device):\n    x = torch.zeros(2)\n"
+        "def test_no_backend(dtype):\n    x = torch.zeros(2)\n"
+    )
+    assert off_device_tests(source) == ["test_cpu_only (line 1)", "test_unused (line 3)"]
+
+
+def test_every_backend_test_runs_on_its_device():
+    paths = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(os.path.join(REPO, "tests"))
+        for name in names
+        if name.startswith("test_") and name.endswith(".py")
+    )
+    offenders, checked = [], 0
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        checked += "backend_name" in source or "kernel_backend" in source
+        offenders += [f"{os.path.relpath(path, REPO)}::{test}" for test in off_device_tests(source)]
+    assert checked >= 5, "the guard must see the op tests"
+    assert not offenders, "take `device` (and use it) or `on_device`: " + ", ".join(offenders)

@@ -377,15 +377,15 @@ def test_bad_input(backend_name, device, call, error, match):
         call()
 
 
-def test_inference_mode_is_named(backend_name):
+def test_inference_mode_is_named(backend_name, device):
     # Issue 16: inside torch.inference_mode() the message said the logits do not depend on the inputs.
-    real, fake = torch.randn(4, 3), torch.randn(4, 3)
+    real, fake = make((4, 3), seed=1, device=device), make((4, 3), seed=2, device=device)
     with torch.inference_mode():
         with pytest.raises(RuntimeError, match=r"^gradient_penalty needs gradients, which torch.inference_mode\(\) "
                                                "disables: call it outside inference mode$"):
             fastgp.gradient_penalty(D_IMAGE, real, fake)
         with pytest.raises(RuntimeError, match=r"^r1_penalty needs gradients, which torch.inference_mode\(\) disables"):
-            fastgp.r1_penalty(torch.randn(4), real)
+            fastgp.r1_penalty(make((4,), seed=3, device=device), real)
     with torch.no_grad():  # no_grad, unlike inference mode, is overridden inside the penalty
         assert fastgp.gradient_penalty(D_IMAGE, real, fake).isfinite()
 

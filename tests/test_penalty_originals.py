@@ -4,7 +4,9 @@ Every ``original_*`` function below is our own minimal re-implementation of what
 public code computes (repository and file named in each docstring): the same random draws in the
 same order from the same generator, the same points and the same formula. With the same
 generator state, ``fastgp.gradient_penalty`` must evaluate D at the same points and return the
-same penalty and the same parameter gradients.
+same penalty and the same parameter gradients. The tests run on their case's device: D and the
+batches are made on the CPU and moved, and the draws come from that device's generator, so on CUDA
+the oracle is the authors' code run on the same device from an equal (CUDA) generator.
 """
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 import fastgp
+from helpers import rng_states
 
 B = 6
 
@@ -19,11 +22,11 @@ B = 6
 class RecordingD(nn.Module):
     """A smooth D on [B, 2, 3, 3] images that remembers the inputs it was called with."""
 
-    def __init__(self):
+    def __init__(self, device="cpu"):
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(18, 16), nn.Softplus(), nn.Linear(16, 1))
-        self.net.double()
+        self.net.double().to(device)  # initialized on the CPU: the same weights on every device
         self.inputs = []
 
     def forward(self, x):
@@ -31,11 +34,12 @@ class RecordingD(nn.Module):
         return self.net(x).squeeze(1)
 
 
-def batches(seed=1):
+def batches(seed=1, device="cpu"):
+    """Drawn on the CPU and moved: the same batches on every device."""
     g = torch.Generator().manual_seed(seed)
     real = torch.randn(B, 2, 3, 3, generator=g, dtype=torch.float64)
     fake = torch.randn(B, 2, 3, 3, generator=g, dtype=torch.float64) * 2 + 0.5
-    return real, fake
+    return real.to(device), fake.to(device)
 
 
 def input_gradient(D, x):
@@ -83,9 +87,11 @@ def original_r1(D, x, weight):
 def original_dragan(D, real, weight):
     """kodalinaveen3/DRAGAN, DRAGAN.ipynb: ``X_p = X + 0.5 * X.std() * np.random.random(X.shape)``
     (numpy's std: no Bessel correction) drawn first, then ``alpha ~ U(0, 1)`` [B, 1] and
-    interpolates ``X + alpha * (X_p - X)``; λ·mean((‖g‖ − 1)²)."""
-    perturbed = real + 0.5 * real.std(correction=0) * torch.rand(real.shape, dtype=real.dtype)
-    alpha = torch.rand(real.shape[0], 1).view(-1, 1, 1, 1)
+    interpolates ``X + alpha * (X_p - X)``; λ·mean((‖g‖ − 1)²). (numpy draws on the host; the
+    torch form draws on the batch's device, as the other originals do.)"""
+    noise = torch.rand(real.shape, dtype=real.dtype, device=real.device)
+    perturbed = real + 0.5 * real.std(correction=0) * noise
+    alpha = torch.rand(real.shape[0], 1, device=real.device).view(-1, 1, 1, 1)
     g = input_gradient(D, real + alpha * (perturbed - real))
     return weight * ((g.norm(2, dim=1) - 1) ** 2).mean()
 
@@ -113,15 +119,15 @@ def run_and_grads(D, fn):
 
 
 @pytest.mark.parametrize("kind", list(ORIGINALS))
-def test_same_points_value_and_gradients_as_the_authors_code(backend_name, kind):
-    D = RecordingD()
-    real, fake = batches()
+def test_same_points_value_and_gradients_as_the_authors_code(backend_name, device, kind):
+    D = RecordingD(device)
+    real, fake = batches(device=device)
     torch.manual_seed(123)
     expected, expected_grads, expected_points = run_and_grads(D, lambda: ORIGINALS[kind](D, real, fake, 3.0))
-    after_original = torch.rand(4)  # the generator must end in the same state
+    after_original = rng_states(device)  # the generators must end in the same state
     torch.manual_seed(123)
     got, got_grads, got_points = run_and_grads(D, lambda: fastgp.gradient_penalty(D, real, fake, kind=kind, weight=3.0))
-    assert torch.equal(torch.rand(4), after_original)
+    assert torch.equal(rng_states(device), after_original)
     assert len(got_points) == len(expected_points) == 1
     torch.testing.assert_close(got_points[0], expected_points[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
@@ -130,12 +136,12 @@ def test_same_points_value_and_gradients_as_the_authors_code(backend_name, kind)
 
 
 @pytest.mark.parametrize("kind", ["wgan-gp", "dragan"])
-def test_an_explicit_generator_draws_what_the_default_generator_would(backend_name, kind):
-    D = RecordingD()
-    real, fake = batches(2)
+def test_an_explicit_generator_draws_what_the_default_generator_would(backend_name, device, kind):
+    D = RecordingD(device)
+    real, fake = batches(2, device)
     torch.manual_seed(5)
     fastgp.gradient_penalty(D, real, fake, kind=kind)
-    fastgp.gradient_penalty(D, real, fake, kind=kind, generator=torch.Generator().manual_seed(5))
+    fastgp.gradient_penalty(D, real, fake, kind=kind, generator=torch.Generator(device).manual_seed(5))
     assert torch.equal(D.inputs[0], D.inputs[1])
 
 

@@ -480,10 +480,10 @@ def test_structure_of_the_parametrization():
     assert not hasattr(m, "parametrizations") and "weight" in m._parameters
 
 
-def test_registering_twice_stacks_like_torch(backend_name):
+def test_registering_twice_stacks_like_torch(backend_name, device):
     """Two spectral norms on one weight stack (torch: "We can register spectral_norm multiple times
     on the same parameter"), seed for seed with torch's stack; one on the 1-D bias too."""
-    base = nn.Linear(6, 5).double()
+    base = nn.Linear(6, 5).double().to(device)
     stacks = []
     for sn in (P.spectral_norm, spectral_norm):
         torch.manual_seed(4)
@@ -495,7 +495,7 @@ def test_registering_twice_stacks_like_torch(backend_name):
     for pa, pb in zip(a.parametrizations.weight, b.parametrizations.weight):
         torch.testing.assert_close(pb._u, pa._u, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(pb._v, pa._v, rtol=1e-9, atol=1e-12)
-    x = layer_input("linear")[:, :6]
+    x = layer_input("linear")[:, :6].to(device)
     for _ in range(2):
         torch.testing.assert_close(b(x), a(x), rtol=1e-9, atol=1e-12)
     # Removing the bias's leaves the weight parametrized; removing the weight's leaves nothing.
@@ -505,24 +505,27 @@ def test_registering_twice_stacks_like_torch(backend_name):
     assert not torch.nn.utils.parametrize.is_parametrized(b) and "weight" in b._parameters
 
 
-def test_complex_weights_like_torch(backend_name):
+def test_complex_weights_like_torch(backend_name, device):
     # A diagonal weight is divided by its largest |entry| (torch's test_new_spectral_norm_value;
-    # fixed seeds whose two |entries| differ enough for 15 warm-up iterations to converge).
+    # fixed seeds whose two |entries| differ enough for 15 warm-up iterations to converge). The
+    # layer is registered on the CPU, where the seeds were chosen (its u, v drawn from the CPU
+    # generator), then moved: the check itself runs a training forward on the device.
     for seed, dtype in ((0, torch.complex64), (3, torch.complex128)):
         torch.manual_seed(seed)
         m = nn.Linear(2, 2, dtype=dtype)
         with torch.no_grad():
             diagonal = torch.diagonal(m.weight).clone()
             m.weight = nn.Parameter(torch.diag(diagonal))
-            spectral_norm(m)
-            torch.testing.assert_close(m.weight, torch.diag(diagonal / diagonal.abs().max()))
-    # Seed for seed with torch on a random complex layer: vectors, training and eval forwards, gradient.
-    base = nn.Linear(5, 4, dtype=torch.complex128)
+            spectral_norm(m).to(device)
+            torch.testing.assert_close(m.weight.cpu(), torch.diag(diagonal / diagonal.abs().max()))
+    # Seed for seed with torch on a random complex layer, both registered on the device (u, v from
+    # its generator): vectors, training and eval forwards, gradient.
+    base = nn.Linear(5, 4, dtype=torch.complex128).to(device)
     torch.manual_seed(8)
     a = P.spectral_norm(copy.deepcopy(base))
     torch.manual_seed(8)
     b = spectral_norm(copy.deepcopy(base))
-    x = torch.randn(3, 5, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(3, 5, dtype=torch.complex128, generator=torch.Generator().manual_seed(1)).to(device)
     for _ in range(2):
         torch.testing.assert_close(b(x), a(x), rtol=1e-9, atol=1e-12)
     for name in ("_u", "_v"):
@@ -535,14 +538,14 @@ def test_complex_weights_like_torch(backend_name):
         SpectralNormStep(b)
 
 
-def test_training_updates_vectors_and_gradients_reach_the_original(backend_name):
+def test_training_updates_vectors_and_gradients_reach_the_original(backend_name, device):
     for requires_grad in (True, False):
-        m = nn.Linear(3, 4).double()
+        m = nn.Linear(3, 4).double().to(device)
         m.weight.requires_grad_(requires_grad)
         m = spectral_norm(m)
         sn = m.parametrizations.weight[0]
         u0, v0 = sn._u.clone(), sn._v.clone()
-        x = torch.randn(2, 3, dtype=D64)
+        x = torch.randn(2, 3, dtype=D64).to(device)
         opt = torch.optim.SGD(m.parameters(), lr=0.1)
         m(x).sum().backward()
         opt.step()
@@ -571,10 +574,10 @@ def test_training_updates_vectors_and_gradients_reach_the_original(backend_name)
         assert torch.autograd.gradcheck(mixed_modes, (x.clone().requires_grad_(),))
 
 
-def test_eval_reuses_the_last_training_state_and_removal_keeps_the_output(backend_name):
-    m = spectral_norm(nn.Linear(3, 4).double())
+def test_eval_reuses_the_last_training_state_and_removal_keeps_the_output(backend_name, device):
+    m = spectral_norm(nn.Linear(3, 4).double().to(device))
     sn = m.parametrizations.weight[0]
-    x = torch.randn(2, 3, dtype=D64)
+    x = torch.randn(2, 3, dtype=D64).to(device)
     m(x)
     last_train = m(x)
     u, v = sn._u.clone(), sn._v.clone()
@@ -593,12 +596,12 @@ def test_eval_reuses_the_last_training_state_and_removal_keeps_the_output(backen
         m.eval()
 
 
-def test_load_state_dict_non_strict_and_rewrapping(backend_name):
+def test_load_state_dict_non_strict_and_rewrapping(backend_name, device):
     """torch's test_new_spectral_norm_load_state_dict: non-strict loading of partial dicts, and the
     same outputs after remove + re-register + load, in eval/train/train/eval order."""
-    x = torch.randn(2, 3)
+    x = torch.randn(2, 3).to(device)
     for activate_times in (0, 3):
-        snm = spectral_norm(nn.Linear(3, 5))
+        snm = spectral_norm(nn.Linear(3, 5).to(device))
         for _ in range(activate_times):
             snm(x)
         state = copy.deepcopy(snm.state_dict())
@@ -629,13 +632,14 @@ def test_load_state_dict_non_strict_and_rewrapping(backend_name):
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
-def legacy_checkpoint(activate_times):
-    """A legacy torch.nn.utils.spectral_norm Linear after ``activate_times`` training forwards: the
-    module, its current state_dict, and the oldest format of it (no version metadata, no weight_v,
-    the normalized weight stored), crafted as torch's test_spectral_norm_load_state_dict does."""
+def legacy_checkpoint(activate_times, device="cpu"):
+    """A legacy torch.nn.utils.spectral_norm Linear on ``device`` after ``activate_times`` training
+    forwards: the module, its input, its current state_dict, and the oldest format of it (no version
+    metadata, no weight_v, the normalized weight stored), crafted as torch's
+    test_spectral_norm_load_state_dict does."""
     torch.manual_seed(2)
-    legacy = torch.nn.utils.spectral_norm(nn.Linear(3, 5).double())
-    x = torch.randn(4, 3, dtype=D64)
+    legacy = torch.nn.utils.spectral_norm(nn.Linear(3, 5).double().to(device))
+    x = torch.randn(4, 3, dtype=D64).to(device)
     for _ in range(activate_times):
         legacy(x)
     latest = copy.deepcopy(legacy.state_dict())
@@ -647,16 +651,16 @@ def legacy_checkpoint(activate_times):
 
 
 @pytest.mark.parametrize("prefixed", [False, True])
-def test_loads_the_oldest_legacy_checkpoint_format(backend_name, prefixed):
-    legacy, x, latest, oldest = legacy_checkpoint(activate_times=3)
+def test_loads_the_oldest_legacy_checkpoint_format(backend_name, device, prefixed):
+    legacy, x, latest, oldest = legacy_checkpoint(activate_times=3, device=device)
     legacy.eval()
     expected = legacy(x)
     # torch itself loads it into a legacy layer:
-    reloaded = torch.nn.utils.spectral_norm(nn.Linear(3, 5).double())
+    reloaded = torch.nn.utils.spectral_norm(nn.Linear(3, 5).double().to(device))
     reloaded.load_state_dict(oldest)
     torch.testing.assert_close(reloaded.eval()(x), expected)
     for state in (oldest, latest):
-        layer = spectral_norm(nn.Linear(3, 5).double())
+        layer = spectral_norm(nn.Linear(3, 5).double().to(device))
         model = nn.Sequential(nn.Identity(), layer) if prefixed else layer
         if prefixed:
             state = {"1." + k: v for k, v in state.items()}
@@ -705,16 +709,17 @@ def test_mixed_model_removes_only_fastgp_spectral_norms():
     assert all(torch.nn.utils.parametrize.is_parametrized(layer, "weight") for layer in mixed)
 
 
-def test_conv_transpose_vectors_refer_to_dim_1_and_naive_forward(backend_name):
-    m = spectral_norm(nn.ConvTranspose2d(3, 4, (5, 6)))
-    m(torch.randn(2, 3, 10, 12))
+def test_conv_transpose_vectors_refer_to_dim_1_and_naive_forward(backend_name, device):
+    m = spectral_norm(nn.ConvTranspose2d(3, 4, (5, 6)).to(device))
+    m(torch.randn(2, 3, 10, 12).to(device))
     assert m.parametrizations.weight[0]._u.shape == m.parametrizations.weight.original[0, :, 0, 0].shape
-    # One training forward is u = normalize(W v), v = normalize(Wᵀ u), then W / (uᵀ W v).
-    lin = spectral_norm(nn.Linear(5, 7).double())
-    weight = lin.parametrizations.weight.original.detach()
-    v = lin.parametrizations.weight[0]._v.clone()
+    # One training forward is u = normalize(W v), v = normalize(Wᵀ u), then W / (uᵀ W v): the
+    # oracle on the CPU, in float64, from the layer's weight and v before that forward.
+    lin = spectral_norm(nn.Linear(5, 7).double().to(device))
+    weight = lin.parametrizations.weight.original.detach().cpu()
+    v = lin.parametrizations.weight[0]._v.clone().cpu()
     u = torch.nn.functional.normalize(weight @ v, dim=0, eps=1e-12)
     v = torch.nn.functional.normalize(weight.t() @ u, dim=0, eps=1e-12)
     x = torch.randn(3, 5, dtype=D64)
-    expected = torch.nn.functional.linear(x, weight / torch.dot(u, weight @ v), lin.bias)
-    torch.testing.assert_close(lin(x), expected, rtol=1e-9, atol=1e-12)
+    expected = torch.nn.functional.linear(x, weight / torch.dot(u, weight @ v), lin.bias.detach().cpu())
+    torch.testing.assert_close(lin(x.to(device)).cpu(), expected, rtol=1e-9, atol=1e-12)
