@@ -305,9 +305,9 @@ def twice_after_legacy():
         (lambda: fastgp.spectral.spectral_normalize(torch.zeros(3, 4, 2), torch.zeros(4), torch.zeros(6), dim=1, sigma=torch.ones(2)), ValueError, "sigma must hold one value"),
     ],
 )
-def test_bad_input(backend_name, call, error, match):
+def test_bad_input(backend_name, device, call, error, match):
     # Checked once, in the public layer: the same error with the same words on every backend.
-    with pytest.raises(error, match=match):
+    with torch.device(device), pytest.raises(error, match=match):
         call()
 
 
