@@ -324,25 +324,28 @@ def make_extension():
     return extension
 
 
-def persistent_build_temp():
-    """A build directory inside the source tree, one per Python and torch version.
+def persistent_build_temp(with_cuda):
+    """A build directory inside the source tree, one per Python, torch and kernel set.
 
     pip's editable installs compile in a fresh temporary directory each time, so a second
     install (`-e ".[test]"` after `-e ".[train]"`) would recompile everything. Here ninja finds
-    the objects of the last build and recompiles only sources (or headers, or flags) that changed.
+    the objects of the last build and recompiles only sources (or headers, or flags) that changed;
+    CPU-only and CUDA builds (whose C++ flags differ) keep their objects apart.
     """
-    tag = re.sub(r"[^A-Za-z0-9.]+", "_", f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}")
-    return os.path.join(HERE, "build", f"temp-fastgp-{tag}")
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}"
+    return os.path.join(HERE, "build", "temp-fastgp-" + re.sub(r"[^A-Za-z0-9.-]+", "_", tag))
 
 
 def main():
     extension = make_extension()  # first: it sets CUDA_HOME before cpp_extension is imported
     from torch.utils.cpp_extension import BuildExtension
 
+    with_cuda = any(source.endswith(".cu") for source in extension.sources)
+
     class BuildExtensionKeepingObjects(BuildExtension):
         def finalize_options(self):
             super().finalize_options()
-            self.build_temp = persistent_build_temp()
+            self.build_temp = persistent_build_temp(with_cuda)
 
     setup(
         ext_modules=[extension],

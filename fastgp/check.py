@@ -435,6 +435,8 @@ class Check:
     def summary(self) -> str:
         total = time.monotonic() - self.start
         verdict = "PASSED" if all(self.ok.values()) else "FAILED: " + ", ".join(p for p, ok in self.ok.items() if not ok)
+        if self.args.device == "cuda" and not self.gpu:
+            verdict += " (no GPU visible: the CUDA phases did not run)"
         lines = [f"fastgp GPU check ({self.args.device}) — {verdict}"]
         for phase in ("probe", "build", "tests", "sanitizer", "bench"):
             lines += self.lines.get(phase, [])

@@ -52,7 +52,7 @@ def test_gpu_check_without_gpu_skips_cuda_phases_and_counts_per_backend(tmp_path
     summary = (out / "summary.txt").read_text()
     assert summary.strip() in result.stdout  # the same summary is printed
     lines = summary.splitlines()
-    assert lines[0] == "fastgp GPU check (cuda) — FAILED: tests"
+    assert lines[0] == "fastgp GPU check (cuda) — FAILED: tests (no GPU visible: the CUDA phases did not run)"
     assert any(line.startswith("machine: ") and "GPU none visible" in line for line in lines)
     assert "build: skipped (--skip-build: testing the fastgp already built in this tree)" in lines
     assert any(line.startswith("tests: 2 passed, 1 failed, 1 skipped in ") for line in lines)

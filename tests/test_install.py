@@ -61,9 +61,9 @@ def test_bad_build_switch_is_refused(setup_py, monkeypatch):
 
 
 def test_build_temp_is_kept_in_the_source_tree_per_torch_version(setup_py):
-    path = Path(setup_py.persistent_build_temp())
-    assert path.parent == REPO / "build"
-    assert path.name.startswith("temp-fastgp-py") and torch.__version__.split("+")[0] in path.name
+    cpu, cuda = Path(setup_py.persistent_build_temp(False)), Path(setup_py.persistent_build_temp(True))
+    assert cpu.parent == cuda.parent == REPO / "build" and cpu != cuda
+    assert cpu.name.startswith("temp-fastgp-py") and torch.__version__.split("+")[0] in cpu.name
 
 
 @pytest.mark.parametrize("triton", ["3.6.0", None])
