@@ -46,7 +46,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,25 +172,25 @@ class Counts:
         return sum(c[outcome] for c in self.by_group.values())
 
 
-def count_junit(path: Path) -> Counts:
+# One line per test in `pytest -v` output: "<path>::<name>[<params>] PASSED  [ 12%]".
+_VERBOSE_LINE = re.compile(r"^(?P<id>[^\s].*?::.*?) (?P<outcome>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+_OUTCOMES = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "failed",
+             "SKIPPED": "skipped", "XFAIL": "skipped"}
+
+
+def count_pytest_output(output: str) -> Counts:
+    """Counts per (device, backend) from ``pytest -v`` output, complete or cut off by a time
+    limit (so a suite stopped half-way still reports what ran)."""
     counts = Counts()
-    if not path.exists():
-        return counts
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError:
-        return counts
-    for case in root.iter("testcase"):
-        classname, name = case.get("classname", ""), case.get("name", "")
-        children = {child.tag for child in case}
-        if "failure" in children or "error" in children:
-            outcome = "failed"
-            counts.failed_ids.append(f"{classname}::{name}")
-        elif "skipped" in children:
-            outcome = "skipped"
-        else:
-            outcome = "passed"
-        counts.add(classify(classname, name), outcome)
+    for line in output.splitlines():
+        match = _VERBOSE_LINE.match(line)
+        if match is None or line.startswith(tuple(_OUTCOMES)):
+            continue
+        test_id, outcome = match.group("id"), _OUTCOMES[match.group("outcome")]
+        path, _, name = test_id.rpartition("::")
+        counts.add(classify(path, name), outcome)
+        if outcome == "failed" and test_id not in counts.failed_ids:
+            counts.failed_ids.append(test_id)
     return counts
 
 
@@ -209,13 +208,6 @@ def backend_table(counts: Counts) -> list[str]:
             cells.append(f"{c['passed']}/{c['failed']}/{c['skipped']}" if c else "—")
         lines.append((f"  {b:<11} " + "".join(f"{cell:<28}" for cell in cells)).rstrip())
     return lines
-
-
-def count_verbose(output: str) -> tuple[int, int]:
-    """(passed, failed) from ``pytest -v`` lines: what ran before a time limit stopped it."""
-    passed = len(re.findall(r" PASSED\b", output))
-    failed = len(re.findall(r" (?:FAILED|ERROR)\b", output))
-    return passed, failed
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,16 +322,16 @@ class Check:
     # -- 3. tests -------------------------------------------------------------------------
     def phase_tests(self) -> None:
         targets = self.args.tests_only or ["tests"]
-        junit = self.tmp / "tests.xml"
-        cmd = [self.python, "-m", "pytest", *targets, "-q", "-rfE", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+        cmd = [self.python, "-m", "pytest", *targets, "-v", "-rfE", "-p", "no:cacheprovider"]
         self.say(f"tests: python -m pytest {' '.join(targets)} (log: tests.log) ...")
         limit = self.limit("tests")
         result = run(cmd, self.out / "tests.log", limit, self.env)
         self.times["tests"] = result.seconds
-        counts = count_junit(junit)
+        counts = count_pytest_output(result.output)
         passed, failed, skipped = counts.total("passed"), counts.total("failed"), counts.total("skipped")
         if result.timed_out:
-            head = f"tests: TIMED OUT after {limit:.0f} s (see tests.log)"
+            head = (f"tests: TIMED OUT after {limit:.0f} s, the rest not run: {passed} passed, {failed} failed, "
+                    f"{skipped} skipped until then (see tests.log)")
             self.ok["tests"] = False
         elif not counts.by_group:
             tail = result.output.strip().splitlines()[-1:] or ["no output"]
@@ -378,12 +370,16 @@ class Check:
         # leaves its allocation, which memcheck sees, instead of landing in a pooled neighbour.
         env = dict(self.env, PYTORCH_NO_CUDA_MEMORY_CACHING="1")
         cmd = [*memcheck, self.python, "-m", "pytest", *targets, "-m", "cuda", "-k", "not reference",
-               "-v", "-p", "no:cacheprovider", "-x"]
+               "-v", "-p", "no:cacheprovider"]
         self.say("sanitizer: CUDA op tests under compute-sanitizer --tool memcheck (log: sanitizer.log) ...")
         limit = self.limit("sanitizer") - (time.monotonic() - t0)
+        if limit < 30:
+            self.times["sanitizer"] = time.monotonic() - t0
+            return self.skip("sanitizer", "the tool works, but the time budget is spent")
         result = run(cmd, log, limit, env, header="# PYTORCH_NO_CUDA_MEMORY_CACHING=1\n")
         self.times["sanitizer"] = time.monotonic() - t0
-        passed, failed = count_verbose(result.output)
+        counts = count_pytest_output(result.output)
+        passed, failed = counts.total("passed"), counts.total("failed")
         errors = re.findall(r"ERROR SUMMARY: (\d+) error", result.output)
         reported = sum(int(e) for e in errors)
         if reported or result.returncode == 99:

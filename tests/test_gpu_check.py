@@ -113,6 +113,30 @@ def test_classify_reads_device_and_backend_from_the_test_id(name, params, expect
     assert check.classify(name, params) == expected
 
 
+def test_counts_come_from_verbose_output_even_when_cut_off():
+    from fastgp import check
+
+    output = textwrap.dedent(
+        """
+        tests/test_penalty.py::test_head[cuda-extension-float32] PASSED          [  1%]
+        tests/test_penalty.py::test_head[cuda-triton-float32] FAILED             [  2%]
+        tests/test_penalty.py::test_head[cpu-reference-float64] SKIPPED (no bf16) [  3%]
+        tests/triton_kernels/test_select.py::test_far[float32] PASSED            [  4%]
+        tests/test_train.py::test_runs ERROR                                     [  5%]
+        tests/test_train.py::test_resumes
+        """
+    )  # the last test was running when the time limit stopped pytest
+    counts = check.count_pytest_output(output + "FAILED tests/test_penalty.py::test_head[cuda-triton-float32] - x\n")
+    assert counts.by_group == {
+        ("cuda", "extension"): {"passed": 1, "failed": 0, "skipped": 0},
+        ("cuda", "triton"): {"passed": 0, "failed": 1, "skipped": 0},
+        ("cpu", "reference"): {"passed": 0, "failed": 0, "skipped": 1},
+        ("cpu", "triton"): {"passed": 1, "failed": 0, "skipped": 0},
+        ("cpu", "other"): {"passed": 0, "failed": 1, "skipped": 0},
+    }
+    assert counts.failed_ids == ["tests/test_penalty.py::test_head[cuda-triton-float32]", "tests/test_train.py::test_runs"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
 def test_bench_on_cuda_without_gpu_exits_with_one_line():
     result = subprocess.run(
