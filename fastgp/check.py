@@ -9,8 +9,9 @@ each with its own time limit so that one hang cannot eat the whole budget (8 min
 1. probe      versions, the GPU and its architecture, nvcc, compute-sanitizer, cores;
 2. build      ``pip install --no-index --no-build-isolation --no-deps -v -e .`` with MAX_JOBS = all
               cores and the CUDA kernels compiled for the visible GPU's architecture only;
-3. tests      ``python -m pytest tests`` (on a GPU the CUDA and Triton cases run in this one
-              process), counted per device and backend from the test ids;
+3. tests      ``python -m pytest tests`` (on a GPU the CUDA and Triton cases run in the same
+              run; with pytest-xdist installed, on half the cores in parallel, ``--jobs``),
+              counted per device and backend from the test ids;
 4. sanitizer  the CUDA op tests (``pytest -m cuda``, the reference backend left out: it runs
               torch's kernels, not ours) once more under ``compute-sanitizer --tool memcheck``,
               when a probe shows that the tool works on this machine;
@@ -82,6 +83,8 @@ try:
     info["pytest"] = pytest.__version__
 except Exception:
     info["pytest"] = None
+import importlib.util
+info["xdist"] = importlib.util.find_spec("xdist") is not None
 print(json.dumps(info))
 """
 
@@ -172,8 +175,10 @@ class Counts:
         return sum(c[outcome] for c in self.by_group.values())
 
 
-# One line per test in `pytest -v` output: "<path>::<name>[<params>] PASSED  [ 12%]".
-_VERBOSE_LINE = re.compile(r"^(?P<id>[^\s].*?::.*?) (?P<outcome>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+# One line per test in `pytest -v` output: "<path>::<name>[<params>] PASSED  [ 12%]", or with
+# pytest-xdist workers: "[gw3] [ 12%] PASSED <path>::<name>[<params>]".
+_VERBOSE_LINE = re.compile(r"^(?P<id>[^\s\[].*?::.*?) (?P<outcome>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+_XDIST_LINE = re.compile(r"^\[gw\d+\] \[\s*\d+%\] (?P<outcome>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (?P<id>\S.*?::.*?)\s*$")
 _OUTCOMES = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "failed",
              "SKIPPED": "skipped", "XFAIL": "skipped"}
 
@@ -183,7 +188,7 @@ def count_pytest_output(output: str) -> Counts:
     limit (so a suite stopped half-way still reports what ran)."""
     counts = Counts()
     for line in output.splitlines():
-        match = _VERBOSE_LINE.match(line)
+        match = _VERBOSE_LINE.match(line) or _XDIST_LINE.match(line)
         if match is None or line.startswith(tuple(_OUTCOMES)):
             continue
         test_id, outcome = match.group("id"), _OUTCOMES[match.group("outcome")]
@@ -324,8 +329,10 @@ class Check:
     # -- 3. tests -------------------------------------------------------------------------
     def phase_tests(self) -> None:
         targets = self.args.tests_only or ["tests"]
-        cmd = [self.python, "-m", "pytest", *targets, "-v", "-rfE", "-p", "no:cacheprovider"]
-        self.say(f"tests: python -m pytest {' '.join(targets)} (log: tests.log) ...")
+        workers = self.test_workers()
+        parallel = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+        cmd = [self.python, "-m", "pytest", *targets, *parallel, "-v", "-rfE", "-p", "no:cacheprovider"]
+        self.say(f"tests: python -m pytest {' '.join(targets + parallel)} (log: tests.log) ...")
         limit = self.limit("tests")
         result = run(cmd, self.out / "tests.log", limit, self.env)
         self.times["tests"] = result.seconds
@@ -348,6 +355,15 @@ class Check:
             lines.append(f"  ... and {len(counts.failed_ids) - 10} more failures (tests.log)")
         self.lines["tests"] = lines
         self.say(head)
+
+    def test_workers(self) -> int:
+        """pytest-xdist workers: --jobs, or with "auto" half the cores (at most 8) where xdist is
+        installed and a GPU is visible (the suite on one process would not fit the budget)."""
+        if self.args.jobs != "auto":
+            return max(1, int(self.args.jobs))
+        if not (self.probe.get("xdist") and self.gpu):
+            return 1
+        return max(1, min(8, int(self.probe.get("cores") or 1) // 2))
 
     # -- 4. sanitizer ---------------------------------------------------------------------
     def phase_sanitizer(self) -> None:
@@ -496,6 +512,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="device to check (default cuda)")
     parser.add_argument("--budget", type=float, default=470.0, help="seconds for the whole check (default 470)")
     parser.add_argument("--skip-build", action="store_true", help="test the fastgp already built in this tree")
+    parser.add_argument(
+        "--jobs",
+        default="auto",
+        help="pytest-xdist workers for the test phase (default auto: half the cores, at most 8, on a GPU "
+        "machine with pytest-xdist; 1: one process)",
+    )
     parser.add_argument("--skip-sanitizer", action="store_true", help="no compute-sanitizer run")
     parser.add_argument("--skip-bench", action="store_true", help="no benchmark run")
     parser.add_argument(

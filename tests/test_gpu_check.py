@@ -123,18 +123,25 @@ def test_counts_come_from_verbose_output_even_when_cut_off():
         tests/test_penalty.py::test_head[cpu-reference-float64] SKIPPED (no bf16) [  3%]
         tests/triton_kernels/test_select.py::test_far[float32] PASSED            [  4%]
         tests/test_train.py::test_runs ERROR                                     [  5%]
+        [gw1] [ 90%] PASSED tests/test_select.py::test_far[cuda-reference]
+        [gw0] [ 95%] FAILED tests/test_select.py::test_far[cuda-extension]
         tests/test_train.py::test_resumes
         """
-    )  # the last test was running when the time limit stopped pytest
+    )  # pytest-xdist workers' lines too; the last test was running when the time limit stopped pytest
     counts = check.count_pytest_output(output + "FAILED tests/test_penalty.py::test_head[cuda-triton-float32] - x\n")
     assert counts.by_group == {
-        ("cuda", "extension"): {"passed": 1, "failed": 0, "skipped": 0},
         ("cuda", "triton"): {"passed": 0, "failed": 1, "skipped": 0},
         ("cpu", "reference"): {"passed": 0, "failed": 0, "skipped": 1},
         ("cpu", "triton"): {"passed": 1, "failed": 0, "skipped": 0},
         ("cpu", "other"): {"passed": 0, "failed": 1, "skipped": 0},
+        ("cuda", "reference"): {"passed": 1, "failed": 0, "skipped": 0},
+        ("cuda", "extension"): {"passed": 1, "failed": 1, "skipped": 0},
     }
-    assert counts.failed_ids == ["tests/test_penalty.py::test_head[cuda-triton-float32]", "tests/test_train.py::test_runs"]
+    assert counts.failed_ids == [
+        "tests/test_penalty.py::test_head[cuda-triton-float32]",
+        "tests/test_train.py::test_runs",
+        "tests/test_select.py::test_far[cuda-extension]",
+    ]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
