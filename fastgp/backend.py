@@ -151,7 +151,8 @@ def unavailable_reason(name: str, device_type: str) -> str | None:
             return _extension_error
         if device_type == "cuda":
             if not extension_has_cuda():
-                return "fastgp._C was built without CUDA kernels (CPU-only torch or no CUDA toolkit)"
+                return ("fastgp._C was built without CUDA kernels (no GPU visible at build time, a CPU-only torch or "
+                        "no CUDA toolkit; FASTGP_BUILD_CUDA=1 builds them)")
             if not torch.cuda.is_available():
                 return "no GPU visible"
         return None
@@ -316,6 +317,15 @@ def info(file=None) -> str:
         f"requested backend: {data['requested']}"
         + (f" (from {_ENV_VAR})" if os.environ.get(_ENV_VAR) else ""),
     ]
+    if data["gpu_count"] and not data["extension_cuda_kernels"]:
+        # The usual cause: fastgp was installed where no GPU was visible (a login node, a build
+        # machine), so only the CPU kernels were compiled. CUDA tensors still run (Triton, else
+        # the reference), but the fused CUDA kernels are one rebuild away.
+        serves = "Triton serves CUDA tensors" if data["triton"] else "the pure-PyTorch reference serves CUDA tensors"
+        lines.append(
+            f"note: a GPU is visible but fastgp._C has no CUDA kernels ({serves}); to build them, "
+            "reinstall from the source folder with: FASTGP_BUILD_CUDA=1 pip install --no-build-isolation -e ."
+        )
     for device_type, backends in data["devices"].items():
         lines.append(f"{device_type}:")
         for name, reason in backends.items():
