@@ -7,7 +7,7 @@
 // the layout, allocates the outputs, and then calls the launch of the tensors' device,
 // launch_<op>_cpu (csrc/cpu/<family>.cpp) or launch_<op>_cuda (csrc/cuda/<family>.cu), declared
 // in csrc/fastgp/<family>.h, with the tensor's device made current by
-// `const c10::OptionalDeviceGuard guard(at::device_of(x));` (a no-op for CPU tensors). A launch
+// `const c10::OptionalDeviceGuard guard(launch_device(x));`. A launch
 // runs kernels; the only checks it makes are those that read tensor data (the CPU launch on the
 // host, the CUDA kernel with a device assert, so that no launch waits for the GPU). User-facing
 // validation (ValueError / TypeError naming the argument) is the Python public layer's
@@ -21,6 +21,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <optional>
 
 // FASTGP_LAUNCH(launch_translate, x, args...) calls launch_translate_cuda(args...) when x is a CUDA
 // tensor and launch_translate_cpu(args...) otherwise. Without the CUDA kernels (setup.py defines
@@ -44,6 +45,13 @@
 #endif
 
 namespace fastgp {
+
+// The device a host function makes current while it allocates and launches: a CUDA tensor's
+// device; none for CPU tensors (nothing to switch, and no guard cost on the CPU path).
+inline std::optional<c10::Device> launch_device(const at::Tensor& t) {
+  if (t.is_cuda()) return t.device();
+  return std::nullopt;
+}
 
 // B = size(0): the batch (sample) dimension.
 inline int64_t num_rows(const at::Tensor& t) { return t.size(0); }

@@ -74,7 +74,7 @@ at::Tensor translate(const at::Tensor& x, const at::Tensor& shifts_in,
   const int64_t B = x.size(0);
   const at::Tensor shifts = check_shifts(op, shifts_in, B, x);
   const at::Tensor boxes = check_boxes(op, boxes_in, shifts, x);
-  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const c10::OptionalDeviceGuard guard(launch_device(x));
   const ImageView v = augment::image_view(x);
   const int64_t K = shifts.size(1);
   at::Tensor out = augment::empty_image(v, B * K, x.size(1));
@@ -98,7 +98,7 @@ at::Tensor translate_backward(const at::Tensor& grad, const at::Tensor& shifts_i
               " rows (shifts is ", shifts.sizes(), "), got ", grad.size(0));
   const int mode = parse_padding(op, padding);
   const at::Tensor boxes = check_boxes(op, boxes_in, shifts, grad);
-  const c10::OptionalDeviceGuard guard(at::device_of(grad));
+  const c10::OptionalDeviceGuard guard(launch_device(grad));
   const ImageView v = augment::image_view(grad);
   at::Tensor out = augment::empty_image(v, B, grad.size(1));
   if (out.numel() == 0) return out;

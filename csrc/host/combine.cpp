@@ -29,7 +29,7 @@ void check_pairs(const char* op, const at::Tensor& x, const at::Tensor& pairs, i
 at::Tensor pixelwise_combine(const at::Tensor& x_in, const at::Tensor& pairs_in, int64_t mode,
                              double threshold) {
   check_pairs("pixelwise_combine", x_in, pairs_in, mode);
-  const c10::OptionalDeviceGuard guard(at::device_of(x_in));
+  const c10::OptionalDeviceGuard guard(launch_device(x_in));
   const c10::MemoryFormat fmt = rows_format(x_in);
   const at::Tensor x = x_in.contiguous(fmt);
   const at::Tensor pairs = pairs_in.contiguous();

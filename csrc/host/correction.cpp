@@ -39,7 +39,7 @@ void check_nearest_args(const char* op, const at::Tensor& samples, const at::Ten
 std::tuple<at::Tensor, at::Tensor> nearest_distance(const at::Tensor& samples,
                                                     const at::Tensor& bank, int64_t chunk) {
   check_nearest_args("nearest_distance", samples, bank, chunk);
-  const c10::OptionalDeviceGuard guard(at::device_of(samples));
+  const c10::OptionalDeviceGuard guard(launch_device(samples));
   const int64_t B = samples.size(0), N = bank.size(0), D = row_numel(samples);
   const at::ScalarType acc = acc_dtype(samples.scalar_type());
   const auto acc_options = samples.options().dtype(acc);

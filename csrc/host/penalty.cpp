@@ -42,7 +42,7 @@ void check_seed(const char* op, const at::Tensor& seed, const at::Tensor& real) 
 at::Tensor interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha) {
   check_real_fake("interpolate", real, fake);
   check_row_vector("interpolate", "alpha", alpha, num_rows(real), real.scalar_type(), real);
-  const c10::OptionalDeviceGuard guard(at::device_of(real));
+  const c10::OptionalDeviceGuard guard(launch_device(real));
   PairLayout t = prepare_pair(real, fake);
   if (t.out.numel() == 0) return t.out;
   FASTGP_LAUNCH(penalty::launch_interpolate, real, t.a, t.b, alpha.contiguous(), t.out);
@@ -58,7 +58,7 @@ std::tuple<at::Tensor, at::Tensor> interpolate_random(const at::Tensor& real,
   const int64_t B = num_rows(real);
   TORCH_CHECK(B <= (int64_t{1} << 31), "fastgp::", op, ": batch size ", B,
               " exceeds 2^31, the range of the 32-bit Philox counter shared with Triton");
-  const c10::OptionalDeviceGuard guard(at::device_of(real));
+  const c10::OptionalDeviceGuard guard(launch_device(real));
   PairLayout t = prepare_pair(real, fake);
   at::Tensor alpha = at::empty({B}, real.options());
   if (B == 0) return {t.out, alpha};
@@ -71,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> interpolate_random(const at::Tensor& real,
 std::tuple<at::Tensor, at::Tensor> grad_norm_penalty_forward(const at::Tensor& grad,
                                                              double center, bool one_sided) {
   check_float_input("grad_norm_penalty_forward", "grad", grad);
-  const c10::OptionalDeviceGuard guard(at::device_of(grad));
+  const c10::OptionalDeviceGuard guard(launch_device(grad));
   const int64_t B = num_rows(grad);
   const at::Tensor g = is_sample_major_dense(grad) ? grad : grad.contiguous();
   const auto acc_options = grad.options().dtype(acc_dtype(grad.scalar_type()));
@@ -91,7 +91,7 @@ at::Tensor grad_norm_penalty_backward(const at::Tensor& grad_penalty, const at::
   const at::ScalarType acc = acc_dtype(grad.scalar_type());
   check_row_vector(op, "grad_penalty", grad_penalty, B, acc, grad);
   check_row_vector(op, "norm", norm, B, acc, grad);
-  const c10::OptionalDeviceGuard guard(at::device_of(grad));
+  const c10::OptionalDeviceGuard guard(launch_device(grad));
   PairLayout t = prepare_single(grad);
   if (t.out.numel() == 0) return t.out;
   // grad_penalty is often an expanded scalar (the backward of .mean()): make it [B] memory.

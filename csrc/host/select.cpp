@@ -48,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor> far_gather(const char* op, const at::Tensor* 
                                               const at::Tensor& candidates_in, int64_t k) {
   check_far_args(op, logits, candidates_in, k);
   if (real_in != nullptr) check_far_real(op, *real_in, candidates_in);
-  const c10::OptionalDeviceGuard guard(at::device_of(candidates_in));
+  const c10::OptionalDeviceGuard guard(launch_device(candidates_in));
   const c10::MemoryFormat fmt = rows_format(candidates_in);
   const at::Tensor candidates = candidates_in.contiguous(fmt);
   const at::Tensor real = real_in != nullptr ? real_in->contiguous(fmt) : at::Tensor();

@@ -68,7 +68,7 @@ at::Tensor power_iteration(const char* op, at::TensorList weights, at::TensorLis
                            at::TensorList vs, int64_t n_iterations, double eps) {
   check_group(op, weights, us, vs, n_iterations, eps);
   if (weights.empty()) return at::empty({0}, at::TensorOptions().dtype(at::kFloat));
-  const c10::OptionalDeviceGuard guard(at::device_of(weights[0]));
+  const c10::OptionalDeviceGuard guard(launch_device(weights[0]));
   const std::vector<at::Tensor> W = as_row_major(weights);
   at::Tensor sigma = at::empty({static_cast<int64_t>(weights.size())},
                                weights[0].options().dtype(acc_dtype(weights[0].scalar_type())));
