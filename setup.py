@@ -290,6 +290,7 @@ def make_extension():
 
     # Relative paths (setuptools wants them), globbed from this directory whatever the cwd.
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
+    sources += sorted(glob.glob("csrc/host/*.cpp", root_dir=HERE))
     sources += sorted(glob.glob("csrc/autograd/*.cpp", root_dir=HERE))
     # No -std flag: BuildExtension adds the standard the installed torch's headers need (C++17
     # for older torch; C++20 for torch 2.14, whose headers reject C++17). fastgp's own sources

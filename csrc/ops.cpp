@@ -1,7 +1,8 @@
 // Operator schemas of the fastgp library (torch.ops.fastgp.*) and the Python module fastgp._C.
 //
-// Kernels register themselves per backend: csrc/cpu/<family>.cpp under
-// TORCH_LIBRARY_IMPL(fastgp, CPU, m), csrc/cuda/<family>.cu under TORCH_LIBRARY_IMPL(fastgp, CUDA, m).
+// Each op has one host function (csrc/host/<family>.cpp: checks, layout, allocation), registered
+// for the CPU key and, when the CUDA kernels are built, the CUDA key; it calls the per-device
+// launch, launch_<op>_cpu (csrc/cpu/<family>.cpp) or launch_<op>_cuda (csrc/cuda/<family>.cu).
 // Fake (meta) kernels are registered from Python (fastgp/<family>.py), and so are the autograd
 // formulas, except where C++ autograd pays (csrc/autograd/<family>.cpp under
 // TORCH_LIBRARY_IMPL(fastgp, Autograd, m): ops whose Python autograd costs as much as the kernels).
@@ -87,7 +88,10 @@ TORCH_LIBRARY(fastgp, m) {
 
   // ---- family `augment` -------------------------------------------------------------------
   // Images [B, C, H, W] (float16/bfloat16/float32/float64); shifts int64 [B, K, 2] of (dy, dx);
-  // padding "zeros" | "reflect" | "replicate" (reflect needs |dy| < H and |dx| < W); boxes
+  // padding "zeros" | "reflect" | "replicate"; reflect reflects once and needs |dy| < H and
+  // |dx| < W (checked on the host for CPU tensors, asserted on the device for CUDA ones), zeros and
+  // replicate take any shift (|shift| >= size acts as ±size). An image without pixels (H == 0 or
+  // W == 0) gives the empty output for any shift. boxes
   // (optional) int64 [B, K, 4] of (top, left, height, width): a cutout rectangle per output image,
   // in output coordinates, zeroed after the translation (DiffAugment's translation + cutout, fused).
 

@@ -115,14 +115,24 @@ def _check_image(x, name: str = "x") -> torch.Tensor:
     return x
 
 
-def _max_shifts(x: torch.Tensor, ratio, max_shift) -> tuple[int, int]:
+def _max_shifts(x: torch.Tensor, ratio, max_shift, padding: str = "zeros") -> tuple[int, int]:
     """(s_y, s_x): from max_shift (an int or a (dy, dx) pair) when given, else int(size·ratio + 0.5)."""
     height, width = x.shape[2], x.shape[3]
     if max_shift is None:
         ratio = _checks.real_number(ratio, "ratio")
         if not 0 <= ratio < 1:
             raise ValueError(f"ratio must lie in [0, 1), got {ratio}")
-        return int(height * ratio + 0.5), int(width * ratio + 0.5)
+        limits = int(height * ratio + 0.5), int(width * ratio + 0.5)
+        if padding == "reflect" and height > 0 and width > 0 and (limits[0] >= height or limits[1] >= width):
+            # Reflect padding reflects once: it needs s < size, i.e. int(size·ratio + 0.5) <= size − 1,
+            # which holds exactly for ratio < 1 − 0.5 / size.
+            size = min(height, width)
+            raise ValueError(
+                f"padding='reflect' needs shifts smaller than the image (H = {height}, W = {width}), but "
+                f"ratio={ratio} gives a largest shift of {limits[0]} x {limits[1]} pixels; with reflect "
+                f"padding ratio must be < {1 - 0.5 / size:g} for this image (or give max_shift <= {size - 1})"
+            )
+        return limits
     pair = tuple(max_shift) if isinstance(max_shift, (tuple, list)) else (max_shift, max_shift)
     if len(pair) != 2:
         raise ValueError(f"max_shift must be an int or a (dy, dx) pair, got {max_shift!r}")
@@ -150,11 +160,18 @@ def _check_shifts(shifts, x: torch.Tensor, copies, padding: str) -> torch.Tensor
         raise ValueError(f"shifts must be on the device of x ({x.device}), got {shifts.device}")
     if copies is not None and copies != shifts.shape[1]:
         raise ValueError(f"copies ({copies}) must equal K = shifts.shape[1] ({shifts.shape[1]}) when shifts is given")
-    if padding == "reflect":
-        # One reflection is exact only for |shift| < size (a host sync on GPU; only for reflect).
-        height, width = x.shape[2], x.shape[3]
-        if bool((shifts[..., 0].abs() >= height).any()) or bool((shifts[..., 1].abs() >= width).any()):
-            raise ValueError(f"reflect padding needs |dy| < H = {height} and |dx| < W = {width} in shifts")
+    height, width = x.shape[2], x.shape[3]
+    if padding == "reflect" and height > 0 and width > 0:
+        # One reflection is exact only for |shift| < size (a host sync on GPU; only for reflect). Compared
+        # without abs(), which overflows for the smallest int64 (abs(-2**63) == -2**63 passes "< H").
+        dy, dx = shifts[..., 0], shifts[..., 1]
+        outside = (dy <= -height) | (dy >= height) | (dx <= -width) | (dx >= width)
+        if bool(outside.any()):
+            raise ValueError(
+                f"reflect padding needs |dy| < H = {height} and |dx| < W = {width} in shifts "
+                f"(|dy| <= {height - 1}, |dx| <= {width - 1})"
+            )
+    # An image without pixels (H == 0 or W == 0) gives the empty output for any shift and padding.
     return shifts.to(torch.int64).contiguous()
 
 
@@ -217,7 +234,11 @@ def translate(
         include_original: copy 0 of every sample is the identity (shift 0); the other K − 1 are random.
         shifts: int tensor [B, K, 2] of (dy, dx) on x's device, replaying a previous draw (for example
             on a paired mask); K then comes from it (``copies`` may be omitted or must equal K).
-        padding: "zeros" (DiffAugment), "reflect" or "replicate".
+        padding: "zeros" (DiffAugment), "reflect" or "replicate". Reflect padding reflects once, so
+            it needs every shift smaller than the image (|dy| < H, |dx| < W; for drawn shifts
+            ratio < 1 − 0.5 / min(H, W)) and raises a ValueError before drawing otherwise. Under
+            zeros and replicate padding any shift is valid (|shift| >= size: all padding, or the
+            edge row / column repeated). An image with H == 0 or W == 0 gives the empty output.
         generator: a ``torch.Generator`` for the shifts (reproducible draws). The draws are
             those of K calls of DiffAugment's ``rand_translation`` (see the module docstring).
         return_shifts: also return the shifts [B, K, 2] used, (dy, dx) of copy k of sample b.
@@ -236,7 +257,7 @@ def translate(
     if not isinstance(include_original, bool):
         raise TypeError(f"include_original must be a bool, got {type(include_original).__name__}")
     if shifts is None:
-        limits = _max_shifts(x, ratio, max_shift)
+        limits = _max_shifts(x, ratio, max_shift, padding)
         shifts = draw_shifts(x.shape[0], copies or 1, limits, include_original, generator, x.device)
     else:
         if include_original or generator is not None or max_shift is not None:

@@ -127,6 +127,53 @@ def test_known_values():
         assert boxed == [1, 0, 0, 4]
 
 
+# Shifts far outside the image, up to the int64 limits: under zeros and replicate padding they give
+# the image of a shift of ±size (all padding, or the edge row / column repeated).
+EXTREME_SHIFTS = (2**63 - 1, -(2**63), 2**31, -(2**31), 2**40, -(2**40))
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_extreme_shifts_equal_shifts_of_the_image_size(backend_name, padding):
+    batch, height, width = len(EXTREME_SHIFTS), 5, 4
+    x = make((batch, 2, height, width), torch.float64, seed=21)
+    big = torch.tensor(EXTREME_SHIFTS)
+    # Copy 0 moves along y only, copy 1 along x only, copy 2 along both.
+    shifts = torch.stack([torch.stack([big, torch.zeros_like(big)], -1),
+                          torch.stack([torch.zeros_like(big), big], -1),
+                          torch.stack([big, big.flip(0)], -1)], dim=1)  # fmt: skip
+    clamped = torch.stack([shifts[..., 0].clamp(-height, height), shifts[..., 1].clamp(-width, width)], dim=-1)
+    out = kernels().translate(x, shifts, None, padding)
+    assert torch.equal(out, kernels().translate(x, clamped, None, padding))
+    assert torch.equal(out, ref.translate(x, clamped, None, padding))
+    grad = make(out.shape, torch.float64, seed=22)
+    expected = ref.translate_backward(grad, clamped, None, padding)
+    torch.testing.assert_close(kernels().translate_backward(grad, shifts, None, padding), expected, rtol=0, atol=1e-12)
+    # By hand: content moved down by a huge shift shows the top row everywhere (replicate), moved up
+    # the bottom row; left / right likewise.
+    rows = out.view(batch, 3, 2, height, width)[:, 0]
+    cols = out.view(batch, 3, 2, height, width)[:, 1]
+    for b, d in enumerate(EXTREME_SHIFTS):
+        if padding == "zeros":
+            assert not rows[b].any() and not cols[b].any()
+            continue
+        edge_row = x[b, :, 0:1, :] if d > 0 else x[b, :, height - 1 : height, :]
+        edge_col = x[b, :, :, 0:1] if d > 0 else x[b, :, :, width - 1 : width]
+        assert torch.equal(rows[b], edge_row.expand(-1, height, -1))
+        assert torch.equal(cols[b], edge_col.expand(-1, -1, width))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("shape", [(2, 3, 0, 5), (2, 3, 4, 0), (2, 3, 0, 0), (0, 3, 4, 4)])
+def test_image_without_pixels_gives_empty_output(backend_name, padding, shape):
+    """No pixel to read or write: the empty output for any shift and padding (reflect included)."""
+    x = torch.zeros(shape)
+    shifts = torch.tensor([[[1, -2], [0, 3]]]).expand(shape[0], -1, -1)
+    out = kernels().translate(x, shifts, None, padding)
+    assert out.shape == (2 * shape[0], *shape[1:])
+    grad_x = kernels().translate_backward(torch.zeros(out.shape), shifts, None, padding)
+    assert grad_x.shape == shape
+
+
 @pytest.mark.parametrize(
     "args,error,match",
     [
@@ -135,6 +182,9 @@ def test_known_values():
         ((torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 2, dtype=torch.long), None, "zeros"), RuntimeError, "shifts must have shape"),
         ((torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, dtype=torch.long), None, "wrap"), RuntimeError, "padding must be"),
         ((torch.zeros(2, 1, 4, 4), torch.full((2, 1, 2), 4, dtype=torch.long), None, "reflect"), RuntimeError, "reflect padding needs"),
+        # abs(-2**63) overflows to -2**63 < H: the range check must not use it.
+        ((torch.zeros(2, 1, 4, 4), torch.full((2, 1, 2), -(2**63), dtype=torch.long), None, "reflect"), RuntimeError, "reflect padding needs"),
+        ((torch.zeros(2, 1, 4, 4), torch.full((2, 1, 2), -4, dtype=torch.long), None, "reflect"), RuntimeError, "reflect padding needs"),
         ((torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, dtype=torch.long), torch.zeros(2, 1, 3, dtype=torch.long), "zeros"), RuntimeError, "boxes must have shape"),
         ((torch.zeros(2, 1, 4, 4, dtype=torch.int32), torch.zeros(2, 1, 2, dtype=torch.long), None, "zeros"), RuntimeError, "x must be float16"),
     ],

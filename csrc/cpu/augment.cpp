@@ -1,6 +1,7 @@
 // CPU kernels of the `augment` family: batched integer translation (forward) and its adjoint
-// (the backward w.r.t. the image). Schemas in csrc/ops.cpp; index math in csrc/fastgp/augment.h,
-// shared with the CUDA kernels.
+// (the backward w.r.t. the image), and their launches, called by the host functions of
+// csrc/host/augment.cpp. Schemas in csrc/ops.cpp; index math in csrc/fastgp/augment.h, shared
+// with the CUDA kernels.
 //
 // Images are viewed as [rows, P, H, W * E] raw memory (contiguous: P = C, E = 1; channels_last:
 // P = 1, E = C; see ImageView). A translated output row is one source row (or padding) moved by
@@ -10,34 +11,24 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <optional>
-#include <string>
 #include <vector>
 
 #include "fastgp/augment.h"
-#include "fastgp/tensor_utils.h"
 
 namespace fastgp {
 namespace {
 
-using augment::ImageView;
+using augment::clamp_shift;
+using augment::Geometry;
 using augment::source_index;
 
 // Rows per parallel task at least this many elements in total (ATen's GRAIN_SIZE).
 constexpr int64_t kGrain = 32768;
-
-struct Geometry {
-  int64_t B, K, P, H, W, E;
-  int mode;
-  int64_t row() const { return W * E; }
-};
 
 // The columns [c0, c1) of row i of output row block n that the cutout box zeroes (c0 == c1: none).
 // boxes: [B*K, 4] of (top, left, height, width) in output coordinates, or nullptr.
@@ -56,7 +47,7 @@ inline void cut_columns(const int64_t* boxes, int64_t n, int64_t i, int64_t W, i
 template <typename scalar_t>
 void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* boxes,
                       scalar_t* out, const Geometry& g) {
-  const int64_t L = g.row(), E = g.E, W = g.W;
+  const int64_t L = g.W * g.E, E = g.E, W = g.W;
   const int64_t rows = g.B * g.K * g.P * g.H;
   const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(L, 1));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -75,8 +66,8 @@ void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* b
       if (n < 0 || i == 0) {
         n = np / g.P;
         const int64_t p = np - n * g.P;
-        dy = shifts[2 * n];
-        dx = shifts[2 * n + 1];
+        dy = clamp_shift(shifts[2 * n], g.H);
+        dx = clamp_shift(shifts[2 * n + 1], W);
         src_plane = x + ((n / g.K) * g.P + p) * g.H * L;
         // Output pixels [lo, hi) read source pixels [lo - dx, hi - dx) inside the image.
         lo = std::min(W, std::max<int64_t>(0, dx));
@@ -138,7 +129,7 @@ template <typename scalar_t>
 void translate_backward_kernel(const scalar_t* grad, const int64_t* shifts, const int64_t* boxes,
                                scalar_t* out, const Geometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t L = g.row(), E = g.E, W = g.W, plane = g.H * L;
+  const int64_t L = g.W * g.E, E = g.E, W = g.W, plane = g.H * L;
   const int64_t planes = g.B * g.P;
   const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane * g.K, 1));
   at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
@@ -148,7 +139,7 @@ void translate_backward_kernel(const scalar_t* grad, const int64_t* shifts, cons
       std::fill(acc.begin(), acc.end(), acc_t(0));
       for (int64_t k = 0; k < g.K; ++k) {
         const int64_t n = b * g.K + k;
-        const int64_t dy = shifts[2 * n], dx = shifts[2 * n + 1];
+        const int64_t dy = clamp_shift(shifts[2 * n], g.H), dx = clamp_shift(shifts[2 * n + 1], W);
         for (int64_t i = 0; i < g.H; ++i) {
           const int64_t sy = source_index(i, dy, g.H, g.mode);
           if (sy < 0) continue;
@@ -171,69 +162,41 @@ void translate_backward_kernel(const scalar_t* grad, const int64_t* shifts, cons
 }
 
 // Reflection is exact only for |shift| < size; checked here on the host (the shifts are tiny).
-void check_reflect_range(const char* op, const at::Tensor& shifts, int64_t H, int64_t W) {
+void check_reflect_range(const char* op, const at::Tensor& shifts, const Geometry& g) {
+  if (g.mode != augment::kReflect) return;
   const int64_t* s = shifts.const_data_ptr<int64_t>();
   for (int64_t t = 0; t < shifts.numel(); t += 2) {
-    TORCH_CHECK(std::abs(s[t]) < H && std::abs(s[t + 1]) < W, "fastgp::", op,
-                ": reflect padding needs |dy| < H and |dx| < W, got shift (", s[t], ", ", s[t + 1],
-                ") for an image of size ", H, "x", W);
+    TORCH_CHECK(augment::in_reflect_range(s[t], g.H) && augment::in_reflect_range(s[t + 1], g.W),
+                "fastgp::", op, ": reflect padding needs |dy| < H and |dx| < W, got shift (", s[t],
+                ", ", s[t + 1], ") for an image of size ", g.H, "x", g.W);
   }
-}
-
-at::Tensor translate_cpu(const at::Tensor& x, const at::Tensor& shifts,
-                         const std::optional<at::Tensor>& boxes, c10::string_view padding) {
-  constexpr const char* op = "translate";
-  augment::check_image(op, "x", x);
-  const int mode = augment::parse_padding(op, std::string(padding));
-  const int64_t B = x.size(0);
-  augment::check_shifts(op, shifts, B, x);
-  const at::Tensor s = shifts.contiguous();
-  if (mode == augment::kReflect) check_reflect_range(op, s, x.size(2), x.size(3));
-  const at::Tensor bx = augment::check_boxes(op, boxes, s, x);
-  const ImageView v = augment::image_view(x);
-  const int64_t K = s.size(1);
-  at::Tensor out = augment::empty_image(v, B * K, x.size(1));
-  if (out.numel() == 0) return out;
-  const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastgp_translate_cpu",
-                                  [&] {
-                                    translate_kernel<scalar_t>(v.t.const_data_ptr<scalar_t>(),
-                                                               s.const_data_ptr<int64_t>(),
-                                                               augment::boxes_ptr(bx),
-                                                               out.mutable_data_ptr<scalar_t>(), g);
-                                  });
-  return out;
-}
-
-at::Tensor translate_backward_cpu(const at::Tensor& grad, const at::Tensor& shifts,
-                                  const std::optional<at::Tensor>& boxes,
-                                  c10::string_view padding) {
-  constexpr const char* op = "translate_backward";
-  const std::pair<int64_t, int64_t> batch_copies = augment::check_backward_args(op, grad, shifts);
-  const int64_t B = batch_copies.first, K = batch_copies.second;
-  const int mode = augment::parse_padding(op, std::string(padding));
-  const at::Tensor s = shifts.contiguous();
-  if (mode == augment::kReflect) check_reflect_range(op, s, grad.size(2), grad.size(3));
-  const at::Tensor bx = augment::check_boxes(op, boxes, s, grad);
-  const ImageView v = augment::image_view(grad);
-  at::Tensor out = augment::empty_image(v, B, grad.size(1));
-  if (out.numel() == 0) return out;
-  const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_translate_backward_cpu", [&] {
-        translate_backward_kernel<scalar_t>(v.t.const_data_ptr<scalar_t>(),
-                                            s.const_data_ptr<int64_t>(),
-                                            augment::boxes_ptr(bx),
-                                            out.mutable_data_ptr<scalar_t>(), g);
-      });
-  return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
-  m.impl("translate", &translate_cpu);
-  m.impl("translate_backward", &translate_backward_cpu);
+namespace augment {
+
+void launch_translate_cpu(const at::Tensor& in, const at::Tensor& shifts, const at::Tensor& boxes,
+                          const at::Tensor& out, const Geometry& g) {
+  check_reflect_range("translate", shifts, g);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, in.scalar_type(), "fastgp_translate_cpu", [&] {
+        translate_kernel<scalar_t>(in.const_data_ptr<scalar_t>(), shifts.const_data_ptr<int64_t>(),
+                                   boxes_ptr(boxes), out.mutable_data_ptr<scalar_t>(), g);
+      });
 }
 
+void launch_translate_backward_cpu(const at::Tensor& grad, const at::Tensor& shifts,
+                                   const at::Tensor& boxes, const at::Tensor& out,
+                                   const Geometry& g) {
+  check_reflect_range("translate_backward", shifts, g);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_translate_backward_cpu", [&] {
+        translate_backward_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(),
+                                            shifts.const_data_ptr<int64_t>(), boxes_ptr(boxes),
+                                            out.mutable_data_ptr<scalar_t>(), g);
+      });
+}
+
+}  // namespace augment
 }  // namespace fastgp

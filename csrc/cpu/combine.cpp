@@ -1,16 +1,16 @@
 // CPU kernel of the `combine` family: pixel-wise combinations of pairs of samples, gathering the
-// two rows and combining them in one pass. Schema in csrc/ops.cpp, math in csrc/fastgp/combine.h.
+// two rows and combining them in one pass; its launch is called by the host function of
+// csrc/host/combine.cpp. Schema in csrc/ops.cpp, math in csrc/fastgp/combine.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <torch/library.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "fastgp/combine.h"
-#include "fastgp/rows.h"
 #include "fastgp/tensor_utils.h"
 
 namespace fastgp {
@@ -38,37 +38,31 @@ void combine_kernel(const scalar_t* x, const int64_t* pairs, int64_t P, int64_t 
   });
 }
 
-at::Tensor pixelwise_combine_cpu(const at::Tensor& x_in, const at::Tensor& pairs_in, int64_t mode,
-                                 double threshold) {
-  constexpr const char* op = "pixelwise_combine";
-  check_pairs(op, x_in, pairs_in, mode);
-  const c10::MemoryFormat fmt = rows_format(x_in);
-  const at::Tensor x = x_in.contiguous(fmt);
-  const at::Tensor pairs = pairs_in.contiguous();
+}  // namespace
+
+namespace combine {
+
+void launch_pixelwise_combine_cpu(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,
+                                  double threshold, const at::Tensor& out) {
   const int64_t B = x.size(0), P = pairs.size(0), N = row_numel(x);
   const int64_t* pp = pairs.const_data_ptr<int64_t>();
   for (int64_t i = 0; i < 2 * P; ++i) {
-    TORCH_CHECK(pp[i] >= 0 && pp[i] < B, "fastgp::", op, ": pairs must hold indices in [0, ", B,
-                "), got ", pp[i]);
+    TORCH_CHECK(pp[i] >= 0 && pp[i] < B, "fastgp::pixelwise_combine: pairs must hold indices in [0, ",
+                B, "), got ", pp[i]);
   }
-  at::Tensor out = empty_rows(x, P, fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastgp_combine_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
     const double t = threshold;
     switch (mode) {
-      case combine::kMean: combine_kernel<scalar_t, combine::kMean>(xp, pp, P, N, t, op_); break;
-      case combine::kMin: combine_kernel<scalar_t, combine::kMin>(xp, pp, P, N, t, op_); break;
-      case combine::kMax: combine_kernel<scalar_t, combine::kMax>(xp, pp, P, N, t, op_); break;
-      case combine::kAnd: combine_kernel<scalar_t, combine::kAnd>(xp, pp, P, N, t, op_); break;
-      default: combine_kernel<scalar_t, combine::kOr>(xp, pp, P, N, t, op_); break;
+      case kMean: combine_kernel<scalar_t, kMean>(xp, pp, P, N, t, op_); break;
+      case kMin: combine_kernel<scalar_t, kMin>(xp, pp, P, N, t, op_); break;
+      case kMax: combine_kernel<scalar_t, kMax>(xp, pp, P, N, t, op_); break;
+      case kAnd: combine_kernel<scalar_t, kAnd>(xp, pp, P, N, t, op_); break;
+      default: combine_kernel<scalar_t, kOr>(xp, pp, P, N, t, op_); break;
     }
   });
-  return out;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) { m.impl("pixelwise_combine", &pixelwise_combine_cpu); }
-
+}  // namespace combine
 }  // namespace fastgp

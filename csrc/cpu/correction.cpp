@@ -1,24 +1,15 @@
-// CPU kernel of the `correction` family: the distance of each sample to its nearest row of a bank,
-// visiting the bank in chunks. The dot products of a chunk come from the BLAS (at::mm); the fused
-// part is the bank rows' squared norms, the clamped distance and the running minimum with its
-// index, so no [B, N] distance matrix is ever allocated (memory O(B * chunk)).
+// CPU kernels of the `correction` family: the squared norms of rows and the running minimum of the
+// clamped distances with its index, the fused part of nearest_distance, whose host function
+// (csrc/host/correction.cpp) visits the bank in chunks and calls these launches per chunk.
 // Schema in csrc/ops.cpp, math in csrc/fastgp/correction.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
-#include <tuple>
-#include <vector>
 
 #include "fastgp/correction.h"
-#include "fastgp/rows.h"
-#include "fastgp/tensor_utils.h"
 
 namespace fastgp {
 namespace {
@@ -69,42 +60,25 @@ void update_minima(const acc_t* dot, const acc_t* sa, const acc_t* sb, int64_t B
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> nearest_distance_cpu(const at::Tensor& samples,
-                                                        const at::Tensor& bank, int64_t chunk) {
-  constexpr const char* op = "nearest_distance";
-  check_nearest_args(op, samples, bank, chunk);
-  const int64_t B = samples.size(0), N = bank.size(0), D = row_numel(samples);
-  const at::ScalarType acc = acc_dtype(samples.scalar_type());
-  // Rows as [rows, D] in acc precision (a view for contiguous float32/float64 input; the matrix
-  // product needs one element order for both operands).
-  const at::Tensor a = samples.reshape({B, D}).to(acc).contiguous();
-  at::Tensor best = at::empty({B}, samples.options().dtype(acc));
-  at::Tensor best_j = at::empty({B}, samples.options().dtype(at::kLong));
-  std::fill_n(best_j.mutable_data_ptr<int64_t>(), B, int64_t{-1});
-  if (B == 0) return {best, best_j};
-
-  AT_DISPATCH_FLOATING_TYPES(acc, "fastgp_nearest_distance_cpu", [&] {
-    using acc_t = scalar_t;
-    std::vector<acc_t> sa(static_cast<size_t>(B));
-    sum_squares_rows(a.const_data_ptr<acc_t>(), B, D, sa.data());
-    std::fill_n(best.mutable_data_ptr<acc_t>(), B, std::numeric_limits<acc_t>::infinity());
-    const int64_t c_max = std::min(chunk, N);
-    std::vector<acc_t> sb(static_cast<size_t>(c_max));
-    for (int64_t j0 = 0; j0 < N; j0 += c_max) {
-      const int64_t c = std::min(c_max, N - j0);
-      // Only this chunk is reshaped / converted / copied, whatever the bank's layout or dtype.
-      const at::Tensor kc = bank.narrow(0, j0, c).reshape({c, D}).to(acc).contiguous();
-      const at::Tensor dot = at::mm(a, kc.t());  // [B, c], the BLAS
-      sum_squares_rows(kc.const_data_ptr<acc_t>(), c, D, sb.data());
-      update_minima(dot.const_data_ptr<acc_t>(), sa.data(), sb.data(), B, c, j0,
-                    best.mutable_data_ptr<acc_t>(), best_j.mutable_data_ptr<int64_t>());
-    }
-  });
-  return {best, best_j};
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) { m.impl("nearest_distance", &nearest_distance_cpu); }
+namespace correction {
 
+void launch_row_sum_squares_cpu(const at::Tensor& x, const at::Tensor& out) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastgp_row_sum_squares_cpu", [&] {
+    sum_squares_rows(x.const_data_ptr<scalar_t>(), x.size(0), x.size(1),
+                     out.mutable_data_ptr<scalar_t>());
+  });
+}
+
+void launch_update_minima_cpu(const at::Tensor& dot, const at::Tensor& sa, const at::Tensor& sb,
+                              int64_t j0, const at::Tensor& best, const at::Tensor& best_j) {
+  AT_DISPATCH_FLOATING_TYPES(dot.scalar_type(), "fastgp_update_minima_cpu", [&] {
+    update_minima(dot.const_data_ptr<scalar_t>(), sa.const_data_ptr<scalar_t>(),
+                  sb.const_data_ptr<scalar_t>(), dot.size(0), dot.size(1), j0,
+                  best.mutable_data_ptr<scalar_t>(), best_j.mutable_data_ptr<int64_t>());
+  });
+}
+
+}  // namespace correction
 }  // namespace fastgp

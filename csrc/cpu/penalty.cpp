@@ -1,6 +1,7 @@
 // CPU kernels of the `penalty` family: interpolation between real and fake samples and the
-// fused gradient-norm penalty head (forward and backward). Schemas live in csrc/ops.cpp; the
-// per-sample math in csrc/fastgp/penalty.h is shared with the CUDA kernels.
+// fused gradient-norm penalty head (forward and backward), and their launches, called by the host
+// functions of csrc/host/penalty.cpp. Schemas live in csrc/ops.cpp; the per-sample math in
+// csrc/fastgp/penalty.h is shared with the CUDA kernels.
 //
 // Every kernel runs over raw memory viewed as B rows of N elements (see the layout rule in
 // csrc/fastgp/tensor_utils.h). Loops live in template functions, not in the AT_DISPATCH lambdas,
@@ -9,15 +10,11 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -194,11 +191,15 @@ void grad_norm_backward_kernel(const acc_t* grad_penalty, const scalar_t* grad,
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Entry points: checks, layout, allocation, dtype dispatch.
+}  // namespace
 
-void interpolate_into(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha,
-                      const at::Tensor& out) {
+// ---------------------------------------------------------------------------------------------
+// Launches: dtype dispatch onto the kernels above.
+
+namespace penalty {
+
+void launch_interpolate_cpu(const at::Tensor& real, const at::Tensor& fake,
+                            const at::Tensor& alpha, const at::Tensor& out) {
   const int64_t B = num_rows(real), N = row_numel(real);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, real.scalar_type(), "fastgp_interpolate_cpu", [&] {
@@ -209,88 +210,43 @@ void interpolate_into(const at::Tensor& real, const at::Tensor& fake, const at::
       });
 }
 
-at::Tensor interpolate_cpu(const at::Tensor& real, const at::Tensor& fake,
-                           const at::Tensor& alpha) {
-  check_real_fake("interpolate", real, fake);
-  check_row_vector("interpolate", "alpha", alpha, num_rows(real), real.scalar_type(), real);
-  PairLayout t = prepare_pair(real, fake);
-  interpolate_into(t.a, t.b, alpha.contiguous(), t.out);
-  return t.out;
-}
-
-std::tuple<at::Tensor, at::Tensor> interpolate_random_cpu(const at::Tensor& real,
-                                                          const at::Tensor& fake,
-                                                          const at::Tensor& seed) {
-  check_real_fake("interpolate_random", real, fake);
-  check_seed("interpolate_random", seed, real);
-  const int64_t B = num_rows(real);
-  TORCH_CHECK(B <= (int64_t{1} << 31), "fastgp::interpolate_random: batch size ", B,
-              " exceeds 2^31, the range of the 32-bit Philox counter shared with Triton");
+void launch_interpolate_random_cpu(const at::Tensor& real, const at::Tensor& fake,
+                                   const at::Tensor& seed, const at::Tensor& alpha,
+                                   const at::Tensor& out) {
   const uint64_t s = static_cast<uint64_t>(*seed.const_data_ptr<int64_t>());
-  at::Tensor alpha = at::empty({B}, real.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, real.scalar_type(), "fastgp_interpolate_random_cpu", [&] {
-        fill_alpha_kernel<scalar_t>(s, alpha.mutable_data_ptr<scalar_t>(), B);
+        fill_alpha_kernel<scalar_t>(s, alpha.mutable_data_ptr<scalar_t>(), num_rows(real));
       });
   // Uses the rounded alpha just written, so out is exactly consistent with the returned alpha.
-  PairLayout t = prepare_pair(real, fake);
-  interpolate_into(t.a, t.b, alpha, t.out);
-  return {t.out, alpha};
+  launch_interpolate_cpu(real, fake, alpha, out);
 }
 
-std::tuple<at::Tensor, at::Tensor> grad_norm_penalty_forward_cpu(const at::Tensor& grad,
-                                                                 double center,
-                                                                 bool one_sided) {
-  check_float_input("grad_norm_penalty_forward", "grad", grad);
+void launch_grad_norm_penalty_forward_cpu(const at::Tensor& grad, double center, bool one_sided,
+                                          const at::Tensor& penalty, const at::Tensor& norm) {
   const int64_t B = num_rows(grad), N = row_numel(grad);
-  const at::Tensor g = is_sample_major_dense(grad) ? grad : grad.contiguous();
-  const auto acc_options = grad.options().dtype(acc_dtype(grad.scalar_type()));
-  at::Tensor penalty = at::empty({B}, acc_options);
-  at::Tensor norm = at::empty({B}, acc_options);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_grad_norm_penalty_forward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         grad_norm_forward_kernel<scalar_t>(
-            g.const_data_ptr<scalar_t>(), B, N,
-            penalty::make_head_params<acc_t>(center, one_sided),
+            grad.const_data_ptr<scalar_t>(), B, N, make_head_params<acc_t>(center, one_sided),
             penalty.mutable_data_ptr<acc_t>(), norm.mutable_data_ptr<acc_t>());
       });
-  return {penalty, norm};
 }
 
-at::Tensor grad_norm_penalty_backward_cpu(const at::Tensor& grad_penalty, const at::Tensor& grad,
-                                          const at::Tensor& norm, double center,
-                                          bool one_sided) {
-  constexpr const char* op = "grad_norm_penalty_backward";
-  check_float_input(op, "grad", grad);
+void launch_grad_norm_penalty_backward_cpu(const at::Tensor& grad_penalty, const at::Tensor& grad,
+                                           const at::Tensor& norm, double center, bool one_sided,
+                                           const at::Tensor& grad_in) {
   const int64_t B = num_rows(grad), N = row_numel(grad);
-  const at::ScalarType acc = acc_dtype(grad.scalar_type());
-  check_row_vector(op, "grad_penalty", grad_penalty, B, acc, grad);
-  check_row_vector(op, "norm", norm, B, acc, grad);
-  PairLayout t = prepare_single(grad);
-  const at::Tensor& g = t.a;
-  at::Tensor grad_in = t.out;
-  // grad_penalty is often an expanded scalar (the backward of .mean()): make it [B] memory.
-  const at::Tensor gp = grad_penalty.contiguous();
-  const at::Tensor n = norm.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_grad_norm_penalty_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         grad_norm_backward_kernel<scalar_t>(
-            gp.const_data_ptr<acc_t>(), g.const_data_ptr<scalar_t>(), n.const_data_ptr<acc_t>(),
-            B, N, penalty::make_head_params<acc_t>(center, one_sided),
+            grad_penalty.const_data_ptr<acc_t>(), grad.const_data_ptr<scalar_t>(),
+            norm.const_data_ptr<acc_t>(), B, N, make_head_params<acc_t>(center, one_sided),
             grad_in.mutable_data_ptr<scalar_t>());
       });
-  return grad_in;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
-  m.impl("interpolate", &interpolate_cpu);
-  m.impl("interpolate_random", &interpolate_random_cpu);
-  m.impl("grad_norm_penalty_forward", &grad_norm_penalty_forward_cpu);
-  m.impl("grad_norm_penalty_backward", &grad_norm_penalty_backward_cpu);
-}
-
+}  // namespace penalty
 }  // namespace fastgp

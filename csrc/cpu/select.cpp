@@ -1,21 +1,18 @@
 // CPU kernels of the `select` family: Fake-As-Real top-k selection fused with the gather of the
 // selected rows (and, for far_batch, with the copy of the real rows into the same output batch).
-// Schemas and semantics in csrc/ops.cpp; the candidate order in csrc/fastgp/select.h.
+// The launch is called by the host functions of csrc/host/select.cpp. Schemas and semantics in
+// csrc/ops.cpp; the candidate order in csrc/fastgp/select.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
-#include <tuple>
 #include <vector>
 
-#include "fastgp/rows.h"
 #include "fastgp/select.h"
 #include "fastgp/tensor_utils.h"
 
@@ -53,49 +50,26 @@ void gather_rows(const char* real, int64_t R, const char* candidates, const int6
   });
 }
 
-// The shared body of far_select (real undefined) and far_batch.
-std::tuple<at::Tensor, at::Tensor> far_gather_cpu(const char* op, const at::Tensor* real_in,
-                                                  const at::Tensor& logits,
-                                                  const at::Tensor& candidates_in, int64_t k) {
-  check_far_args(op, logits, candidates_in, k);
-  if (real_in != nullptr) check_far_real(op, *real_in, candidates_in);
-  const c10::MemoryFormat fmt = rows_format(candidates_in);
-  const at::Tensor candidates = candidates_in.contiguous(fmt);
-  const at::Tensor real = real_in != nullptr ? real_in->contiguous(fmt) : at::Tensor();
-  const int64_t M = candidates.size(0), R = real.defined() ? real.size(0) : 0;
+}  // namespace
 
-  at::Tensor indices = at::empty({k}, logits.options().dtype(at::kLong));
+namespace select {
+
+void launch_far_gather_cpu(const at::Tensor& logits, int64_t k, const at::Tensor& real,
+                           const at::Tensor& candidates, const at::Tensor& indices,
+                           const at::Tensor& out) {
+  const int64_t M = candidates.size(0), R = real.defined() ? real.size(0) : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "fastgp_far_cpu",
                                   [&] {
                                     select_lowest<scalar_t>(logits.const_data_ptr<scalar_t>(),
                                                             logits.stride(0), M, k,
                                                             indices.mutable_data_ptr<int64_t>());
                                   });
-
-  at::Tensor out = empty_rows(candidates, R + k, fmt);
   const int64_t row_bytes = row_numel(candidates) * static_cast<int64_t>(candidates.element_size());
   gather_rows(R > 0 ? static_cast<const char*>(real.const_data_ptr()) : nullptr, R,
               static_cast<const char*>(candidates.const_data_ptr()),
               indices.const_data_ptr<int64_t>(), k, row_bytes,
               static_cast<char*>(out.mutable_data_ptr()));
-  return {out, indices};
 }
 
-std::tuple<at::Tensor, at::Tensor> far_select_cpu(const at::Tensor& logits,
-                                                  const at::Tensor& candidates, int64_t k) {
-  return far_gather_cpu("far_select", nullptr, logits, candidates, k);
-}
-
-std::tuple<at::Tensor, at::Tensor> far_batch_cpu(const at::Tensor& real, const at::Tensor& logits,
-                                                 const at::Tensor& candidates, int64_t k) {
-  return far_gather_cpu("far_batch", &real, logits, candidates, k);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
-  m.impl("far_select", &far_select_cpu);
-  m.impl("far_batch", &far_batch_cpu);
-}
-
+}  // namespace select
 }  // namespace fastgp

@@ -1,6 +1,7 @@
 // CPU kernels of the `spectral` family: fused power iterations of spectral normalization, for
-// one matrix and for a group of matrices of different shapes in one parallel loop. Schemas live
-// in csrc/ops.cpp; the finishing math (csrc/fastgp/spectral.h) is shared with the CUDA kernels.
+// one matrix and for a group of matrices of different shapes in one parallel loop, and their
+// launch, called by the host functions of csrc/host/spectral.cpp. Schemas live in csrc/ops.cpp;
+// the finishing math (csrc/fastgp/spectral.h) is shared with the CUDA kernels.
 //
 // Both ops run the same engine: a list of matrices is cut into work items (matrix, chunk of
 // rows); one at::parallel_for covers every item of every matrix (the multi-tensor pattern), each
@@ -11,16 +12,13 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "fastgp/spectral.h"
-#include "fastgp/tensor_utils.h"
 
 namespace fastgp {
 namespace {
@@ -128,202 +126,219 @@ struct Matrix {
   int64_t first_item, rows_per_item, num_items;
 };
 
+// The work items of a group (chunks of whole rows of each matrix) and where each writes.
+struct WorkItems {
+  int64_t count = 0;
+  int64_t max_w = 0;                    // the widest matrix (conversion buffers)
+  std::vector<int64_t> matrix;          // the matrix of each item
+  std::vector<int64_t> partial_offset;  // each item's partial Wᵀp in the partial buffer [count + 1]
+  std::vector<int64_t> elems;           // prefix sums of the items' sizes in elements of W [count + 1]
+
+  // Runs f(item) for every item, the threads' shares balanced by elements of W rather than by
+  // item count (a group mixes items of very different sizes): thread ranges split
+  // [0, total elements) and each item runs in the range that holds its first element.
+  template <typename F>
+  void for_each(const F& f) const {
+    at::parallel_for(0, elems[count], kItemElems, [&](int64_t begin, int64_t end) {
+      auto it = static_cast<int64_t>(std::lower_bound(elems.begin(), elems.end() - 1, begin) -
+                                     elems.begin());
+      for (; it < count && elems[it] < end; ++it) f(it);
+    });
+  }
+};
+
+// Cuts every matrix into items of about kItemElems elements, at most kMaxItems per matrix: every
+// item writes a partial Wᵀp of w values that the finish step adds up, so more items than cores
+// only cost traffic. Depends on the shapes only (deterministic for any thread count).
 template <typename scalar_t, typename acc_t>
-void power_iteration_kernel(std::vector<Matrix<scalar_t, acc_t>>& mats, int64_t n_iterations,
-                            acc_t eps, acc_t* sigma_out) {
-  // Work items.
-  int64_t items = 0;
-  int64_t max_w = 0;
+WorkItems plan_items(std::vector<Matrix<scalar_t, acc_t>>& mats) {
+  WorkItems items;
   for (auto& m : mats) {
-    // About kItemElems per item, but at most kMaxItems items per matrix: every item writes a
-    // partial Wᵀp of w values that the finish step adds up, so more items than cores need only
-    // cost traffic. Depends on the shape only (deterministic for any thread count).
     const int64_t wanted = (m.h * m.w + kItemElems - 1) / kItemElems;
     const int64_t n_items = std::max<int64_t>(1, std::min(wanted, kMaxItems));
     m.rows_per_item = std::max<int64_t>(1, (m.h + n_items - 1) / n_items);
     m.num_items = (m.h + m.rows_per_item - 1) / m.rows_per_item;
-    m.first_item = items;
-    items += m.num_items;
-    max_w = std::max(max_w, m.w);
+    m.first_item = items.count;
+    items.count += m.num_items;
+    items.max_w = std::max(items.max_w, m.w);
   }
-  std::vector<int64_t> item_matrix(static_cast<size_t>(items));
-  std::vector<int64_t> partial_offset(static_cast<size_t>(items) + 1, 0);
-  std::vector<int64_t> item_elems(static_cast<size_t>(items) + 1, 0);  // prefix sums of item sizes
+  items.matrix.resize(static_cast<size_t>(items.count));
+  items.partial_offset.assign(static_cast<size_t>(items.count) + 1, 0);
+  items.elems.assign(static_cast<size_t>(items.count) + 1, 0);
   for (size_t g = 0; g < mats.size(); ++g) {
-    for (int64_t c = 0; c < mats[g].num_items; ++c) {
-      const int64_t it = mats[g].first_item + c;
-      item_matrix[it] = static_cast<int64_t>(g);
-      partial_offset[it + 1] = partial_offset[it] + mats[g].w;
-      const int64_t rows = std::min(mats[g].rows_per_item, mats[g].h - c * mats[g].rows_per_item);
-      item_elems[it + 1] = item_elems[it] + rows * std::max<int64_t>(mats[g].w, 1);
+    const auto& m = mats[g];
+    for (int64_t c = 0; c < m.num_items; ++c) {
+      const int64_t it = m.first_item + c;
+      items.matrix[it] = static_cast<int64_t>(g);
+      items.partial_offset[it + 1] = items.partial_offset[it] + m.w;
+      const int64_t rows = std::min(m.rows_per_item, m.h - c * m.rows_per_item);
+      items.elems[it + 1] = items.elems[it] + rows * std::max<int64_t>(m.w, 1);
     }
   }
-  // Runs f(item) for every item, the threads' shares balanced by elements of W rather than by
-  // item count (a group mixes items of very different sizes): thread ranges split
-  // [0, total elements) and each item runs in the range that holds its first element.
-  auto for_items = [&](const auto& f) {
-    at::parallel_for(0, item_elems[items], kItemElems, [&](int64_t begin, int64_t end) {
-      auto it = static_cast<int64_t>(
-          std::lower_bound(item_elems.begin(), item_elems.end() - 1, begin) - item_elems.begin());
-      for (; it < items && item_elems[it] < end; ++it) f(it);
-    });
-  };
-  // Item k's partial Wᵀp over its rows (iterations) or its partial σ (no iteration).
-  std::vector<acc_t> partial(static_cast<size_t>(std::max<int64_t>(partial_offset[items], items)));
+  return items;
+}
 
-  // Runs f(row as acc_t*, i) over rows [r0, r1) of matrix m, converting reduced precision rows
-  // into a buffer once so that both uses of the row read float.
-  auto for_rows = [](const Matrix<scalar_t, acc_t>& m, int64_t r0, int64_t r1,
-                     std::vector<acc_t>& buf, const auto& f) {
+// Row i of m as acc_t: the row itself, or (reduced precision) its conversion into dst, so that
+// both uses of the row read it converted once.
+template <typename scalar_t, typename acc_t>
+inline const acc_t* row_as_acc(const Matrix<scalar_t, acc_t>& m, int64_t i, acc_t* dst) {
+  const scalar_t* src = m.W + i * m.ld;
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    return src;
+  } else {
+    for (int64_t j = 0; j < m.w; ++j) dst[j] = static_cast<acc_t>(src[j]);
+    return dst;
+  }
+}
+
+// A conversion buffer of `rows` rows of the widest matrix (none for float32/float64).
+template <typename scalar_t, typename acc_t>
+std::vector<acc_t> row_buffer(const WorkItems& items, int64_t rows) {
+  return std::vector<acc_t>(std::is_same_v<scalar_t, acc_t> ? 0 : rows * items.max_w);
+}
+
+// Zero iterations (eval mode): σ = Σ_i u_i (W_i·v). Each item sums its rows into partial[item],
+// then each matrix adds its items in order.
+template <typename scalar_t, typename acc_t>
+void sigma_only(const std::vector<Matrix<scalar_t, acc_t>>& mats, const WorkItems& items,
+                std::vector<acc_t>& partial, acc_t* sigma_out) {
+  items.for_each([&](int64_t it) {
+    std::vector<acc_t> buf = row_buffer<scalar_t, acc_t>(items, 1);
+    const auto& m = mats[items.matrix[it]];
+    const int64_t r0 = (it - m.first_item) * m.rows_per_item;
+    const int64_t r1 = std::min(m.h, r0 + m.rows_per_item);
+    acc_t s = 0;
     for (int64_t i = r0; i < r1; ++i) {
-      const scalar_t* row = m.W + i * m.ld;
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        f(row, i);
-      } else {
-        for (int64_t j = 0; j < m.w; ++j) buf[j] = static_cast<acc_t>(row[j]);
-        f(buf.data(), i);
-      }
+      s += m.u[i] * RowOps<acc_t>::dot(row_as_acc(m, i, buf.data()), m.v.data(), m.w);
     }
-  };
+    partial[it] = s;
+  });
+  for (size_t g = 0; g < mats.size(); ++g) {
+    acc_t s = 0;
+    for (int64_t c = 0; c < mats[g].num_items; ++c) s += partial[mats[g].first_item + c];
+    sigma_out[g] = s;
+  }
+}
 
-  if (n_iterations == 0) {
-    for_items([&](int64_t it) {
-      std::vector<acc_t> buf(std::is_same_v<scalar_t, acc_t> ? 0 : max_w);
-      {
-        const auto& m = mats[item_matrix[it]];
-        const int64_t r0 = (it - m.first_item) * m.rows_per_item;
-        acc_t s = 0;
-        for_rows(m, r0, std::min(m.h, r0 + m.rows_per_item), buf,
-                 [&](const acc_t* row, int64_t i) {
-                   s += m.u[i] * RowOps<acc_t>::dot(row, m.v.data(), m.w);
-                 });
-        partial[it] = s;
+// The pass of one iteration over the rows [r0, r1) of one item: p_i = W_i·v and the item's
+// partial t = Σ p_i W_i. Groups of four rows (one pass over t per group), then the remaining rows
+// one by one; buf holds four converted rows for reduced precision.
+template <typename scalar_t, typename acc_t>
+void item_pass(Matrix<scalar_t, acc_t>& m, int64_t r0, int64_t r1, acc_t* t, acc_t* buf) {
+  std::fill(t, t + m.w, acc_t(0));
+  int64_t i = r0;
+  for (; i + 4 <= r1; i += 4) {
+    const acc_t* rows[4] = {row_as_acc(m, i, buf), row_as_acc(m, i + 1, buf + m.w),
+                            row_as_acc(m, i + 2, buf + 2 * m.w), row_as_acc(m, i + 3, buf + 3 * m.w)};
+    RowOps<acc_t>::dot4(rows, m.v.data(), m.w, m.p.data() + i);
+    RowOps<acc_t>::axpy4(t, m.p.data() + i, rows, m.w);
+  }
+  for (; i < r1; ++i) {
+    const acc_t* x = row_as_acc(m, i, buf);
+    m.p[i] = RowOps<acc_t>::dot(x, m.v.data(), m.w);
+    RowOps<acc_t>::axpy(t, m.p[i], x, m.w);
+  }
+}
+
+// One pass over every W: every item's pass, in parallel.
+template <typename scalar_t, typename acc_t>
+void pass_over_weights(std::vector<Matrix<scalar_t, acc_t>>& mats, const WorkItems& items,
+                       std::vector<acc_t>& partial) {
+  items.for_each([&](int64_t it) {
+    std::vector<acc_t> buf = row_buffer<scalar_t, acc_t>(items, 4);
+    auto& m = mats[items.matrix[it]];
+    const int64_t r0 = (it - m.first_item) * m.rows_per_item;
+    item_pass(m, r0, std::min(m.h, r0 + m.rows_per_item), partial.data() + items.partial_offset[it],
+              buf.data());
+  });
+}
+
+// The end of an iteration, per matrix: t = Σ partials in item order, then the normalizations
+// (csrc/fastgp/spectral.h): u = p / max(‖p‖, eps), v = t / ..., σ.
+template <typename scalar_t, typename acc_t>
+void finish_iteration(std::vector<Matrix<scalar_t, acc_t>>& mats, const WorkItems& items,
+                      const std::vector<acc_t>& partial, acc_t eps, acc_t* sigma_out) {
+  at::parallel_for(0, static_cast<int64_t>(mats.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      auto& m = mats[g];
+      acc_t* t = m.v.data();  // v is not needed any more this iteration: sum t into it
+      std::fill(t, t + m.w, acc_t(0));
+      for (int64_t c = 0; c < m.num_items; ++c) {
+        const acc_t* part = partial.data() + items.partial_offset[m.first_item + c];
+        for (int64_t j = 0; j < m.w; ++j) t[j] += part[j];
       }
-    });
-    for (size_t g = 0; g < mats.size(); ++g) {
-      acc_t s = 0;
-      for (int64_t c = 0; c < mats[g].num_items; ++c) s += partial[mats[g].first_item + c];
-      sigma_out[g] = s;
+      const auto f = spectral::finish<acc_t>(dot(m.p.data(), m.p.data(), m.h), dot(t, t, m.w), eps);
+      for (int64_t i = 0; i < m.h; ++i) m.u[i] = m.p[i] * f.inv_du;
+      for (int64_t j = 0; j < m.w; ++j) t[j] *= f.inv_dv;
+      sigma_out[g] = f.sigma;
     }
-    return;
-  }
+  });
+}
 
-  for (int64_t iteration = 0; iteration < n_iterations; ++iteration) {
-    // One pass over every W: p_i = W_i·v and the item's partial t = Σ p_i W_i.
-    for_items([&](int64_t it) {
-      std::vector<acc_t> buf(std::is_same_v<scalar_t, acc_t> ? 0 : 4 * max_w);
-      {
-        auto& m = mats[item_matrix[it]];
-        const int64_t r0 = (it - m.first_item) * m.rows_per_item;
-        acc_t* t = partial.data() + partial_offset[it];
-        std::fill(t, t + m.w, acc_t(0));
-        const int64_t r1 = std::min(m.h, r0 + m.rows_per_item);
-        // Groups of four rows (one pass over t per group), then the remaining rows one by one.
-        // Reduced-precision rows are converted once into buf and read twice from there.
-        auto row = [&](int64_t i, int slot) -> const acc_t* {
-          const scalar_t* src = m.W + i * m.ld;
-          if constexpr (std::is_same_v<scalar_t, acc_t>) {
-            return src;
-          } else {
-            acc_t* dst = buf.data() + slot * m.w;
-            for (int64_t j = 0; j < m.w; ++j) dst[j] = static_cast<acc_t>(src[j]);
-            return dst;
-          }
-        };
-        int64_t i = r0;
-        for (; i + 4 <= r1; i += 4) {
-          const acc_t* rows[4] = {row(i, 0), row(i + 1, 1), row(i + 2, 2), row(i + 3, 3)};
-          RowOps<acc_t>::dot4(rows, m.v.data(), m.w, m.p.data() + i);
-          RowOps<acc_t>::axpy4(t, m.p.data() + i, rows, m.w);
-        }
-        for (; i < r1; ++i) {
-          const acc_t* x = row(i, 0);
-          m.p[i] = RowOps<acc_t>::dot(x, m.v.data(), m.w);
-          RowOps<acc_t>::axpy(t, m.p[i], x, m.w);
-        }
-      }
-    });
-    // Per matrix: t = Σ partials in item order, then the normalizations (csrc/fastgp/spectral.h).
-    at::parallel_for(0, static_cast<int64_t>(mats.size()), 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) {
-        auto& m = mats[g];
-        acc_t* t = m.v.data();  // v is not needed any more this iteration: sum t into it
-        std::fill(t, t + m.w, acc_t(0));
-        for (int64_t c = 0; c < m.num_items; ++c) {
-          const acc_t* part = partial.data() + partial_offset[m.first_item + c];
-          for (int64_t j = 0; j < m.w; ++j) t[j] += part[j];
-        }
-        const auto f = spectral::finish<acc_t>(dot(m.p.data(), m.p.data(), m.h),
-                                               dot(t, t, m.w), eps);
-        for (int64_t i = 0; i < m.h; ++i) m.u[i] = m.p[i] * f.inv_du;
-        for (int64_t j = 0; j < m.w; ++j) t[j] *= f.inv_dv;
-        sigma_out[g] = f.sigma;
-      }
-    });
-  }
-  for (auto& m : mats) {
+// The final u and v written back into the buffers, in their dtype.
+template <typename scalar_t, typename acc_t>
+void write_back(const std::vector<Matrix<scalar_t, acc_t>>& mats) {
+  for (const auto& m : mats) {
     for (int64_t i = 0; i < m.h; ++i) m.u_out[i] = static_cast<scalar_t>(m.u[i]);
     for (int64_t j = 0; j < m.w; ++j) m.v_out[j] = static_cast<scalar_t>(m.v[j]);
   }
 }
 
-// Matrices as the kernel wants them: unit column stride (else a contiguous copy, read only).
-std::vector<at::Tensor> as_row_major(at::TensorList weights) {
-  std::vector<at::Tensor> out;
-  out.reserve(weights.size());
-  for (const auto& W : weights) {
-    out.push_back(W.size(1) <= 1 || W.stride(1) == 1 ? W : W.contiguous());
+template <typename scalar_t, typename acc_t>
+void power_iteration_kernel(std::vector<Matrix<scalar_t, acc_t>>& mats, int64_t n_iterations,
+                            acc_t eps, acc_t* sigma_out) {
+  const WorkItems items = plan_items(mats);
+  // Item k's partial Wᵀp over its rows (iterations) or its partial σ (no iteration).
+  std::vector<acc_t> partial(
+      static_cast<size_t>(std::max<int64_t>(items.partial_offset[items.count], items.count)));
+  if (n_iterations == 0) {
+    sigma_only(mats, items, partial, sigma_out);
+    return;
   }
-  return out;
+  for (int64_t iteration = 0; iteration < n_iterations; ++iteration) {
+    pass_over_weights(mats, items, partial);
+    finish_iteration(mats, items, partial, eps, sigma_out);
+  }
+  write_back(mats);
 }
 
-at::Tensor run(const char* op, at::TensorList weights, at::TensorList us, at::TensorList vs,
-               int64_t n_iterations, double eps) {
-  spectral::check_group(op, weights, us, vs, n_iterations, eps);
-  const auto W = as_row_major(weights);
-  const auto dtype = weights.empty() ? at::kFloat : weights[0].scalar_type();
-  at::Tensor sigma = at::empty({static_cast<int64_t>(weights.size())},
-                               at::TensorOptions().dtype(acc_dtype(dtype)));
-  if (weights.empty()) return sigma;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fastgp_spectral_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    std::vector<Matrix<scalar_t, acc_t>> mats(W.size());
-    for (size_t g = 0; g < W.size(); ++g) {
-      auto& m = mats[g];
-      m.W = W[g].const_data_ptr<scalar_t>();
-      m.h = W[g].size(0);
-      m.w = W[g].size(1);
-      m.ld = W[g].stride(0);
-      m.u_out = us[g].mutable_data_ptr<scalar_t>();
-      m.v_out = vs[g].mutable_data_ptr<scalar_t>();
-      const scalar_t* u0 = us[g].const_data_ptr<scalar_t>();
-      const scalar_t* v0 = vs[g].const_data_ptr<scalar_t>();
-      m.u.assign(u0, u0 + m.h);
-      m.v.assign(v0, v0 + m.w);
-      m.p.assign(static_cast<size_t>(m.h), acc_t(0));
-    }
-    power_iteration_kernel<scalar_t, acc_t>(mats, n_iterations, static_cast<acc_t>(eps),
-                                            sigma.mutable_data_ptr<acc_t>());
-  });
-  return sigma;
-}
-
-at::Tensor spectral_power_iteration_cpu(const at::Tensor& weight, const at::Tensor& u,
-                                        const at::Tensor& v, int64_t n_iterations, double eps) {
-  return run("spectral_power_iteration", {weight}, {u}, {v}, n_iterations, eps).squeeze(0);
-}
-
-at::Tensor spectral_power_iteration_grouped_cpu(at::TensorList weights, at::TensorList us,
-                                                at::TensorList vs, int64_t n_iterations,
-                                                double eps) {
-  return run("spectral_power_iteration_grouped", weights, us, vs, n_iterations, eps);
+// The iteration state of each matrix, initialized from the buffers u and v.
+template <typename scalar_t, typename acc_t>
+std::vector<Matrix<scalar_t, acc_t>> load_matrices(at::TensorList weights, at::TensorList us,
+                                                   at::TensorList vs) {
+  std::vector<Matrix<scalar_t, acc_t>> mats(weights.size());
+  for (size_t g = 0; g < weights.size(); ++g) {
+    auto& m = mats[g];
+    m.W = weights[g].const_data_ptr<scalar_t>();
+    m.h = weights[g].size(0);
+    m.w = weights[g].size(1);
+    m.ld = weights[g].stride(0);
+    m.u_out = us[g].mutable_data_ptr<scalar_t>();
+    m.v_out = vs[g].mutable_data_ptr<scalar_t>();
+    const scalar_t* u0 = us[g].const_data_ptr<scalar_t>();
+    const scalar_t* v0 = vs[g].const_data_ptr<scalar_t>();
+    m.u.assign(u0, u0 + m.h);
+    m.v.assign(v0, v0 + m.w);
+    m.p.assign(static_cast<size_t>(m.h), acc_t(0));
+  }
+  return mats;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgp, CPU, m) {
-  m.impl("spectral_power_iteration", &spectral_power_iteration_cpu);
-  m.impl("spectral_power_iteration_grouped", &spectral_power_iteration_grouped_cpu);
+namespace spectral {
+
+void launch_spectral_power_iteration_cpu(at::TensorList weights, at::TensorList us,
+                                         at::TensorList vs, int64_t n_iterations, double eps,
+                                         const at::Tensor& sigma) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, weights[0].scalar_type(), "fastgp_spectral_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        auto mats = load_matrices<scalar_t, acc_t>(weights, us, vs);
+        power_iteration_kernel<scalar_t, acc_t>(mats, n_iterations, static_cast<acc_t>(eps),
+                                                sigma.mutable_data_ptr<acc_t>());
+      });
 }
 
+}  // namespace spectral
 }  // namespace fastgp

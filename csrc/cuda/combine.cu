@@ -1,5 +1,6 @@
 // CUDA kernel of the `combine` family: pixel-wise combinations of pairs of samples (gather the two
-// rows and combine them in one pass). CPU twin: csrc/cpu/combine.cpp; math: csrc/fastgp/combine.h.
+// rows and combine them in one pass); its launch is called by the host function of
+// csrc/host/combine.cpp. CPU twin: csrc/cpu/combine.cpp; math: csrc/fastgp/combine.h.
 // The pair indices are validated by the Python layer (fastgp/combine.py); the kernel asserts
 // them too instead of syncing the host to check.
 #include <ATen/Dispatch.h>
@@ -7,22 +8,17 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/macros/Macros.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "fastgp/combine.h"
-#include "fastgp/rows.h"
 #include "fastgp/tensor_utils.h"
+#include "launch.cuh"
 
 namespace fastgp {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxGridY = 65535;
 
 // blockIdx.y walks pairs, x-threads walk the N elements of a row.
 template <typename scalar_t, int64_t kMode>
@@ -46,18 +42,14 @@ __global__ void combine_kernel(const scalar_t* __restrict__ x, const int64_t* __
   }
 }
 
-at::Tensor pixelwise_combine_cuda(const at::Tensor& x_in, const at::Tensor& pairs_in, int64_t mode,
-                                  double threshold) {
-  constexpr const char* op = "pixelwise_combine";
-  check_pairs(op, x_in, pairs_in, mode);
-  TORCH_CHECK(x_in.is_cuda(), "fastgp::", op, ": the CUDA kernel got tensors on ", x_in.device());
-  const c10::cuda::CUDAGuard device_guard(x_in.device());
-  const c10::MemoryFormat fmt = rows_format(x_in);
-  const at::Tensor x = x_in.contiguous(fmt);
-  const at::Tensor pairs = pairs_in.contiguous();
+}  // namespace
+
+namespace combine {
+
+void launch_pixelwise_combine_cuda(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,
+                                   double threshold, const at::Tensor& out) {
   const int64_t B = x.size(0), P = pairs.size(0), N = row_numel(x);
-  at::Tensor out = empty_rows(x, P, fmt);
-  if (P == 0 || N == 0) return out;
+  if (N == 0) return;
   const int64_t col_blocks = std::min<int64_t>((N + kThreads - 1) / kThreads, 64);
   const dim3 grid(static_cast<unsigned int>(col_blocks),
                   static_cast<unsigned int>(std::min(P, kMaxGridY)));
@@ -67,29 +59,25 @@ at::Tensor pixelwise_combine_cuda(const at::Tensor& x_in, const at::Tensor& pair
     const int64_t* pp = pairs.const_data_ptr<int64_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     switch (mode) {
-      case combine::kMean:
-        combine_kernel<scalar_t, combine::kMean><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
+      case kMean:
+        combine_kernel<scalar_t, kMean><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
         break;
-      case combine::kMin:
-        combine_kernel<scalar_t, combine::kMin><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
+      case kMin:
+        combine_kernel<scalar_t, kMin><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
         break;
-      case combine::kMax:
-        combine_kernel<scalar_t, combine::kMax><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
+      case kMax:
+        combine_kernel<scalar_t, kMax><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
         break;
-      case combine::kAnd:
-        combine_kernel<scalar_t, combine::kAnd><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
+      case kAnd:
+        combine_kernel<scalar_t, kAnd><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
         break;
       default:
-        combine_kernel<scalar_t, combine::kOr><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
+        combine_kernel<scalar_t, kOr><<<grid, kThreads, 0, stream>>>(xp, pp, B, P, N, threshold, o);
         break;
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CUDA, m) { m.impl("pixelwise_combine", &pixelwise_combine_cuda); }
-
+}  // namespace combine
 }  // namespace fastgp

@@ -1,32 +1,22 @@
-// CUDA kernels of the `correction` family: each sample's nearest bank row, the bank visited in
-// chunks. The dot products of a chunk come from cuBLAS (at::mm); the fused part is the bank rows'
-// squared norms, the clamped distance and the running minimum with its index (one warp per
-// sample, no atomics: deterministic for a given device and shape). CPU twin:
-// csrc/cpu/correction.cpp; math: csrc/fastgp/correction.h.
+// CUDA kernels of the `correction` family: the squared norms of rows and the running minimum of the
+// clamped distances with its index (one warp per sample, no atomics: deterministic for a given
+// device and shape), the fused part of nearest_distance, whose host function
+// (csrc/host/correction.cpp) visits the bank in chunks and calls these launches per chunk. CPU
+// twin: csrc/cpu/correction.cpp; math: csrc/fastgp/correction.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/full.h>
-#include <ATen/ops/mm.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
-#include <tuple>
 
 #include "fastgp/correction.h"
-#include "fastgp/rows.h"
-#include "fastgp/tensor_utils.h"
+#include "launch.cuh"
 
 namespace fastgp {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarpsPerBlock = kThreads / 32;
 constexpr int64_t kMaxBlocks = 65535;
 
 unsigned int warp_blocks(int64_t rows) {
@@ -91,49 +81,32 @@ __global__ void update_minima_kernel(const acc_t* __restrict__ dot, const acc_t*
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> nearest_distance_cuda(const at::Tensor& samples,
-                                                         const at::Tensor& bank, int64_t chunk) {
-  constexpr const char* op = "nearest_distance";
-  check_nearest_args(op, samples, bank, chunk);
-  TORCH_CHECK(samples.is_cuda(), "fastgp::", op, ": the CUDA kernel got tensors on ",
-              samples.device());
-  const c10::cuda::CUDAGuard device_guard(samples.device());
-  const int64_t B = samples.size(0), N = bank.size(0), D = row_numel(samples);
-  const at::ScalarType acc = acc_dtype(samples.scalar_type());
-  const auto acc_options = samples.options().dtype(acc);
-  const at::Tensor a = samples.reshape({B, D}).to(acc).contiguous();
-  at::Tensor best = at::full({B}, std::numeric_limits<double>::infinity(), acc_options);
-  at::Tensor best_j = at::full({B}, -1, samples.options().dtype(at::kLong));
-  if (B == 0) return {best, best_j};
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t c_max = std::min(chunk, N);
-  at::Tensor sa = at::empty({B}, acc_options);
-  at::Tensor sb = at::empty({c_max}, acc_options);
-
-  AT_DISPATCH_FLOATING_TYPES(acc, "fastgp_nearest_distance_cuda", [&] {
-    using acc_t = scalar_t;
-    sum_squares_kernel<acc_t><<<warp_blocks(B), kThreads, 0, stream>>>(
-        a.const_data_ptr<acc_t>(), B, D, sa.mutable_data_ptr<acc_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    for (int64_t j0 = 0; j0 < N; j0 += c_max) {
-      const int64_t c = std::min(c_max, N - j0);
-      // Only this chunk is reshaped / converted / copied, whatever the bank's layout or dtype.
-      const at::Tensor kc = bank.narrow(0, j0, c).reshape({c, D}).to(acc).contiguous();
-      const at::Tensor dot = at::mm(a, kc.t());  // [B, c], cuBLAS, on the current stream
-      sum_squares_kernel<acc_t><<<warp_blocks(c), kThreads, 0, stream>>>(
-          kc.const_data_ptr<acc_t>(), c, D, sb.mutable_data_ptr<acc_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      update_minima_kernel<acc_t><<<warp_blocks(B), kThreads, 0, stream>>>(
-          dot.const_data_ptr<acc_t>(), sa.const_data_ptr<acc_t>(), sb.const_data_ptr<acc_t>(), B,
-          c, j0, best.mutable_data_ptr<acc_t>(), best_j.mutable_data_ptr<int64_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  });
-  return {best, best_j};
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgp, CUDA, m) { m.impl("nearest_distance", &nearest_distance_cuda); }
+namespace correction {
 
+void launch_row_sum_squares_cuda(const at::Tensor& x, const at::Tensor& out) {
+  const int64_t rows = x.size(0);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastgp_row_sum_squares_cuda", [&] {
+    sum_squares_kernel<scalar_t><<<warp_blocks(rows), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), rows, x.size(1), out.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void launch_update_minima_cuda(const at::Tensor& dot, const at::Tensor& sa, const at::Tensor& sb,
+                               int64_t j0, const at::Tensor& best, const at::Tensor& best_j) {
+  const int64_t B = dot.size(0);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(dot.scalar_type(), "fastgp_update_minima_cuda", [&] {
+    update_minima_kernel<scalar_t><<<warp_blocks(B), kThreads, 0, stream>>>(
+        dot.const_data_ptr<scalar_t>(), sa.const_data_ptr<scalar_t>(),
+        sb.const_data_ptr<scalar_t>(), B, dot.size(1), j0, best.mutable_data_ptr<scalar_t>(),
+        best_j.mutable_data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace correction
 }  // namespace fastgp

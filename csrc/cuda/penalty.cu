@@ -1,5 +1,6 @@
-// CUDA kernels of the `penalty` family (see csrc/cpu/penalty.cpp for the CPU twins and
-// csrc/ops.cpp for the schemas). The per-sample math comes from csrc/fastgp/penalty.h and the
+// CUDA kernels of the `penalty` family and their launches, called by the host functions of
+// csrc/host/penalty.cpp (see csrc/cpu/penalty.cpp for the CPU twins and csrc/ops.cpp for the
+// schemas). The per-sample math comes from csrc/fastgp/penalty.h and the
 // RNG from csrc/fastgp/philox.h, shared with the CPU kernels and bit-compatible with Triton.
 //
 // Tensors are viewed as B rows of N elements in raw memory (layout rule in
@@ -12,16 +13,14 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <tuple>
 
 #include "fastgp/penalty.h"
 #include "fastgp/philox.h"
 #include "fastgp/tensor_utils.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace fastgp {
@@ -29,8 +28,6 @@ namespace {
 
 using penalty::HeadParams;
 
-constexpr int kThreads = 256;        // threads per block of every kernel (a multiple of 32)
-constexpr int kBlocksPerSm = 8;      // 2048 resident threads per SM / kThreads
 constexpr int64_t kMinChunk = 4096;  // elements per block below which a row is not split
 
 // ---------------------------------------------------------------------------------------------
@@ -218,25 +215,14 @@ __global__ void finalize_head_kernel(const acc_t* __restrict__ partial, int64_t 
 // ---------------------------------------------------------------------------------------------
 // Launch helpers.
 
-int64_t num_sms() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
-
-// Blocks for `work` independent items, one per thread, capped at a few waves (grid-stride loops
-// cover the rest).
-unsigned int grid_for(int64_t work) {
-  const int64_t wanted = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(wanted, num_sms() * kBlocksPerSm)));
-}
-
 GridStep grid_step(unsigned int blocks, int64_t N) {
   const int64_t total = static_cast<int64_t>(blocks) * kThreads;
   return GridStep{total / N, total % N};
 }
 
-// ---------------------------------------------------------------------------------------------
-// Entry points.
-
+// interpolate (alpha given) or interpolate_random (alpha drawn from the seed and written).
 void launch_interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor* alpha,
-                        const at::Tensor* seed, at::Tensor* alpha_out, const at::Tensor& out) {
+                        const at::Tensor* seed, const at::Tensor* alpha_out, const at::Tensor& out) {
   const int64_t B = num_rows(real), N = row_numel(real);
   const bool random = seed != nullptr;
   // interpolate_random must write alpha even when N == 0.
@@ -262,51 +248,37 @@ void launch_interpolate(const at::Tensor& real, const at::Tensor& fake, const at
       });
 }
 
-at::Tensor interpolate_cuda(const at::Tensor& real, const at::Tensor& fake,
-                            const at::Tensor& alpha) {
-  check_real_fake("interpolate", real, fake);
-  check_row_vector("interpolate", "alpha", alpha, num_rows(real), real.scalar_type(), real);
-  TORCH_CHECK(real.is_cuda(), "fastgp::interpolate: the CUDA kernel got tensors on ",
-              real.device());
-  const c10::cuda::CUDAGuard device_guard(real.device());
-  PairLayout t = prepare_pair(real, fake);
-  const at::Tensor a = alpha.contiguous();
-  launch_interpolate(t.a, t.b, &a, nullptr, nullptr, t.out);
-  return t.out;
+// The number of chunks each row of N elements is split into, so that B rows give every SM work.
+int64_t row_chunks(int64_t B, int64_t N) {
+  const int64_t target_blocks = num_sms() * kBlocksPerSm;
+  int64_t chunks = 1;
+  if (B < target_blocks && N > kMinChunk) {
+    chunks = std::min((target_blocks + B - 1) / B, (N + kMinChunk - 1) / kMinChunk);
+  }
+  return chunks;
 }
 
-std::tuple<at::Tensor, at::Tensor> interpolate_random_cuda(const at::Tensor& real,
-                                                           const at::Tensor& fake,
-                                                           const at::Tensor& seed) {
-  check_real_fake("interpolate_random", real, fake);
-  check_seed("interpolate_random", seed, real);
-  TORCH_CHECK(real.is_cuda(), "fastgp::interpolate_random: the CUDA kernel got tensors on ",
-              real.device());
-  const int64_t B = num_rows(real);
-  TORCH_CHECK(B <= (int64_t{1} << 31), "fastgp::interpolate_random: batch size ", B,
-              " exceeds 2^31, the range of the 32-bit Philox counter shared with Triton");
-  const c10::cuda::CUDAGuard device_guard(real.device());
-  PairLayout t = prepare_pair(real, fake);
-  at::Tensor alpha = at::empty({B}, real.options());
-  const at::Tensor s = seed.contiguous();  // one element: a view of it is fine, but be explicit
-  launch_interpolate(t.a, t.b, nullptr, &s, &alpha, t.out);
-  return {t.out, alpha};
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Launches.
+
+namespace penalty {
+
+void launch_interpolate_cuda(const at::Tensor& real, const at::Tensor& fake,
+                             const at::Tensor& alpha, const at::Tensor& out) {
+  launch_interpolate(real, fake, &alpha, nullptr, nullptr, out);
 }
 
-std::tuple<at::Tensor, at::Tensor> grad_norm_penalty_forward_cuda(const at::Tensor& grad,
-                                                                  double center,
-                                                                  bool one_sided) {
-  check_float_input("grad_norm_penalty_forward", "grad", grad);
-  TORCH_CHECK(grad.is_cuda(), "fastgp::grad_norm_penalty_forward: the CUDA kernel got a tensor on ",
-              grad.device());
-  const c10::cuda::CUDAGuard device_guard(grad.device());
+void launch_interpolate_random_cuda(const at::Tensor& real, const at::Tensor& fake,
+                                    const at::Tensor& seed, const at::Tensor& alpha,
+                                    const at::Tensor& out) {
+  launch_interpolate(real, fake, nullptr, &seed, &alpha, out);
+}
+
+void launch_grad_norm_penalty_forward_cuda(const at::Tensor& grad, double center, bool one_sided,
+                                           const at::Tensor& penalty, const at::Tensor& norm) {
   const int64_t B = num_rows(grad), N = row_numel(grad);
-  const at::Tensor g = is_sample_major_dense(grad) ? grad : grad.contiguous();
-  const auto acc_options = grad.options().dtype(acc_dtype(grad.scalar_type()));
-  at::Tensor penalty = at::empty({B}, acc_options);
-  at::Tensor norm = at::empty({B}, acc_options);
-  if (B == 0) return {penalty, norm};
-
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   if (N < kWarpRowLimit) {
     AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -314,33 +286,28 @@ std::tuple<at::Tensor, at::Tensor> grad_norm_penalty_forward_cuda(const at::Tens
         [&] {
           using acc_t = at::opmath_type<scalar_t>;
           sum_squares_warp_kernel<scalar_t, acc_t><<<grid_for(B * 32), kThreads, 0, stream>>>(
-              g.const_data_ptr<scalar_t>(), B, N,
-              penalty::make_head_params<acc_t>(center, one_sided),
+              grad.const_data_ptr<scalar_t>(), B, N, make_head_params<acc_t>(center, one_sided),
               penalty.mutable_data_ptr<acc_t>(), norm.mutable_data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
-    return {penalty, norm};
+    return;
   }
 
   // Split rows into chunks only when there are too few rows to occupy the GPU.
-  const int64_t target_blocks = num_sms() * kBlocksPerSm;
-  int64_t chunks = 1;
-  if (B < target_blocks && N > kMinChunk) {
-    chunks = std::min((target_blocks + B - 1) / B, (N + kMinChunk - 1) / kMinChunk);
-  }
+  int64_t chunks = row_chunks(B, N);
   const int64_t chunk_len = std::max<int64_t>(1, (N + chunks - 1) / chunks);
   chunks = std::max<int64_t>(1, (N + chunk_len - 1) / chunk_len);
   const dim3 grid(static_cast<unsigned int>(chunks),
-                  static_cast<unsigned int>(std::min<int64_t>(B, 65535)));
-  at::Tensor partial = chunks > 1 ? at::empty({B * chunks}, acc_options) : at::Tensor();
+                  static_cast<unsigned int>(std::min<int64_t>(B, kMaxGridY)));
+  at::Tensor partial = chunks > 1 ? at::empty({B * chunks}, penalty.options()) : at::Tensor();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_grad_norm_penalty_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto params = penalty::make_head_params<acc_t>(center, one_sided);
+        const auto params = make_head_params<acc_t>(center, one_sided);
         acc_t* partial_ptr = chunks > 1 ? partial.mutable_data_ptr<acc_t>() : nullptr;
         sum_squares_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
-            g.const_data_ptr<scalar_t>(), B, N, chunk_len, params, partial_ptr,
+            grad.const_data_ptr<scalar_t>(), B, N, chunk_len, params, partial_ptr,
             penalty.mutable_data_ptr<acc_t>(), norm.mutable_data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         if (chunks > 1) {
@@ -350,26 +317,13 @@ std::tuple<at::Tensor, at::Tensor> grad_norm_penalty_forward_cuda(const at::Tens
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
       });
-  return {penalty, norm};
 }
 
-at::Tensor grad_norm_penalty_backward_cuda(const at::Tensor& grad_penalty, const at::Tensor& grad,
-                                           const at::Tensor& norm, double center,
-                                           bool one_sided) {
-  constexpr const char* op = "grad_norm_penalty_backward";
-  check_float_input(op, "grad", grad);
+void launch_grad_norm_penalty_backward_cuda(const at::Tensor& grad_penalty,
+                                            const at::Tensor& grad, const at::Tensor& norm,
+                                            double center, bool one_sided,
+                                            const at::Tensor& grad_in) {
   const int64_t B = num_rows(grad), N = row_numel(grad);
-  const at::ScalarType acc = acc_dtype(grad.scalar_type());
-  check_row_vector(op, "grad_penalty", grad_penalty, B, acc, grad);
-  check_row_vector(op, "norm", norm, B, acc, grad);
-  TORCH_CHECK(grad.is_cuda(), "fastgp::grad_norm_penalty_backward: the CUDA kernel got tensors on ",
-              grad.device());
-  const c10::cuda::CUDAGuard device_guard(grad.device());
-  PairLayout t = prepare_single(grad);
-  // grad_penalty is often an expanded scalar (the backward of .mean()): make it [B] memory.
-  const at::Tensor gp = grad_penalty.contiguous();
-  const at::Tensor n = norm.contiguous();
-  if (B * N == 0) return t.out;
   const unsigned int blocks = grid_for(B * N);
   const GridStep step = grid_step(blocks, N);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -377,21 +331,12 @@ at::Tensor grad_norm_penalty_backward_cuda(const at::Tensor& grad_penalty, const
       at::kHalf, at::kBFloat16, grad.scalar_type(), "fastgp_grad_norm_penalty_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         grad_norm_backward_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, stream>>>(
-            gp.const_data_ptr<acc_t>(), t.a.const_data_ptr<scalar_t>(), n.const_data_ptr<acc_t>(),
-            B, N, step, penalty::make_head_params<acc_t>(center, one_sided),
-            t.out.mutable_data_ptr<scalar_t>());
+            grad_penalty.const_data_ptr<acc_t>(), grad.const_data_ptr<scalar_t>(),
+            norm.const_data_ptr<acc_t>(), B, N, step, make_head_params<acc_t>(center, one_sided),
+            grad_in.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
-  return t.out;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CUDA, m) {
-  m.impl("interpolate", &interpolate_cuda);
-  m.impl("interpolate_random", &interpolate_random_cuda);
-  m.impl("grad_norm_penalty_forward", &grad_norm_penalty_forward_cuda);
-  m.impl("grad_norm_penalty_backward", &grad_norm_penalty_backward_cuda);
-}
-
+}  // namespace penalty
 }  // namespace fastgp

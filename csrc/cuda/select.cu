@@ -1,6 +1,7 @@
 // CUDA kernels of the `select` family: Fake-As-Real top-k selection and the gather of the selected
-// rows (far_batch also copies the real rows into the same output). CPU twin: csrc/cpu/select.cpp;
-// schemas: csrc/ops.cpp; candidate order: csrc/fastgp/select.h.
+// rows (far_batch also copies the real rows into the same output), and their launch, called by the
+// host functions of csrc/host/select.cpp. CPU twin: csrc/cpu/select.cpp; schemas: csrc/ops.cpp;
+// candidate order: csrc/fastgp/select.h.
 //
 // Selection: for up to kMaxRankCandidates candidates, one thread per candidate counts the
 // candidates that come before it (its rank, O(M^2) comparisons, a few microseconds for the M1 =
@@ -11,26 +12,21 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <tuple>
 
-#include "fastgp/rows.h"
 #include "fastgp/select.h"
 #include "fastgp/tensor_utils.h"
+#include "launch.cuh"
 
 namespace fastgp {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kMaxRankCandidates = 16384;
-constexpr int64_t kMaxGridY = 65535;
 
 template <typename scalar_t>
 __global__ void rank_select_kernel(const scalar_t* __restrict__ logits, int64_t stride, int64_t M,
@@ -78,23 +74,16 @@ void launch_gather(const at::Tensor& real, int64_t R, const at::Tensor& candidat
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-std::tuple<at::Tensor, at::Tensor> far_gather_cuda(const char* op, const at::Tensor* real_in,
-                                                   const at::Tensor& logits,
-                                                   const at::Tensor& candidates_in, int64_t k) {
-  check_far_args(op, logits, candidates_in, k);
-  if (real_in != nullptr) check_far_real(op, *real_in, candidates_in);
-  TORCH_CHECK(candidates_in.is_cuda(), "fastgp::", op, ": the CUDA kernel got tensors on ",
-              candidates_in.device());
-  const c10::cuda::CUDAGuard device_guard(candidates_in.device());
-  const c10::MemoryFormat fmt = rows_format(candidates_in);
-  const at::Tensor candidates = candidates_in.contiguous(fmt);
-  const at::Tensor real = real_in != nullptr ? real_in->contiguous(fmt) : at::Tensor();
+}  // namespace
+
+namespace select {
+
+void launch_far_gather_cuda(const at::Tensor& logits, int64_t k, const at::Tensor& real,
+                            const at::Tensor& candidates, const at::Tensor& indices,
+                            const at::Tensor& out) {
   const int64_t M = candidates.size(0), R = real.defined() ? real.size(0) : 0;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-
-  at::Tensor indices;
   if (M <= kMaxRankCandidates) {
-    indices = at::empty({k}, logits.options().dtype(at::kLong));
     const unsigned int blocks = static_cast<unsigned int>((M + kThreads - 1) / kThreads);
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, logits.scalar_type(), "fastgp_far_rank_cuda", [&] {
@@ -105,38 +94,17 @@ std::tuple<at::Tensor, at::Tensor> far_gather_cuda(const char* op, const at::Ten
         });
   } else {
     // torch.sort orders NaN last and, stable, keeps ties in index order: the same order.
-    indices = std::get<1>(at::sort(logits, /*stable=*/true, /*dim=*/0, /*descending=*/false))
-                  .narrow(0, 0, k)
-                  .contiguous();
+    indices.copy_(std::get<1>(at::sort(logits, /*stable=*/true, /*dim=*/0, /*descending=*/false))
+                      .narrow(0, 0, k));
   }
-
-  at::Tensor out = empty_rows(candidates, R + k, fmt);
   const int64_t N = row_numel(candidates);
-  if (N > 0) {
-    switch (candidates.element_size()) {
-      case 2: launch_gather<uint16_t>(real, R, candidates, indices, R + k, N, out, stream); break;
-      case 4: launch_gather<uint32_t>(real, R, candidates, indices, R + k, N, out, stream); break;
-      default: launch_gather<uint64_t>(real, R, candidates, indices, R + k, N, out, stream); break;
-    }
+  if (N == 0) return;
+  switch (candidates.element_size()) {
+    case 2: launch_gather<uint16_t>(real, R, candidates, indices, R + k, N, out, stream); break;
+    case 4: launch_gather<uint32_t>(real, R, candidates, indices, R + k, N, out, stream); break;
+    default: launch_gather<uint64_t>(real, R, candidates, indices, R + k, N, out, stream); break;
   }
-  return {out, indices};
 }
 
-std::tuple<at::Tensor, at::Tensor> far_select_cuda(const at::Tensor& logits,
-                                                   const at::Tensor& candidates, int64_t k) {
-  return far_gather_cuda("far_select", nullptr, logits, candidates, k);
-}
-
-std::tuple<at::Tensor, at::Tensor> far_batch_cuda(const at::Tensor& real, const at::Tensor& logits,
-                                                  const at::Tensor& candidates, int64_t k) {
-  return far_gather_cuda("far_batch", &real, logits, candidates, k);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastgp, CUDA, m) {
-  m.impl("far_select", &far_select_cuda);
-  m.impl("far_batch", &far_batch_cuda);
-}
-
+}  // namespace select
 }  // namespace fastgp

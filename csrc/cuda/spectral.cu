@@ -1,6 +1,7 @@
 // CUDA kernels of the `spectral` family: fused power iterations of spectral normalization for a
-// group of matrices of different shapes (one matrix is a group of one). CPU twins in
-// csrc/cpu/spectral.cpp, schemas in csrc/ops.cpp, finishing math in csrc/fastgp/spectral.h.
+// group of matrices of different shapes (one matrix is a group of one), and their launch, called
+// by the host functions of csrc/host/spectral.cpp. CPU twins in csrc/cpu/spectral.cpp, schemas in
+// csrc/ops.cpp, finishing math in csrc/fastgp/spectral.h.
 //
 // The multi-tensor pattern of apex's multi_tensor_apply: a metadata table (pointers, sizes,
 // offsets of every matrix, in device memory) and a table of work items (matrix, chunk of rows);
@@ -20,22 +21,20 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "fastgp/spectral.h"
-#include "fastgp/tensor_utils.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace fastgp {
 namespace {
 
-constexpr int kThreads = 256;  // threads per block (8 warps)
-constexpr int kWarps = kThreads / 32;
+constexpr int kWarps = kWarpsPerBlock;
 constexpr int64_t kMaxRows = 64;  // rows per work item: the p values an item keeps in shared memory
 
 // One matrix of the group. All int64 so the table is one int64 tensor copied to the device.
@@ -170,107 +169,115 @@ __global__ void sigma_kernel(const Meta* __restrict__ meta, const acc_t* __restr
   sigma[blockIdx.x] = s;
 }
 
-at::Tensor run(const char* op, at::TensorList weights, at::TensorList us, at::TensorList vs,
-               int64_t n_iterations, double eps) {
-  spectral::check_group(op, weights, us, vs, n_iterations, eps);
-  const int64_t G = static_cast<int64_t>(weights.size());
-  TORCH_CHECK(G > 0, "fastgp::", op, ": needs at least one weight on the GPU");
-  const c10::cuda::CUDAGuard device_guard(weights[0].device());
-  const at::ScalarType dtype = weights[0].scalar_type();
-  const auto acc_options = weights[0].options().dtype(acc_dtype(dtype));
-
-  // Metadata and work items on the host, then one copy each to the device (a blocking copy from
-  // pageable memory: the host vectors may die after it).
-  std::vector<at::Tensor> W(weights.size());
-  std::vector<Meta> meta(weights.size());
+// The group on the host: one Meta per matrix and the matrix of each work item.
+struct GroupTable {
+  std::vector<Meta> meta;
   std::vector<int64_t> item_matrix;
-  int64_t partial_size = 0, u_size = 0, v_size = 0;
-  for (int64_t g = 0; g < G; ++g) {
-    W[g] = weights[g].size(1) <= 1 || weights[g].stride(1) == 1 ? weights[g] : weights[g].contiguous();
-    Meta& m = meta[g];
-    m.W = reinterpret_cast<int64_t>(W[g].const_data_ptr());
+  int64_t partial_size = 0, u_size = 0, v_size = 0;  // elements of the acc buffers
+};
+
+// Work items of at most kMaxRows rows and about kItemElems elements; each matrix's state and
+// partials at its offsets in the shared buffers.
+GroupTable build_table(at::TensorList weights, at::TensorList us, at::TensorList vs) {
+  GroupTable table;
+  table.meta.resize(weights.size());
+  for (size_t g = 0; g < weights.size(); ++g) {
+    const at::Tensor& W = weights[g];
+    Meta& m = table.meta[g];
+    m.W = reinterpret_cast<int64_t>(W.const_data_ptr());
     m.u = reinterpret_cast<int64_t>(us[g].data_ptr());
     m.v = reinterpret_cast<int64_t>(vs[g].data_ptr());
-    m.h = W[g].size(0);
-    m.w = W[g].size(1);
-    m.ld = W[g].stride(0);
+    m.h = W.size(0);
+    m.w = W.size(1);
+    m.ld = W.stride(0);
     m.rows_per_item =
         std::min(kMaxRows, std::max<int64_t>(1, spectral::kItemElems / std::max<int64_t>(m.w, 1)));
     m.num_items = (m.h + m.rows_per_item - 1) / m.rows_per_item;
-    m.first_item = static_cast<int64_t>(item_matrix.size());
-    m.partial_offset = partial_size;
-    m.u_offset = u_size;
-    m.v_offset = v_size;
-    item_matrix.insert(item_matrix.end(), m.num_items, g);
-    partial_size += m.num_items * m.w;
-    u_size += m.h;
-    v_size += m.w;
+    m.first_item = static_cast<int64_t>(table.item_matrix.size());
+    m.partial_offset = table.partial_size;
+    m.u_offset = table.u_size;
+    m.v_offset = table.v_size;
+    table.item_matrix.insert(table.item_matrix.end(), m.num_items, static_cast<int64_t>(g));
+    table.partial_size += m.num_items * m.w;
+    table.u_size += m.h;
+    table.v_size += m.w;
   }
-  const int64_t items = static_cast<int64_t>(item_matrix.size());
-  TORCH_CHECK(items < (int64_t{1} << 31), "fastgp::", op, ": too many rows (", items,
-              " work items exceed the CUDA grid)");
-  const auto long_cpu = at::TensorOptions().dtype(at::kLong);
-  at::Tensor meta_dev =
-      at::from_blob(meta.data(), {G * static_cast<int64_t>(sizeof(Meta) / sizeof(int64_t))}, long_cpu)
-          .to(weights[0].device());
-  at::Tensor items_dev = at::from_blob(item_matrix.data(), {items}, long_cpu).to(weights[0].device());
+  return table;
+}
 
-  at::Tensor sigma = at::empty({G}, acc_options);
-  at::Tensor u_acc = at::empty({u_size}, acc_options);
-  at::Tensor v_acc = at::empty({v_size}, acc_options);
-  at::Tensor p = at::empty({u_size}, acc_options);
-  at::Tensor partial = at::empty({std::max(partial_size, items)}, acc_options);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+// A host vector of int64 copied to the device (a blocking copy from pageable memory: the host
+// vector may die after it).
+at::Tensor to_device(const int64_t* data, int64_t n, const at::Device& device) {
+  return at::from_blob(const_cast<int64_t*>(data), {n}, at::TensorOptions().dtype(at::kLong))
+      .to(device);
+}
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fastgp_spectral_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const Meta* md = reinterpret_cast<const Meta*>(meta_dev.const_data_ptr<int64_t>());
-    const int64_t* im = items_dev.const_data_ptr<int64_t>();
-    acc_t* ua = u_acc.mutable_data_ptr<acc_t>();
-    acc_t* va = v_acc.mutable_data_ptr<acc_t>();
-    acc_t* pp = p.mutable_data_ptr<acc_t>();
-    acc_t* part = partial.mutable_data_ptr<acc_t>();
-    acc_t* sg = sigma.mutable_data_ptr<acc_t>();
-    init_kernel<scalar_t, acc_t><<<G, kThreads, 0, stream>>>(md, ua, va);
+// The iterations on the device, in acc precision: init, then per iteration one pass over every W
+// and one finish per matrix (or, with no iteration, the σ-only pass and its sum).
+template <typename scalar_t, typename acc_t>
+void run_iterations(const Meta* meta, const int64_t* item_matrix, int64_t G, int64_t items,
+                    int64_t n_iterations, acc_t eps, acc_t* u_acc, acc_t* v_acc, acc_t* p,
+                    acc_t* partial, acc_t* sigma, cudaStream_t stream) {
+  const unsigned int groups = static_cast<unsigned int>(G);
+  const unsigned int blocks = static_cast<unsigned int>(items);
+  init_kernel<scalar_t, acc_t><<<groups, kThreads, 0, stream>>>(meta, u_acc, v_acc);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (n_iterations == 0) {
+    if (items > 0) {
+      pass_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, stream>>>(meta, item_matrix, u_acc,
+                                                                          v_acc, p, partial);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    sigma_kernel<acc_t><<<groups, 32, 0, stream>>>(meta, partial, sigma);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    if (n_iterations == 0) {
-      if (items > 0) {
-        pass_kernel<scalar_t, acc_t, true><<<items, kThreads, 0, stream>>>(md, im, ua, va, pp, part);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-      sigma_kernel<acc_t><<<G, 32, 0, stream>>>(md, part, sg);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      return;
-    }
-    for (int64_t it = 0; it < n_iterations; ++it) {
-      if (items > 0) {
-        pass_kernel<scalar_t, acc_t, false><<<items, kThreads, 0, stream>>>(md, im, ua, va, pp, part);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-      finish_kernel<scalar_t, acc_t><<<G, kThreads, 0, stream>>>(md, ua, va, pp, part,
-                                                                   static_cast<acc_t>(eps), sg);
+    return;
+  }
+  for (int64_t it = 0; it < n_iterations; ++it) {
+    if (items > 0) {
+      pass_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, stream>>>(meta, item_matrix, u_acc,
+                                                                           v_acc, p, partial);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-  });
-  return sigma;
-}
-
-at::Tensor spectral_power_iteration_cuda(const at::Tensor& weight, const at::Tensor& u,
-                                         const at::Tensor& v, int64_t n_iterations, double eps) {
-  return run("spectral_power_iteration", {weight}, {u}, {v}, n_iterations, eps).squeeze(0);
-}
-
-at::Tensor spectral_power_iteration_grouped_cuda(at::TensorList weights, at::TensorList us,
-                                                 at::TensorList vs, int64_t n_iterations,
-                                                 double eps) {
-  return run("spectral_power_iteration_grouped", weights, us, vs, n_iterations, eps);
+    finish_kernel<scalar_t, acc_t><<<groups, kThreads, 0, stream>>>(meta, u_acc, v_acc, p, partial,
+                                                                    eps, sigma);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgp, CUDA, m) {
-  m.impl("spectral_power_iteration", &spectral_power_iteration_cuda);
-  m.impl("spectral_power_iteration_grouped", &spectral_power_iteration_grouped_cuda);
+namespace spectral {
+
+void launch_spectral_power_iteration_cuda(at::TensorList weights, at::TensorList us,
+                                          at::TensorList vs, int64_t n_iterations, double eps,
+                                          const at::Tensor& sigma) {
+  const int64_t G = static_cast<int64_t>(weights.size());
+  const GroupTable table = build_table(weights, us, vs);
+  const int64_t items = static_cast<int64_t>(table.item_matrix.size());
+  TORCH_CHECK(items < (int64_t{1} << 31) && G < (int64_t{1} << 31),
+              "fastgp::spectral_power_iteration: too many rows (", items,
+              " work items exceed the CUDA grid)");
+  const at::Device device = weights[0].device();
+  const at::Tensor meta = to_device(reinterpret_cast<const int64_t*>(table.meta.data()),
+                                    G * static_cast<int64_t>(sizeof(Meta) / sizeof(int64_t)), device);
+  const at::Tensor item_matrix = to_device(table.item_matrix.data(), items, device);
+  const auto acc_options = sigma.options();
+  at::Tensor u_acc = at::empty({table.u_size}, acc_options);
+  at::Tensor v_acc = at::empty({table.v_size}, acc_options);
+  at::Tensor p = at::empty({table.u_size}, acc_options);
+  at::Tensor partial = at::empty({std::max(table.partial_size, items)}, acc_options);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, weights[0].scalar_type(), "fastgp_spectral_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        run_iterations<scalar_t, acc_t>(
+            reinterpret_cast<const Meta*>(meta.const_data_ptr<int64_t>()),
+            item_matrix.const_data_ptr<int64_t>(), G, items, n_iterations,
+            static_cast<acc_t>(eps), u_acc.mutable_data_ptr<acc_t>(),
+            v_acc.mutable_data_ptr<acc_t>(), p.mutable_data_ptr<acc_t>(),
+            partial.mutable_data_ptr<acc_t>(), sigma.mutable_data_ptr<acc_t>(), stream);
+      });
 }
 
+}  // namespace spectral
 }  // namespace fastgp

@@ -1,6 +1,9 @@
 // Math of the `combine` family (pixel-wise combinations of two samples) shared by the CPU and
-// CUDA kernels. Values are combined in the accumulation type and rounded once on store.
+// CUDA kernels, and the interface of their launches. Values are combined in the accumulation
+// type and rounded once on store.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 
@@ -28,6 +31,16 @@ FASTGP_HOST_DEVICE inline acc_t apply(int64_t mode, acc_t a, acc_t b, acc_t thre
       return (a > threshold || b > threshold) ? acc_t(1) : acc_t(0);
   }
 }
+
+// The per-device launch of pixelwise_combine (csrc/cpu/combine.cpp, csrc/cuda/combine.cu), called
+// by the host function of csrc/host/combine.cpp with checked arguments: x [B, ...] and out
+// [P, ...] in one row format, pairs int64 [P, 2] contiguous, P >= 1, mode a Mode. The pair
+// indices must lie in [0, B): the only check that reads data (the CPU launch on the host, the
+// CUDA kernel with a device assert).
+void launch_pixelwise_combine_cpu(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,
+                                  double threshold, const at::Tensor& out);
+void launch_pixelwise_combine_cuda(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,
+                                   double threshold, const at::Tensor& out);
 
 }  // namespace combine
 }  // namespace fastgp

@@ -1,5 +1,8 @@
-// Math of the `correction` family (nearest-neighbour distance) shared by the CPU and CUDA kernels.
+// Math of the `correction` family (nearest-neighbour distance) shared by the CPU and CUDA kernels,
+// and the interface of their launches.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 
@@ -37,6 +40,19 @@ FASTGP_HOST_DEVICE inline bool better(acc_t d, int64_t j, acc_t best, int64_t be
   if (nan_d || d == best) return j < best_j;
   return d < best;
 }
+
+// The per-device launches of nearest_distance (csrc/cpu/correction.cpp, csrc/cuda/correction.cu),
+// called per bank chunk by the host function of csrc/host/correction.cpp; every tensor is
+// contiguous in the accumulation dtype (float32 or float64), best_j int64.
+// out[r] = |x_r|^2 for the rows of x [rows, D]; out [rows].
+void launch_row_sum_squares_cpu(const at::Tensor& x, const at::Tensor& out);
+void launch_row_sum_squares_cuda(const at::Tensor& x, const at::Tensor& out);
+// Folds the chunk of bank rows j0 .. j0 + c - 1 into the running minima (best, best_j) [B]:
+// dot [B, c] = samples . chunk^T, sa [B] and sb [c] the squared norms.
+void launch_update_minima_cpu(const at::Tensor& dot, const at::Tensor& sa, const at::Tensor& sb,
+                              int64_t j0, const at::Tensor& best, const at::Tensor& best_j);
+void launch_update_minima_cuda(const at::Tensor& dot, const at::Tensor& sa, const at::Tensor& sb,
+                               int64_t j0, const at::Tensor& best, const at::Tensor& best_j);
 
 }  // namespace correction
 }  // namespace fastgp

@@ -1,8 +1,11 @@
 // Per-sample math of the `penalty` family, shared by the CPU (csrc/cpu/penalty.cpp) and CUDA
-// (csrc/cuda/penalty.cu) kernels so that both compute bit-identical formulas.
+// (csrc/cuda/penalty.cu) kernels so that both compute bit-identical formulas, and the interface of
+// their launches (called by the host functions of csrc/host/penalty.cpp).
 //
 // acc_t is the accumulation type: float for float16/bfloat16/float32, double for float64.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <cmath>
 
@@ -108,6 +111,41 @@ FASTGP_HOST_DEVICE inline acc_t head_backward_scale(acc_t grad_penalty, acc_t no
                                                     const HeadParams<acc_t>& p) {
   return grad_penalty * head_backward_coef(norm, p);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The per-device launches. Arguments are checked and laid out by the host functions: inputs and
+// outputs of [B, N] elements share one sample-major dense layout (csrc/fastgp/tensor_utils.h),
+// per-sample vectors are contiguous [B], outputs are allocated.
+
+// out = interpolate(real, fake, alpha); B * N > 0.
+void launch_interpolate_cpu(const at::Tensor& real, const at::Tensor& fake,
+                            const at::Tensor& alpha, const at::Tensor& out);
+void launch_interpolate_cuda(const at::Tensor& real, const at::Tensor& fake,
+                             const at::Tensor& alpha, const at::Tensor& out);
+
+// alpha[b] = tl.rand(seed, b) in alpha's dtype, then out = interpolate(real, fake, alpha); B > 0
+// (N may be 0). seed: one int64 on the device.
+void launch_interpolate_random_cpu(const at::Tensor& real, const at::Tensor& fake,
+                                   const at::Tensor& seed, const at::Tensor& alpha,
+                                   const at::Tensor& out);
+void launch_interpolate_random_cuda(const at::Tensor& real, const at::Tensor& fake,
+                                    const at::Tensor& seed, const at::Tensor& alpha,
+                                    const at::Tensor& out);
+
+// (penalty [B], norm [B]) in acc dtype from grad [B, N]; B > 0.
+void launch_grad_norm_penalty_forward_cpu(const at::Tensor& grad, double center, bool one_sided,
+                                          const at::Tensor& penalty, const at::Tensor& norm);
+void launch_grad_norm_penalty_forward_cuda(const at::Tensor& grad, double center, bool one_sided,
+                                           const at::Tensor& penalty, const at::Tensor& norm);
+
+// grad_in = grad * grad_penalty[b] * coef(norm[b]); B * N > 0.
+void launch_grad_norm_penalty_backward_cpu(const at::Tensor& grad_penalty, const at::Tensor& grad,
+                                           const at::Tensor& norm, double center, bool one_sided,
+                                           const at::Tensor& grad_in);
+void launch_grad_norm_penalty_backward_cuda(const at::Tensor& grad_penalty,
+                                            const at::Tensor& grad, const at::Tensor& norm,
+                                            double center, bool one_sided,
+                                            const at::Tensor& grad_in);
 
 }  // namespace penalty
 }  // namespace fastgp

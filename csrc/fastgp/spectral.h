@@ -1,5 +1,5 @@
 // Math of the `spectral` family (power-iteration spectral normalization) shared by the CPU and
-// CUDA kernels.
+// CUDA kernels, and the interface of their launches.
 //
 // One power iteration on W [h, w] with the stored unit vectors u [h], v [w], exactly as
 // torch.nn.utils.parametrizations.spectral_norm orders it (u first, then v):
@@ -12,14 +12,11 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
 
-#include <cmath>
 #include <cstdint>
 
 #include "fastgp/macros.h"
 #include "fastgp/math.h"
-#include "fastgp/tensor_utils.h"
 
 namespace fastgp {
 namespace spectral {
@@ -49,42 +46,16 @@ FASTGP_HOST_DEVICE inline Finish<acc_t> finish(acc_t p_sq, acc_t t_sq, acc_t eps
 // task or a CUDA block, small enough that a discriminator's small layers give every core work.
 constexpr int64_t kItemElems = 16384;
 
-// Host-side checks of both ops: one weight matrix [h, w] per u [h] and v [w] buffer, all of one
-// floating dtype and device, u and v contiguous (they are updated in place).
-inline void check_group(const char* op, at::TensorList weights, at::TensorList us,
-                        at::TensorList vs, int64_t n_iterations, double eps) {
-  TORCH_CHECK(us.size() == weights.size() && vs.size() == weights.size(), "fastgp::", op,
-              ": weights, us and vs must have the same length, got ", weights.size(), ", ",
-              us.size(), " and ", vs.size());
-  TORCH_CHECK(n_iterations >= 0, "fastgp::", op, ": n_iterations must be >= 0, got ",
-              n_iterations);
-  TORCH_CHECK(eps > 0 && std::isfinite(eps), "fastgp::", op,
-              ": eps must be a positive finite number, got ", eps);
-  for (size_t g = 0; g < weights.size(); ++g) {
-    const at::Tensor& W = weights[g];
-    const at::Tensor& u = us[g];
-    const at::Tensor& v = vs[g];
-    TORCH_CHECK(is_supported_float(W.scalar_type()), "fastgp::", op, ": weight ", g,
-                " must be float16, bfloat16, float32 or float64, got ", W.scalar_type());
-    TORCH_CHECK(W.scalar_type() == weights[0].scalar_type(), "fastgp::", op,
-                ": all weights must have one dtype, got ", weights[0].scalar_type(), " and ",
-                W.scalar_type());
-    TORCH_CHECK(W.dim() == 2, "fastgp::", op, ": weight ", g,
-                " must be a matrix [h, w], got shape ", W.sizes());
-    TORCH_CHECK(u.dim() == 1 && u.size(0) == W.size(0), "fastgp::", op, ": u ", g,
-                " must have shape [", W.size(0), "], got ", u.sizes());
-    TORCH_CHECK(v.dim() == 1 && v.size(0) == W.size(1), "fastgp::", op, ": v ", g,
-                " must have shape [", W.size(1), "], got ", v.sizes());
-    TORCH_CHECK(u.scalar_type() == W.scalar_type() && v.scalar_type() == W.scalar_type(),
-                "fastgp::", op, ": u and v must have the dtype of their weight (",
-                W.scalar_type(), "), got ", u.scalar_type(), " and ", v.scalar_type());
-    TORCH_CHECK(u.is_contiguous() && v.is_contiguous(), "fastgp::", op,
-                ": u and v must be contiguous (they are updated in place)");
-    check_same_device(op, "u", u, "weight", W);
-    check_same_device(op, "v", v, "weight", W);
-    check_same_device(op, "weight", W, "the first weight", weights[0]);
-  }
-}
+// The per-device launch of both ops (csrc/cpu/spectral.cpp, csrc/cuda/spectral.cu), called by the
+// host functions of csrc/host/spectral.cpp with checked arguments: G >= 1 matrices [h, w] of one
+// floating dtype with unit column stride, their u [h] and v [w] (contiguous, the dtype of W,
+// updated in place), sigma [G] allocated in acc dtype.
+void launch_spectral_power_iteration_cpu(at::TensorList weights, at::TensorList us,
+                                         at::TensorList vs, int64_t n_iterations, double eps,
+                                         const at::Tensor& sigma);
+void launch_spectral_power_iteration_cuda(at::TensorList weights, at::TensorList us,
+                                          at::TensorList vs, int64_t n_iterations, double eps,
+                                          const at::Tensor& sigma);
 
 }  // namespace spectral
 }  // namespace fastgp

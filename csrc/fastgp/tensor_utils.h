@@ -1,15 +1,57 @@
-// Host-side helpers shared by the CPU and CUDA entry points: argument checks with clear
-// messages, and the "sample-major dense" layout rule that lets kernels run over raw memory.
+// Host-side helpers of the ops' host functions (csrc/host/<family>.cpp): argument checks with
+// clear messages, the "sample-major dense" layout rule that lets kernels run over raw memory,
+// and the call of an op's per-device launch.
+//
+// Every op has ONE host function, registered for the CPU and the CUDA dispatch keys: it checks
+// the op's invariants (dtype, device, ranks, shapes, sizes: what memory safety rests on), chooses
+// the layout, allocates the outputs, and then calls the launch of the tensors' device,
+// launch_<op>_cpu (csrc/cpu/<family>.cpp) or launch_<op>_cuda (csrc/cuda/<family>.cu), declared
+// in csrc/fastgp/<family>.h, with the tensor's device made current by
+// `const c10::OptionalDeviceGuard guard(launch_device(x));`. A launch
+// runs kernels; the only checks it makes are those that read tensor data (the CPU launch on the
+// host, the CUDA kernel with a device assert, so that no launch waits for the GPU). User-facing
+// validation (ValueError / TypeError naming the argument) is the Python public layer's
+// (fastgp/<family>.py).
 #pragma once
 
+#include <ATen/DeviceGuard.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <optional>
+
+// FASTGP_LAUNCH(launch_translate, x, args...) calls launch_translate_cuda(args...) when x is a CUDA
+// tensor and launch_translate_cpu(args...) otherwise. Without the CUDA kernels (setup.py defines
+// FASTGP_WITH_CUDA when it builds them) only the CPU key is registered, so only CPU tensors come.
+#ifdef FASTGP_WITH_CUDA
+#define FASTGP_LAUNCH(launch, tensor, ...) \
+  ((tensor).is_cuda() ? launch##_cuda(__VA_ARGS__) : launch##_cpu(__VA_ARGS__))
+#else
+#define FASTGP_LAUNCH(launch, tensor, ...) launch##_cpu(__VA_ARGS__)
+#endif
+
+// Registers a family's host functions, `void register_<family>(torch::Library&)`, for the CPU key
+// and (when built) the CUDA key.
+#ifdef FASTGP_WITH_CUDA
+#define FASTGP_REGISTER_HOST_FUNCTIONS(register_fn)          \
+  TORCH_LIBRARY_IMPL(fastgp, CPU, m) { register_fn(m); }     \
+  TORCH_LIBRARY_IMPL(fastgp, CUDA, m) { register_fn(m); }
+#else
+#define FASTGP_REGISTER_HOST_FUNCTIONS(register_fn) \
+  TORCH_LIBRARY_IMPL(fastgp, CPU, m) { register_fn(m); }
+#endif
 
 namespace fastgp {
+
+// The device a host function makes current while it allocates and launches: a CUDA tensor's
+// device; none for CPU tensors (nothing to switch, and no guard cost on the CPU path).
+inline std::optional<c10::Device> launch_device(const at::Tensor& t) {
+  if (t.is_cuda()) return t.device();
+  return std::nullopt;
+}
 
 // B = size(0): the batch (sample) dimension.
 inline int64_t num_rows(const at::Tensor& t) { return t.size(0); }
@@ -92,28 +134,6 @@ inline void check_row_vector(const char* op, const char* name, const at::Tensor&
   TORCH_CHECK(t.scalar_type() == dtype, "fastgp::", op, ": ", name, " must have dtype ", dtype,
               ", got ", t.scalar_type());
   check_same_device(op, name, t, "the input", ref);
-}
-
-// interpolate / interpolate_random: real and fake of one shape, dtype and device.
-inline void check_real_fake(const char* op, const at::Tensor& real, const at::Tensor& fake) {
-  check_float_input(op, "real", real);
-  TORCH_CHECK(fake.sizes() == real.sizes(), "fastgp::", op,
-              ": real and fake must have the same shape, got ", real.sizes(), " and ",
-              fake.sizes());
-  TORCH_CHECK(fake.scalar_type() == real.scalar_type(), "fastgp::", op,
-              ": real and fake must have the same dtype, got ", real.scalar_type(), " and ",
-              fake.scalar_type());
-  check_same_device(op, "fake", fake, "real", real);
-}
-
-// The seed of interpolate_random: one int64 on the input's device (the CUDA kernel reads it
-// from device memory, so drawing a new seed on the GPU never syncs with the host).
-inline void check_seed(const char* op, const at::Tensor& seed, const at::Tensor& real) {
-  TORCH_CHECK(seed.scalar_type() == at::kLong, "fastgp::", op,
-              ": seed must be an int64 tensor, got ", seed.scalar_type());
-  TORCH_CHECK(seed.numel() == 1, "fastgp::", op,
-              ": seed must have exactly one element, got shape ", seed.sizes());
-  check_same_device(op, "seed", seed, "real", real);
 }
 
 }  // namespace fastgp

@@ -78,8 +78,19 @@ def same_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return out.contiguous()
 
 
+def clamp_shifts(shifts: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Shifts clamped into [−size, size] per axis (as the kernels do, csrc/fastgp/augment.h): zeros and
+    replicate padding give the same image for every |shift| >= size, so the padded copy never grows
+    beyond twice the image (a shift of 2**31 would otherwise allocate gigabytes), and no index
+    arithmetic overflows. Shifts valid for reflect padding (|shift| < size) are unchanged."""
+    return torch.stack([shifts[..., 0].clamp(-height, height), shifts[..., 1].clamp(-width, width)], dim=-1)
+
+
 def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
     batch, copies = shifts.shape[:2]
+    if x.numel() == 0:  # no pixel to translate (H == 0 or W == 0 included): any shift, any padding
+        return x.new_zeros((batch * copies, *x.shape[1:]))
+    shifts = clamp_shifts(shifts, x.shape[2], x.shape[3])
     outs = [translate_once(x, shifts[:, k, 0], shifts[:, k, 1], padding) for k in range(copies)]
     out = torch.stack(outs, dim=1).reshape(batch * copies, *x.shape[1:])
     if boxes is not None:
@@ -90,6 +101,9 @@ def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None,
 def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
     batch, copies = shifts.shape[:2]
     _, channels, height, width = grad.shape
+    if grad.numel() == 0:
+        return grad.new_zeros((batch, channels, height, width))
+    shifts = clamp_shifts(shifts, height, width)
     if boxes is not None:
         grad = grad * keep_mask(boxes, height, width, grad.dtype)
     acc = accumulation_dtype(grad.dtype)

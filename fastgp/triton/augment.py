@@ -74,8 +74,10 @@ def _translate_kernel(
     n = row // H // P
     p = (row // H) % P
     b = n // K
-    dy = tl.load(shifts_ptr + 2 * n)
-    dx = tl.load(shifts_ptr + 2 * n + 1)
+    # Shifts clamped into [-size, size] (clamp_shift in csrc/fastgp/augment.h): the same image under
+    # zeros / replicate padding, and i - d cannot overflow (a shift of -2**63 would wrap around).
+    dy = tl.minimum(tl.maximum(tl.load(shifts_ptr + 2 * n), -H), H)
+    dx = tl.minimum(tl.maximum(tl.load(shifts_ptr + 2 * n + 1), -W), W)
     L = W * E
     cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     in_row = cols < L
@@ -135,8 +137,8 @@ def _translate_backward_kernel(
     acc = tl.zeros([BLOCK], dtype=ACC_DTYPE)
     for k in range(0, K):
         n = b * K + k
-        dy = tl.load(shifts_ptr + 2 * n)
-        dx = tl.load(shifts_ptr + 2 * n + 1)
+        dy = tl.minimum(tl.maximum(tl.load(shifts_ptr + 2 * n), -H), H)  # clamped as in the forward
+        dx = tl.minimum(tl.maximum(tl.load(shifts_ptr + 2 * n + 1), -W), W)
         plane = g_ptr + (n * P + p) * H * L
         # The output rows whose source row is y, as intervals (see preimages in augment.h).
         if MODE == 2:  # replicate: one interval

@@ -93,6 +93,48 @@ def test_wide_rows_use_several_programs_per_row():
     torch.testing.assert_close(got, ref.translate_backward(out, shifts, None, "replicate"))
 
 
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_extreme_shifts_equal_shifts_of_the_image_size(padding):
+    """Shifts up to the int64 limits give the image of a shift of ±size (no index overflow: -2**63
+    once gave the top row where the bottom row is right)."""
+    big = torch.tensor([2**63 - 1, -(2**63), 2**31, -(2**40)])
+    x = image((4, 2, 5, 4), torch.float64, "contiguous", seed=8)
+    shifts = torch.stack([torch.stack([big, big.flip(0)], -1), torch.stack([-big.flip(0), big], -1)], dim=1).to(DEVICE)
+    clamped = torch.stack([shifts[..., 0].clamp(-5, 5), shifts[..., 1].clamp(-4, 4)], dim=-1)
+    out = ta.translate(x, shifts, None, padding)
+    assert torch.equal(out, ref.translate(x, clamped, None, padding))
+    assert torch.equal(out, ref.translate(x, shifts, None, padding))
+    grad = image(out.shape, torch.float64, "contiguous", seed=9)
+    got = ta.translate_backward(grad, shifts, None, padding)
+    torch.testing.assert_close(got, ref.translate_backward(grad, clamped, None, padding), **TOL[torch.float64])
+    if padding == "replicate":  # copy 0 of sample 1: up by 2**63, right by 2**31: the bottom-left pixel
+        assert torch.equal(out[2], x[1, :, -1:, :1].expand(-1, 5, 4))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_image_without_pixels_gives_empty_output(padding):
+    for shape in ((2, 3, 0, 5), (2, 3, 4, 0)):
+        x = torch.zeros(shape, device=DEVICE)
+        shifts = torch.tensor([[[1, -7]], [[0, 3]]], device=DEVICE)
+        assert ta.translate(x, shifts, None, padding).shape == shape
+        assert ta.translate_backward(x, shifts, None, padding).shape == shape
+        with fastgp.use_backend("triton"):
+            assert augment.translate(x, copies=2, padding=padding).shape == (4, *shape[1:])
+
+
+def test_public_api_reflect_range_on_triton():
+    """The public layer decides for every backend: a ratio whose shift reaches the image size and
+    explicit shifts outside it are a ValueError under reflect padding (Triton would clamp them)."""
+    x = image((2, 1, 16, 16), torch.float32, "contiguous", seed=10)
+    with fastgp.use_backend("triton"):
+        with pytest.raises(ValueError, match=r"padding='reflect'.*ratio=0.99.*ratio must be < 0.96875"):
+            augment.translate(x, ratio=0.99, padding="reflect")
+        with pytest.raises(ValueError, match="reflect padding needs"):
+            augment.translate(x, shifts=torch.full((2, 1, 2), -(2**63), device=DEVICE), padding="reflect")
+        out, shifts = augment.translate(x, copies=8, ratio=0.968, padding="reflect", return_shifts=True)
+        assert torch.equal(out, ref.translate(x, shifts, None, "reflect"))
+
+
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_public_api_gradcheck_and_gradgradcheck_on_triton(padding):
     x = image((2, 2, 4, 5), torch.float64, "contiguous", seed=5).requires_grad_()
