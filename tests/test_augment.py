@@ -112,43 +112,43 @@ def test_grad_matches_reference_autograd(backend_name, device):
 
 
 @pytest.mark.parametrize("size,ratio,bound", [(16, 0.99, "0.96875"), (2, 0.75, "0.75"), (16, 0.96875, "0.96875")])
-def test_reflect_rejects_a_ratio_that_reaches_the_image_size(backend_name, size, ratio, bound):
+def test_reflect_rejects_a_ratio_that_reaches_the_image_size(backend_name, device, size, ratio, bound):
     """int(size·ratio + 0.5) >= size: a ValueError naming ratio, padding and the bound, before drawing."""
-    x = make((2, 1, size, size), seed=1)
-    generator = gen(3)
+    x = make((2, 1, size, size), seed=1, device=device)
+    generator = gen(3, device=device)
     state = generator.get_state()
     with pytest.raises(ValueError, match=rf"padding='reflect'.*ratio={ratio}.*ratio must be < {bound}.*max_shift <= {size - 1}"):
         augment.translate(x, ratio=ratio, padding="reflect", generator=generator)
     assert torch.equal(generator.get_state(), state)  # nothing was drawn
     # Zeros and replicate accept it (shifts of the whole image are well defined there).
     for padding in ("zeros", "replicate"):
-        out, shifts = augment.translate(x, copies=4, ratio=ratio, padding=padding, generator=gen(3), return_shifts=True)
+        out, shifts = augment.translate(x, copies=4, ratio=ratio, padding=padding, generator=gen(3, device=device), return_shifts=True)
         assert torch.equal(out, ref.translate(x, shifts, None, padding))
 
 
-def test_reflect_accepts_the_largest_valid_ratio_and_max_shift(backend_name):
-    x = make((3, 2, 16, 16), seed=2)
+def test_reflect_accepts_the_largest_valid_ratio_and_max_shift(backend_name, device):
+    x = make((3, 2, 16, 16), seed=2, device=device)
     for kwargs in (dict(ratio=0.968), dict(max_shift=15)):
-        out, shifts = augment.translate(x, copies=32, padding="reflect", generator=gen(4), return_shifts=True, **kwargs)
+        out, shifts = augment.translate(x, copies=32, padding="reflect", generator=gen(4, device=device), return_shifts=True, **kwargs)
         assert int(shifts.abs().max()) == 15
         assert torch.equal(out, ref.translate(x, shifts, None, "reflect"))
 
 
 @pytest.mark.parametrize("shift", [-(2**63), 2**63 - 1, -8, 8, 2**31])
-def test_reflect_rejects_explicit_shifts_outside_the_image(backend_name, shift):
+def test_reflect_rejects_explicit_shifts_outside_the_image(backend_name, device, shift):
     for pair in ([shift, 0], [0, shift]):
-        shifts = torch.tensor([pair, [0, 0]]).view(2, 1, 2)
+        shifts = torch.tensor([pair, [0, 0]], device=device).view(2, 1, 2)
         with pytest.raises(ValueError, match=r"reflect padding needs \|dy\| < H = 8 and \|dx\| < W = 8.*<= 7"):
-            augment.translate(X, shifts=shifts, padding="reflect")
+            augment.translate(X.to(device), shifts=shifts, padding="reflect")
 
 
 @pytest.mark.parametrize("padding", ["zeros", "replicate"])
-def test_huge_explicit_shifts_move_the_whole_image(backend_name, padding):
+def test_huge_explicit_shifts_move_the_whole_image(backend_name, device, padding):
     """|shift| >= size: all padding (zeros) or the edge repeated (replicate), never an overflowed
     index (-2**63 once gave the top row where the bottom row is right) nor a huge padded copy."""
-    x = make((1, 2, 5, 4), torch.float64, seed=5)
+    x = make((1, 2, 5, 4), torch.float64, seed=5, device=device)
     for shift in (-(2**63), -(2**40), -5, 5, 2**31, 2**63 - 1):
-        out = augment.translate(x, shifts=torch.tensor([[[shift, 0], [0, shift]]]), padding=padding)
+        out = augment.translate(x, shifts=torch.tensor([[[shift, 0], [0, shift]]], device=device), padding=padding)
         if padding == "zeros":
             assert not out.any()
             continue
@@ -160,13 +160,13 @@ def test_huge_explicit_shifts_move_the_whole_image(backend_name, padding):
 
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("shape", [(2, 3, 0, 5), (2, 3, 5, 0)])
-def test_image_without_pixels_gives_empty_output(backend_name, padding, shape):
-    x = torch.zeros(shape, requires_grad=True)
-    out = augment.translate(x, copies=3, padding=padding, generator=gen(0))
+def test_image_without_pixels_gives_empty_output(backend_name, device, padding, shape):
+    x = torch.zeros(shape, device=device, requires_grad=True)
+    out = augment.translate(x, copies=3, padding=padding, generator=gen(0, device=device))
     assert out.shape == (6, *shape[1:])
     out.sum().backward()
     assert x.grad.shape == shape
-    shifts = torch.tensor([[[3, -3]], [[0, 7]]])
+    shifts = torch.tensor([[[3, -3]], [[0, 7]]], device=device)
     assert augment.translate(x.detach(), shifts=shifts, padding=padding).shape == (2, *shape[1:])
 
 

@@ -133,21 +133,21 @@ EXTREME_SHIFTS = (2**63 - 1, -(2**63), 2**31, -(2**31), 2**40, -(2**40))
 
 
 @pytest.mark.parametrize("padding", ["zeros", "replicate"])
-def test_extreme_shifts_equal_shifts_of_the_image_size(backend_name, padding):
+def test_extreme_shifts_equal_shifts_of_the_image_size(backend_name, device, padding):
     batch, height, width = len(EXTREME_SHIFTS), 5, 4
-    x = make((batch, 2, height, width), torch.float64, seed=21)
-    big = torch.tensor(EXTREME_SHIFTS)
+    x = make((batch, 2, height, width), torch.float64, seed=21, device=device)
+    big = torch.tensor(EXTREME_SHIFTS, device=device)
     # Copy 0 moves along y only, copy 1 along x only, copy 2 along both.
     shifts = torch.stack([torch.stack([big, torch.zeros_like(big)], -1),
                           torch.stack([torch.zeros_like(big), big], -1),
                           torch.stack([big, big.flip(0)], -1)], dim=1)  # fmt: skip
     clamped = torch.stack([shifts[..., 0].clamp(-height, height), shifts[..., 1].clamp(-width, width)], dim=-1)
-    out = kernels().translate(x, shifts, None, padding)
-    assert torch.equal(out, kernels().translate(x, clamped, None, padding))
+    out = kernels(device).translate(x, shifts, None, padding)
+    assert torch.equal(out, kernels(device).translate(x, clamped, None, padding))
     assert torch.equal(out, ref.translate(x, clamped, None, padding))
-    grad = make(out.shape, torch.float64, seed=22)
+    grad = make(out.shape, torch.float64, seed=22, device=device)
     expected = ref.translate_backward(grad, clamped, None, padding)
-    torch.testing.assert_close(kernels().translate_backward(grad, shifts, None, padding), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(kernels(device).translate_backward(grad, shifts, None, padding), expected, rtol=0, atol=1e-12)
     # By hand: content moved down by a huge shift shows the top row everywhere (replicate), moved up
     # the bottom row; left / right likewise.
     rows = out.view(batch, 3, 2, height, width)[:, 0]
@@ -164,13 +164,13 @@ def test_extreme_shifts_equal_shifts_of_the_image_size(backend_name, padding):
 
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("shape", [(2, 3, 0, 5), (2, 3, 4, 0), (2, 3, 0, 0), (0, 3, 4, 4)])
-def test_image_without_pixels_gives_empty_output(backend_name, padding, shape):
+def test_image_without_pixels_gives_empty_output(backend_name, device, padding, shape):
     """No pixel to read or write: the empty output for any shift and padding (reflect included)."""
-    x = torch.zeros(shape)
-    shifts = torch.tensor([[[1, -2], [0, 3]]]).expand(shape[0], -1, -1)
-    out = kernels().translate(x, shifts, None, padding)
+    x = torch.zeros(shape, device=device)
+    shifts = torch.tensor([[[1, -2], [0, 3]]], device=device).expand(shape[0], -1, -1)
+    out = kernels(device).translate(x, shifts, None, padding)
     assert out.shape == (2 * shape[0], *shape[1:])
-    grad_x = kernels().translate_backward(torch.zeros(out.shape), shifts, None, padding)
+    grad_x = kernels(device).translate_backward(torch.zeros(out.shape, device=device), shifts, None, padding)
     assert grad_x.shape == shape
 
 
