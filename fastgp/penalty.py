@@ -25,6 +25,7 @@ Gradient orders: ``interpolate`` and ``grad_norm_penalty`` support first and sec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -752,6 +753,22 @@ class _ForwardReplay:
                 g.set_state(state)
 
 
+_FORWARD_AD_LOADED = False
+
+
+def _load_forward_ad_decompositions() -> None:
+    """PyTorch scripts its forward-AD decompositions at the first make_dual of a process, warning
+    (FutureWarning) about its own use of torch.jit.script: load them once here, quietly. (Under
+    torch.compile this is a graph break on the first call only: the flag is then a constant.)"""
+    global _FORWARD_AD_LOADED
+    load = getattr(_fwad, "_maybe_load_decompositions", None)
+    if load is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+            load()
+    _FORWARD_AD_LOADED = True
+
+
 def _jvp_head(grad: torch.Tensor, kind: PenaltyKind, weight: float):
     """(penalty, weighted per-sample penalties, u = ∂penalty/∂grad), all without graph: the fused
     head's forward and backward, the same ops as the double-backward path's value."""
@@ -786,6 +803,8 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     # With a GradScaler the tangent is scaled like the gradient was, so that a reduced-precision
     # forward-mode pass does not underflow; J is divided by the scale in float32 below.
     tangent_in = direction * scale if scale != 1.0 else direction
+    if not _FORWARD_AD_LOADED:
+        _load_forward_ad_decompositions()
     with torch.enable_grad(), _ForwardADExactOps(), _fwad.dual_level():
         out = replay.call(D, _fwad.make_dual(primal, tangent_in.to(x.dtype)), d_args, d_kwargs)
         primal, tangent = _fwad.unpack_dual(out)

@@ -397,3 +397,40 @@ def test_jvp_d_output_not_connected_to_inputs():
     D, real, fake, _, _ = make_problem("image")
     with pytest.raises(ValueError, match="do not depend on the inputs"):
         fastgp.gradient_penalty(lambda x: D(real), real, fake, method="jvp")
+
+
+# ------------------------------------------------------------------------------------------
+# Forward-mode AD of the augmentation ops (needed when augmentation runs inside D)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect", "replicate"])
+def test_translate_forward_ad_gradcheck(backend_name, padding):
+    x = make((2, 2, 5, 4), torch.float64, seed=3).requires_grad_(True)
+    shifts = torch.tensor([[[1, -2], [0, 3]], [[-4, 1], [2, 0]]])
+    boxes = torch.tensor([[[1, 0, 3, 2]], [[0, 2, 2, 4]]])
+
+    def translate(x):
+        return fastgp.augment.translate(x, shifts=shifts, padding=padding)
+
+    def translate_cutout(x):  # the translate + cutout pass of DiffAugment, and its adjoint
+        out = fastgp.augment._Translate.apply(x, shifts[:, :1], boxes, "zeros")
+        return fastgp.augment._TranslateBackward.apply(out.square(), shifts[:, :1], boxes, "zeros")
+
+    for fn in (translate, translate_cutout):
+        assert torch.autograd.gradcheck(fn, (x,), check_forward_ad=True, check_batched_forward_grad=False)
+        assert torch.autograd.gradgradcheck(fn, (x,), check_fwd_over_rev=True, check_rev_over_rev=True)
+
+
+def test_translate_tangent_is_differentiable_in_reverse_mode():
+    # Reverse-over-forward through translate: the tangent out = translate(u·w) depends on w.
+    x = make((2, 3, 6, 5), torch.float64, seed=3)
+    u = make((2, 3, 6, 5), torch.float64, seed=4)
+    w = torch.full((3, 1, 1), 0.7, dtype=torch.float64, requires_grad=True)
+    shifts = torch.tensor([[[1, -2]], [[-4, 1]]])
+    with torch.autograd.forward_ad.dual_level():
+        out = fastgp.augment.translate(torch.autograd.forward_ad.make_dual(x, u) * w, shifts=shifts)
+        tangent = torch.autograd.forward_ad.unpack_dual(out).tangent
+    (got,) = torch.autograd.grad(tangent.square().sum(), w)
+    (expected,) = torch.autograd.grad(fastgp.augment.translate(u * w, shifts=shifts).square().sum(), w)
+    torch.testing.assert_close(got, expected, **TOL)
