@@ -389,18 +389,24 @@ def _per_sample_input_penalty(
     With a GradScaler the input gradient is taken of the scaled sum (so reduced-precision
     intermediate gradients do not underflow) and unscaled before the penalty.
     """
+    grad = _input_gradient(logits, inputs, grad_scaler, create_graph=True)
+    return _head_per_sample(grad, kind.center, kind.one_sided)
+
+
+def _input_gradient(logits, inputs, grad_scaler, create_graph: bool) -> torch.Tensor:
+    """g = ∂ sum(logits) / ∂inputs (unscaled); without create_graph the graph of logits is kept."""
     _check_logits(logits, inputs.shape[0])
     if not logits.requires_grad:
         raise ValueError(_NOT_CONNECTED)
     total = logits.sum()
     if grad_scaler is not None:
         total = grad_scaler.scale(total)
-    (grad,) = torch.autograd.grad(total, inputs, create_graph=True, allow_unused=True)
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=create_graph, retain_graph=True, allow_unused=True)
     if grad is None:
         raise ValueError(_NOT_CONNECTED)
     if grad_scaler is not None:
         grad = grad * (1.0 / grad_scaler.get_scale())
-    return _head_per_sample(grad, kind.center, kind.one_sided)
+    return grad
 
 
 def _finish(per_sample: torch.Tensor, weight: float, reduction: str, return_per_sample: bool):
@@ -729,7 +735,8 @@ class _ForwardReplay:
         self.module = D if isinstance(D, _nn.Module) else None
         generators = [torch.default_generator]
         if device.type == "cuda":
-            generators.append(torch.cuda.default_generators[device.index or torch.cuda.current_device()])
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            generators.append(torch.cuda.default_generators[index])
         if self.module is not None:
             for sub in self.module.modules():
                 generators += [g for g in vars(sub).values() if isinstance(g, torch.Generator)]
@@ -786,22 +793,11 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     forward backpropagates the main loss through it later). ``primal`` is x, or x detached when
     nothing upstream needs ∇ₓ P: through an x that requires grad the forward-mode pass carries
     ∇ₓ P = H·u to it."""
-    _check_logits(logits, x.shape[0])
-    if not logits.requires_grad:
-        raise ValueError(_NOT_CONNECTED)
-    total = logits.sum()
-    if grad_scaler is not None:
-        total = grad_scaler.scale(total)
-    (grad,) = torch.autograd.grad(total, x, retain_graph=True, allow_unused=True)
-    if grad is None:
-        raise ValueError(_NOT_CONNECTED)
-    scale = 1.0
-    if grad_scaler is not None:
-        scale = grad_scaler.get_scale()
-        grad = grad * (1.0 / scale)
+    grad = _input_gradient(logits, x, grad_scaler, create_graph=False)
     value, weighted, direction = _jvp_head(grad, kind, weight)
     # With a GradScaler the tangent is scaled like the gradient was, so that a reduced-precision
     # forward-mode pass does not underflow; J is divided by the scale in float32 below.
+    scale = 1.0 if grad_scaler is None else grad_scaler.get_scale()
     tangent_in = direction * scale if scale != 1.0 else direction
     if not _FORWARD_AD_LOADED:
         _load_forward_ad_decompositions()
