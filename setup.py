@@ -8,16 +8,27 @@ the CUDA kernels (csrc/cuda/*.cu). Build it with the torch you will run it with:
 
 (an isolated build environment would fetch its own torch and compile against the wrong headers).
 
+What is built (one line in the build log says which, and how to get the rest; `pip install -v`
+shows the log):
+    a GPU is visible        CPU and CUDA kernels, for the visible GPUs' architectures only
+    no GPU visible          CPU kernels only (the default on build machines and GPU-less login
+                            nodes); Triton still serves CUDA tensors at run time
+    FASTGP_BUILD_CUDA=1     CPU and CUDA kernels even without a GPU, for TORCH_CUDA_ARCH_LIST or
+                            DEFAULT_ARCH_LIST below (stops early with what to do when impossible)
+
+Compiled objects are kept in build/temp-fastgp-* inside the source tree, so a second install
+(another extra, a reinstall) recompiles only what changed: ninja finds the rest up to date.
+
 Environment variables:
-    FASTGP_BUILD_CUDA     unset/"auto": CUDA kernels when possible, else CPU only with one line
-                          saying why; "0": CPU kernels only; "1": CUDA kernels required (stops
-                          early with what to do when impossible).
+    FASTGP_BUILD_CUDA     unset/"auto": as above; "0": CPU kernels only; "1": CUDA kernels required.
     CUDA_HOME, CUDA_PATH  CUDA toolkit root (holds include/cuda_runtime.h and bin/nvcc). When
                           unset it is derived from the nvcc on PATH (wrapper scripts included),
                           then /usr/local/cuda, then /usr/local/cuda-* (newest first).
-    TORCH_CUDA_ARCH_LIST  GPU architectures, e.g. "8.0;9.0+PTX". Default: the visible GPUs, or
-                          DEFAULT_ARCH_LIST below when none is visible (build machines).
-    MAX_JOBS              parallel compile jobs (read by torch's BuildExtension / ninja).
+    TORCH_CUDA_ARCH_LIST  GPU architectures, e.g. "8.0;9.0+PTX". Setting it asks for the CUDA
+                          kernels (when torch and a toolkit allow). Default: the visible GPUs, or
+                          DEFAULT_ARCH_LIST below with FASTGP_BUILD_CUDA=1 and no GPU.
+    MAX_JOBS              parallel compile jobs (read by torch's BuildExtension / ninja; default
+                          all cores).
 """
 
 import glob
@@ -187,6 +198,10 @@ def configure_cuda():
     mode = build_mode()
     if mode == "off":
         return None, "FASTGP_BUILD_CUDA=0"
+    if mode == "auto" and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not visible_gpu_archs():
+        # The common case of a build machine, a CI runner or a cluster's login node. Compiling the
+        # CUDA kernels for unseen GPUs takes most of the install time; whoever wants them asks.
+        return None, "no GPU visible"
 
     def skip(reason, what_to_do):
         if mode == "on":
@@ -209,6 +224,25 @@ def configure_cuda():
             f"Set CUDA_HOME to a CUDA {torch_major}.x toolkit",
         )
     return root, found
+
+
+def visible_gpu_archs():
+    """Compute capabilities of the visible GPUs as TORCH_CUDA_ARCH_LIST entries, e.g. ["9.0"]."""
+    if torch.version.cuda is None or not torch.cuda.is_available():
+        return []
+    archs = {"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+    return sorted(archs, key=version_tuple)
+
+
+def how_to_get_cuda(reason):
+    """The second half of the CPU-only build line: how to get the CUDA kernels."""
+    if reason == "no GPU visible":
+        return ("For the CUDA kernels (e.g. installing on a GPU-less login node) reinstall with "
+                "FASTGP_BUILD_CUDA=1 and TORCH_CUDA_ARCH_LIST set to your GPUs (\"9.0\" for "
+                "H100/H200); until then Triton serves CUDA tensors")
+    if reason == "FASTGP_BUILD_CUDA=0":
+        return "Unset FASTGP_BUILD_CUDA to build the CUDA kernels where a GPU is visible"
+    return "Triton serves CUDA tensors where it is installed"
 
 
 def nvidia_include_dirs(cuda_major):
@@ -242,8 +276,9 @@ def make_extension():
     cuda_root, info = configure_cuda()
     if cuda_root is not None:
         os.environ["CUDA_HOME"] = cuda_root
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST.get(
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            # Named explicitly (torch's own default would add PTX for the newest visible GPU).
+            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(visible_gpu_archs()) or DEFAULT_ARCH_LIST.get(
                 info[0], DEFAULT_ARCH_LIST[max(DEFAULT_ARCH_LIST)])
 
     logging.getLogger("torch.utils.cpp_extension").addFilter(_DropNoGpuWarning())
@@ -267,7 +302,7 @@ def make_extension():
         extra_link_args=["-fopenmp"],
     )
     if cuda_root is None:
-        log(f"building CPU kernels only ({info})")
+        log(f"building the CPU kernels only ({info}). {how_to_get_cuda(info)}.")
         return cpp_extension.CppExtension(
             "fastgp._C", sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)
 
@@ -283,19 +318,38 @@ def make_extension():
     # After torch's and the toolkit's include dirs, so that the toolkit's own headers win and
     # only the missing library headers come from the wheels.
     extension.include_dirs.extend(nvidia_include_dirs(info[0]))
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "the visible GPUs")
-    log(f"building CPU and CUDA kernels (CUDA {info[0]}.{info[1]} at {cuda_root}, "
-        f"TORCH_CUDA_ARCH_LIST={arch})")
+    log(f"building the CPU and CUDA kernels (CUDA {info[0]}.{info[1]} at {cuda_root}, "
+        f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}, MAX_JOBS="
+        f"{os.environ.get('MAX_JOBS', 'all cores')}): minutes; `pip install -v` shows the progress")
     return extension
+
+
+def persistent_build_temp(with_cuda):
+    """A build directory inside the source tree, one per Python, torch and kernel set.
+
+    pip's editable installs compile in a fresh temporary directory each time, so a second
+    install (`-e ".[test]"` after `-e ".[train]"`) would recompile everything. Here ninja finds
+    the objects of the last build and recompiles only sources (or headers, or flags) that changed;
+    CPU-only and CUDA builds (whose C++ flags differ) keep their objects apart.
+    """
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}"
+    return os.path.join(HERE, "build", "temp-fastgp-" + re.sub(r"[^A-Za-z0-9.-]+", "_", tag))
 
 
 def main():
     extension = make_extension()  # first: it sets CUDA_HOME before cpp_extension is imported
     from torch.utils.cpp_extension import BuildExtension
 
+    with_cuda = any(source.endswith(".cu") for source in extension.sources)
+
+    class BuildExtensionKeepingObjects(BuildExtension):
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = persistent_build_temp(with_cuda)
+
     setup(
         ext_modules=[extension],
-        cmdclass={"build_ext": BuildExtension},
+        cmdclass={"build_ext": BuildExtensionKeepingObjects},
     )
 
 

@@ -4,14 +4,17 @@ Usage::
 
     python -m bench                    # every family (every module under bench/cases/)
     python -m bench penalty            # one family; its rows are upserted into the existing results
-    python -m bench --quick            # few rounds, a CI smoke test (< 2 minutes in all)
+    python -m bench --quick            # few rounds and the small shapes: a smoke test (~2 minutes)
+    python -m bench --device cuda      # time every case on the GPU (CUDA events); results in
+                                       # bench/results/<gpu name>.md/.json beside the CPU's
     python -m bench --out DIR          # write DIR/<machine>.json and DIR/<machine>.md (default bench/results)
     python -m bench penalty -k head    # only the cases whose name contains "head"
     python -m bench --list             # list the families and cases, run nothing
     python -m bench --wait-quiet 900   # on a shared machine: re-run rounds disturbed by other
                                        # processes once the CPU is quiet (up to 900 s of waiting)
 
-``<machine>`` is a slug of the device kind, core count and CPU model (e.g. ``cpu-2core-intel-xeon``).
+``<machine>`` is a slug of the core count and CPU model on the CPU (e.g. ``cpu-2core-intel-xeon``),
+of the GPU's name with ``--device cuda`` (e.g. ``nvidia-h200``).
 The JSON keeps, per case, the raw per-round times, medians, p20/p80, ratios, dispatch counts, the
 versions and the fastgp backend that ran; running one family replaces that family's rows only, and
 the Markdown is regenerated from the whole JSON.
@@ -28,9 +31,11 @@ Columns of the Markdown table:
 * intermediate MB (fastgp / reference) — the sum of nbytes of those ops' freshly allocated tensor
   outputs (views and in-place results excluded).
 * copy-roofline ms — a plain ``dst.copy_(src)`` moving as many bytes as the op must read + write.
-* target — the case's required speed-up and whether it was ``met`` or ``MISSED`` (reported as is).
+* target — the case's required speed-up on this device (and, where set, its bound on fastgp ms /
+  copy-roofline ms) and whether it was ``met`` or ``MISSED`` (reported as is).
 
-Torch threads are set to the number of cores available to the process and recorded.
+Torch threads are set to the number of cores available to the process and recorded. Results are
+written after every case, so an interrupted run keeps the cases it finished.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def load_cases(family: str) -> list[harness.Case]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", help="families to run (default: all under bench/cases/)")
-    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test, not a measurement")
+    parser.add_argument("--quick", action="store_true", help="few rounds and the small shapes: a smoke test, not a measurement")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time the cases (default cpu)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: bench/results)")
     parser.add_argument("-k", dest="pattern", default=None, help="run only cases whose name contains this")
     parser.add_argument("--list", action="store_true", help="list families and cases, run nothing")
@@ -91,27 +97,43 @@ def main(argv=None) -> int:
     if args.list:
         for family in families:
             for case in load_cases(family):
-                print(f"{case.key}  target={case.target}  {case.description}")
+                cuda = f"  cuda target={case.cuda_target}" if case.cuda_target else ""
+                bound = f"  max fastgp/copy={case.max_copy_ratio}" if case.max_copy_ratio else ""
+                large = "  (large: not in --quick)" if case.large else ""
+                print(f"{case.key}  target={case.target}{cuda}{bound}{large}  {case.description}")
         return 0
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            f"bench: --device cuda: no CUDA GPU is visible (torch {torch.__version__}, CUDA "
+            f"{torch.version.cuda or 'none'}): nothing timed",
+            file=sys.stderr,
+        )
+        return 2
+    device = torch.device(args.device)
     cores = harness.core_count()
     torch.set_num_threads(cores)
     warnings.filterwarnings("ignore", message=".*compiled extension is unavailable.*")
-    settings = harness.Settings.for_mode(args.quick, args.wait_quiet)
-    info = harness.fastgp_info()
+    settings = harness.Settings.for_mode(args.quick, args.wait_quiet, device)
+    info = harness.fastgp_info(device)
+    gpu = f", GPU {harness.gpu_name(device)}" if device.type == "cuda" else ""
     print(
-        f"bench: machine {harness.machine_slug()} ({harness.cpu_model()}, {cores} cores, torch threads "
-        f"{torch.get_num_threads()}), torch {torch.__version__}, fastgp backend on cpu: "
-        f"{info.get('backend_cpu', info.get('error', '?'))}, "
+        f"bench: machine {harness.machine_slug(device)} ({harness.cpu_model()}, {cores} cores, torch threads "
+        f"{torch.get_num_threads()}{gpu}), torch {torch.__version__}, fastgp backend on {device.type}: "
+        f"{info.get(f'backend_{device.type}', info.get('error', '?'))}, "
         f"{'quick' if args.quick else 'full'}: {settings.rounds} rounds of ~{settings.block_seconds * 1e3:.0f} ms blocks",
         flush=True,
     )
 
     start = time.perf_counter()
-    records, failures = [], 0
+    records, failures, skipped = [], 0, 0
+    replace = set(families) if not args.pattern else set()
     for family in families:
         for case in load_cases(family):
             if args.pattern and args.pattern not in case.name:
+                continue
+            if args.quick and case.large:
+                skipped += 1
                 continue
             t0 = time.perf_counter()
             print(f"  {case.key} ...", flush=True)
@@ -124,11 +146,12 @@ def main(argv=None) -> int:
             record["order"] = case.order
             records.append(record)
             print(f"    {harness.summary_line(record)}  [{time.perf_counter() - t0:.1f} s]", flush=True)
+            harness.write_results(args.out, records, replace, device)
 
-    replace = set(families) if not args.pattern else set()
-    json_path, md_path = harness.write_results(args.out, records, replace)
+    json_path, md_path = harness.write_results(args.out, records, replace, device)
     print(
         f"bench: wrote {json_path} and {md_path} in {time.perf_counter() - start:.1f} s"
+        + (f"; --quick skipped {skipped} large-shape case(s)" if skipped else "")
         + (f" (of which {settings.wait_budget.waited:.0f} s waiting for a quiet CPU)" if settings.wait_budget else ""),
         flush=True,
     )

@@ -1,7 +1,8 @@
 """Benchmark harness: cases, alternating timing, dispatch counting, copy roofline, JSON + Markdown.
 
-A :class:`Case` names one measurement (``family/name`` at one shape). Its ``setup`` function runs
-ONCE per case and builds every input, model copy and contender; it returns a :class:`Setup`:
+A :class:`Case` names one measurement (``family/name`` at one shape). Its ``setup(device)``
+function runs ONCE per case and builds every input, model copy and contender on ``device`` (the
+CPU, or a CUDA GPU with ``--device cuda``); it returns a :class:`Setup`:
 
 * ``contenders``: ``fastgp``, ``reference`` (eager, written the way users write it today) and
   ``compile`` (``torch.compile`` of the reference), each a zero-argument callable doing ONE call —
@@ -25,6 +26,13 @@ statement at a time and cannot interleave contenders, so it is not used. Per con
 iterations per block are calibrated once so that a block lasts about ``block_seconds``; the
 per-call time of a block is its duration divided by its iterations. We report the median over
 rounds and the 20th–80th percentile band. The Python garbage collector is disabled during a block.
+
+On a GPU (``--device cuda``) the same alternating rounds are timed with CUDA events instead: the
+device is synchronized before each block (the previous contender's queued work is not counted),
+an event is recorded before and after the block's calls, and the block's time is the events'
+elapsed time once the second has completed. A call that waits on the CPU (launch overhead, a
+host synchronization) leaves the GPU idle inside the block, so the figure is the time a training
+loop would see. The copy roofline is a device-to-device copy on the same GPU.
 
 The machine is shared (builds and test runs of other developers): :class:`CpuContention` measures,
 per round, the share of the CPU that OTHER processes used. Every case records the mean share over
@@ -110,16 +118,26 @@ class Setup:
 class Case:
     name: str
     shape: str
-    setup: Callable[[], Setup]
+    setup: Callable[[torch.device], Setup]
     description: str = ""
     # Target speed-up of fastgp: (baseline contender, minimum ratio baseline_ms / fastgp_ms).
     target: tuple[str, float] | None = None
+    # The target on a CUDA GPU where it differs from the CPU's (issue 11 sets the GPU targets).
+    cuda_target: tuple[str, float] | None = None
+    # Upper bounds of fastgp ms / copy-roofline ms, per device type (e.g. {"cuda": 1.5}).
+    max_copy_ratio: dict[str, float] = field(default_factory=dict)
+    large: bool = False  # a large shape: --quick (few rounds, the small shapes) skips it
     family: str = ""  # filled in by discovery
     order: int = 0  # position in its family's list, for the table
 
     @property
     def key(self) -> str:
         return f"{self.family}/{self.name}/{self.shape}"
+
+    def target_for(self, device_type: str) -> tuple[str, float] | None:
+        if device_type == "cuda" and self.cuda_target is not None:
+            return self.cuda_target
+        return self.target
 
 
 @dataclass
@@ -133,13 +151,21 @@ class Settings:
     # waiting (seconds, for the whole run) lasts. 0 keeps every round (and reports the load).
     wait_budget: "WaitBudget | None" = None
     quiet_threshold: float = 0.10
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
-    def for_mode(cls, quick: bool, wait_seconds: float = 0.0) -> "Settings":
+    def for_mode(cls, quick: bool, wait_seconds: float = 0.0, device: str | torch.device = "cpu") -> "Settings":
         budget = WaitBudget(wait_seconds) if wait_seconds > 0 else None
+        device = torch.device(device)
+        if device.type == "cuda":
+            # More warm-up calls: the first calls on a GPU load kernels and tune cuBLAS/Triton,
+            # and the last warm-up call calibrates the block length.
+            if quick:
+                return cls(rounds=5, warmup_calls=3, block_seconds=0.02, quick=True, wait_budget=budget, device=device)
+            return cls(rounds=25, warmup_calls=5, block_seconds=0.1, quick=False, wait_budget=budget, device=device)
         if quick:
-            return cls(rounds=3, warmup_calls=1, block_seconds=0.02, quick=True, wait_budget=budget)
-        return cls(rounds=25, warmup_calls=3, block_seconds=0.15, quick=False, wait_budget=budget)
+            return cls(rounds=3, warmup_calls=1, block_seconds=0.02, quick=True, wait_budget=budget, device=device)
+        return cls(rounds=25, warmup_calls=3, block_seconds=0.15, quick=False, wait_budget=budget, device=device)
 
 
 class WaitBudget:
@@ -194,26 +220,41 @@ def slug(text: str) -> str:
     return text or "unknown"
 
 
-def machine_slug() -> str:
-    device = "gpu" if torch.cuda.is_available() else "cpu"
-    return f"{device}-{core_count()}core-{slug(cpu_model())}"
+def gpu_name(device: torch.device | str = "cuda") -> str | None:
+    """The name of the GPU that ``device`` names (None without one)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(device)
 
 
-def machine_info() -> dict[str, Any]:
+def machine_slug(device: torch.device | str = "cpu") -> str:
+    """``cpu-<cores>core-<cpu model>`` for the CPU, the GPU's name (e.g. ``nvidia-h200``) for CUDA."""
+    name = gpu_name(device)
+    if name is not None:
+        return slug(name)
+    return f"cpu-{core_count()}core-{slug(cpu_model())}"
+
+
+def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    device = torch.device(device)
     return {
-        "machine": machine_slug(),
+        "machine": machine_slug(device),
+        "device": device.type,
         "cpu_model": cpu_model(),
         "cores": core_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 
-def fastgp_info() -> dict[str, Any]:
-    """Which fastgp (and which backend on the CPU) ran, as far as the package can tell."""
+def fastgp_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Which fastgp (and which backend on ``device``) ran, as far as the package can tell."""
+    device_type = torch.device(device).type
     try:
         import fastgp
     except Exception as error:  # the package itself is being written concurrently
@@ -222,12 +263,13 @@ def fastgp_info() -> dict[str, Any]:
     backend = getattr(fastgp, "backend", None)
     try:
         if hasattr(backend, "resolve"):
-            data["backend_cpu"] = backend.resolve("cpu")
+            data[f"backend_{device_type}"] = backend.resolve(device_type)
         elif isinstance(backend, str):
-            data["backend_cpu"] = backend
+            data[f"backend_{device_type}"] = backend
         if hasattr(backend, "report"):
             report = backend.report()
-            data["extension_cpu"] = report.get("devices", {}).get("cpu", {}).get("extension") or "available"
+            reason = report.get("devices", {}).get(device_type, {}).get("extension")
+            data[f"extension_{device_type}"] = reason or "available"
     except Exception as error:
         data["backend_error"] = f"{type(error).__name__}: {error}"
     return data
@@ -340,19 +382,49 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def _time_block(fn: Callable[[], Any], iters: int) -> float:
-    """Seconds per call over one block of ``iters`` calls, with the GC paused."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+class Clock:
+    """Times calls on one device: ``time.perf_counter`` on the CPU, CUDA events on a GPU."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.name = "CUDA events, round-robin blocks" if self.cuda else "time.perf_counter, round-robin blocks"
+
+    def synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def one_call(self, fn: Callable[[], Any]) -> float:
+        """Wall seconds of one call, its device work included."""
+        self.synchronize()
         start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        elapsed = time.perf_counter() - start
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return elapsed / iters
+        fn()
+        self.synchronize()
+        return time.perf_counter() - start
+
+    def block(self, fn: Callable[[], Any], iters: int) -> float:
+        """Seconds per call over one block of ``iters`` calls, with the GC paused."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                self.synchronize()  # queued work of the previous block is not this block's
+                start.record()
+                for _ in range(iters):
+                    fn()
+                end.record()
+                end.synchronize()
+                elapsed = start.elapsed_time(end) / 1e3
+            else:
+                start_s = time.perf_counter()
+                for _ in range(iters):
+                    fn()
+                elapsed = time.perf_counter() - start_s
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return elapsed / iters
 
 
 def _short_reason(error: BaseException) -> str:
@@ -362,28 +434,49 @@ def _short_reason(error: BaseException) -> str:
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
-def make_copy(copy_bytes: int) -> Callable[[], Any]:
+def make_copy(copy_bytes: int, device: torch.device | str = "cpu") -> Callable[[], Any]:
     numel = max(1, int(copy_bytes) // 2 // 4)  # src and dst each hold half the traffic, float32
-    src = torch.randn(numel)
+    src = torch.randn(numel, device=device)
     dst = torch.empty_like(src)
     return lambda: dst.copy_(src)
+
+
+# --------------------------------------------------------------------------------------------
+# Running one case: set up, warm up, calibrate, alternate, summarize, judge
+# --------------------------------------------------------------------------------------------
 
 
 def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
     """Set a case up, warm it, time it round-robin, count its dispatches; return its JSON record."""
     torch._dynamo.reset()  # each case compiles from scratch (no guards or recompiles carried over)
     torch.manual_seed(0)
-    setup = case.setup()
-    record: dict[str, Any] = {
+    clock = Clock(settings.device)
+    setup = case.setup(settings.device)
+    record = _new_record(case, settings, setup)
+    timed, estimates = _warm_contenders(setup, settings, clock, record, log)
+    timed.update(_warm_copy_and_parts(setup, settings, clock, record))
+    iters = _calibrate_blocks(timed, estimates, settings, clock)
+    samples = _alternating_rounds(timed, iters, settings, clock, record)
+    _store_summaries(record, samples, iters, setup.calls_per_run)
+    _count_dispatches(record, timed, setup.calls_per_run)
+    record["ratios"] = _ratios(record)
+    _judge_targets(record, case, settings.device.type)
+    _derive(record, setup, timed)
+    return record
+
+
+def _new_record(case: Case, settings: Settings, setup: Setup) -> dict[str, Any]:
+    return {
         "family": case.family,
         "name": case.name,
         "shape": case.shape,
         "description": case.description,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": settings.quick,
+        "device": settings.device.type,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "fastgp": fastgp_info(),
+        "fastgp": fastgp_info(settings.device),
         "copy_bytes": setup.copy_bytes,
         "calls_per_run": setup.calls_per_run,
         "notes": list(setup.notes),
@@ -391,6 +484,10 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         "parts": {},
     }
 
+
+def _warm_contenders(setup: Setup, settings: Settings, clock: Clock, record: dict[str, Any], log):
+    """Warm every contender up (a compile's first call compiles, and may raise: reported, not
+    assumed). Returns the runnable contenders and each one's per-call estimate."""
     timed: dict[str, Callable[[], Any]] = {}
     estimates: dict[str, float] = {}
     for name in CONTENDERS:
@@ -398,14 +495,8 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         if isinstance(fn, Unsupported):
             record["contenders"][name] = {"status": fn.kind, "reason": fn.reason}
             continue
-        # Warm-up; the first call of `compile` compiles — and may raise: report, do not assume.
         try:
-            warm = []
-            for _ in range(max(1, settings.warmup_calls)):
-                t0 = time.perf_counter()
-                fn()
-                warm.append(time.perf_counter() - t0)
-            first_call = warm[0]
+            warm = [clock.one_call(fn) for _ in range(max(1, settings.warmup_calls))]
         except Exception as error:
             kind = "unsupported" if name == "compile" else "error"
             record["contenders"][name] = {
@@ -417,26 +508,33 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
             if kind == "error":
                 record["contenders"][name]["traceback"] = traceback.format_exc(limit=6)
             continue
-        record["contenders"][name] = {"status": "ok", "first_call_s": first_call}
+        record["contenders"][name] = {"status": "ok", "first_call_s": warm[0]}
         timed[name] = fn
         # A slow contender's last warm-up call calibrates its block (a compile's first call does not).
         if len(warm) > 1 or name != "compile":
             estimates[name] = warm[-1]
+    return timed, estimates
 
-    copy_fn = make_copy(setup.copy_bytes)
-    copy_fn()
-    timed[COPY] = copy_fn
+
+def _warm_copy_and_parts(setup: Setup, settings: Settings, clock: Clock, record: dict[str, Any]):
+    """The copy roofline and the case's parts, warmed up, to be timed in the same loop."""
+    copy_fn = make_copy(setup.copy_bytes, settings.device)
+    clock.one_call(copy_fn)
+    timed = {COPY: copy_fn}
     for part_name, part_fn in setup.parts.items():
         try:
             for _ in range(settings.warmup_calls):
-                part_fn()
+                clock.one_call(part_fn)
         except Exception as error:
             record["parts"][part_name] = {"status": "error", "reason": _short_reason(error)}
             continue
         timed[f"part:{part_name}"] = part_fn
+    return timed
 
-    # Calibrate iterations per block: slow contenders from their last warm-up call, fast ones
-    # from a few extra calls (on a quiet machine if we may wait for one).
+
+def _calibrate_blocks(timed, estimates, settings: Settings, clock: Clock) -> dict[str, int]:
+    """Iterations per block: slow contenders from their last warm-up call, fast ones from a few
+    extra calls (on a quiet machine if we may wait for one)."""
     if settings.wait_budget is not None:
         settings.wait_budget.wait_for_quiet(settings.quiet_threshold)
     iters: dict[str, int] = {}
@@ -445,12 +543,17 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         if per_call is None or per_call < settings.block_seconds:
             # Cheap enough to measure again: the least of a few short blocks, so that one
             # interruption by another process does not shrink the block to a single call.
-            per_call = min(per_call or math.inf, _time_block(fn, 1))
+            per_call = min(per_call or math.inf, clock.block(fn, 1))
             for _ in range(3 if per_call < settings.block_seconds / 4 else 0):
                 n = max(1, int(0.01 / max(per_call, 1e-7)))
-                per_call = min(per_call, _time_block(fn, n))
+                per_call = min(per_call, clock.block(fn, n))
         iters[name] = max(1, round(settings.block_seconds / max(per_call, 1e-9)))
+    return iters
 
+
+def _alternating_rounds(timed, iters, settings: Settings, clock: Clock, record: dict[str, Any]):
+    """R rounds; in each, one block per contender in an order rotated from round to round.
+    Returns the per-call milliseconds of each block, per contender; records the CPU load."""
     samples: dict[str, list[float]] = {name: [] for name in timed}
     names = list(timed)
     budget = settings.wait_budget
@@ -462,7 +565,7 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         this_round = {}
         with CpuContention() as contention:
             for name in names[shift:] + names[:shift]:
-                this_round[name] = _time_block(timed[name], iters[name]) * 1e3
+                this_round[name] = clock.block(timed[name], iters[name]) * 1e3
             gc.collect()
         share = contention.share
         disturbed = share is not None and share > settings.quiet_threshold
@@ -477,10 +580,15 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
     record["other_processes_cpu_share"] = statistics.mean(shares) if shares else None
     record["other_processes_cpu_share_max"] = max(shares) if shares else None
     record["rounds_discarded_for_load"] = discarded
+    return samples
+
+
+def _store_summaries(record: dict[str, Any], samples, iters, calls_per_run: int) -> None:
+    """Median, min, p20/p80 and the raw samples of every timed callable, per call (per step)."""
 
     def summary(name: str) -> dict[str, Any]:
         values = samples[name]
-        per = setup.calls_per_run if not name.startswith("part:") and name != COPY else 1
+        per = calls_per_run if not name.startswith("part:") and name != COPY else 1
         return {
             "median_ms": statistics.median(values) / per,
             "min_ms": min(values) / per,
@@ -491,7 +599,7 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
             "samples_ms": [v / per for v in values],
         }
 
-    for name in timed:
+    for name in samples:
         if name == COPY:
             record["copy"] = summary(name)
         elif name.startswith("part:"):
@@ -499,22 +607,27 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         else:
             record["contenders"][name].update(summary(name))
 
-    # One call under the dispatch counter, for fastgp and the reference (torch.compile's generated
-    # code does not go through the dispatcher op by op, so a count there would not be comparable).
+
+def _count_dispatches(record: dict[str, Any], timed, calls_per_run: int) -> None:
+    """One call under the dispatch counter, for fastgp and the reference (torch.compile's
+    generated code does not go through the dispatcher op by op, so a count there would not be
+    comparable)."""
     for name in ("fastgp", "reference"):
         if name in timed:
             try:
                 counts = count_dispatch(timed[name])
-                if setup.calls_per_run > 1:
+                if calls_per_run > 1:
                     counts["per_run"] = {"aten_ops": counts["aten_ops"], "bytes_allocated": counts["bytes_allocated"]}
-                    counts["aten_ops"] /= setup.calls_per_run
-                    counts["bytes_allocated"] /= setup.calls_per_run
-                    counts["bytes_all_outputs"] /= setup.calls_per_run
+                    counts["aten_ops"] /= calls_per_run
+                    counts["bytes_allocated"] /= calls_per_run
+                    counts["bytes_all_outputs"] /= calls_per_run
                 record["contenders"][name].update(counts)
             except Exception as error:
                 record["contenders"][name]["count_error"] = _short_reason(error)
 
-    # Ratios: baseline / fastgp (> 1 means fastgp is faster).
+
+def _ratios(record: dict[str, Any]) -> dict[str, float | None]:
+    """baseline / fastgp (> 1 means fastgp is faster), and each eager contender / copy roofline."""
     ratios: dict[str, float | None] = {}
     fast = record["contenders"].get("fastgp", {})
     for base in ("reference", "compile"):
@@ -528,26 +641,40 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
         ratios["reference/copy"] = ref["median_ms"] / record["copy"]["median_ms"]
     if fast.get("status") == "ok":
         ratios["fastgp/copy"] = fast["median_ms"] / record["copy"]["median_ms"]
-    record["ratios"] = ratios
+    return ratios
 
-    if case.target is not None:
-        base, minimum = case.target
-        ratio = ratios.get(f"{base}/fastgp")
+
+def _judge_targets(record: dict[str, Any], case: Case, device_type: str) -> None:
+    """``met`` or ``MISSED`` for the case's speed-up target and copy-roofline bound on this device."""
+    target = case.target_for(device_type)
+    if target is not None:
+        base, minimum = target
+        ratio = record["ratios"].get(f"{base}/fastgp")
         record["target"] = {
             "vs": base,
             "min_ratio": minimum,
             "ratio": ratio,
             "status": "n/a" if ratio is None else ("met" if ratio >= minimum else "MISSED"),
         }
+    bound = case.max_copy_ratio.get(device_type)
+    if bound is not None:
+        ratio = record["ratios"].get("fastgp/copy")
+        record["copy_target"] = {
+            "max_ratio": bound,
+            "ratio": ratio,
+            "status": "n/a" if ratio is None else ("met" if ratio <= bound else "MISSED"),
+        }
 
-    if setup.derive is not None:
-        medians = {n: record["contenders"][n]["median_ms"] for n in timed if n in record["contenders"]}
-        medians.update({n: p["median_ms"] for n, p in record["parts"].items() if p.get("status") == "ok"})
-        try:
-            record["derived"] = setup.derive(medians)
-        except Exception as error:
-            record["derived"] = {"error": _short_reason(error)}
-    return record
+
+def _derive(record: dict[str, Any], setup: Setup, timed) -> None:
+    if setup.derive is None:
+        return
+    medians = {n: record["contenders"][n]["median_ms"] for n in timed if n in record["contenders"]}
+    medians.update({n: p["median_ms"] for n, p in record["parts"].items() if p.get("status") == "ok"})
+    try:
+        record["derived"] = setup.derive(medians)
+    except Exception as error:
+        record["derived"] = {"error": _short_reason(error)}
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -566,6 +693,8 @@ def summary_line(record: dict[str, Any]) -> str:
         parts.append(f"ref/fastgp {ratio:.2f}x")
     if record.get("target"):
         parts.append(f"target {record['target']['status']}")
+    if record.get("copy_target"):
+        parts.append(f"copy bound {record['copy_target']['status']}")
     return ", ".join(parts)
 
 
@@ -584,7 +713,12 @@ def load_results(path: Path) -> dict[str, Any]:
     return {"cases": {}}
 
 
-def upsert(results: dict[str, Any], records: list[dict[str, Any]], replace_families: set[str]) -> dict[str, Any]:
+def upsert(
+    results: dict[str, Any],
+    records: list[dict[str, Any]],
+    replace_families: set[str],
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """Replace the given families' rows (whole families) and upsert the records; keep the rest."""
     cases = {
         key: rec for key, rec in results.get("cases", {}).items() if rec.get("family") not in replace_families
@@ -592,9 +726,9 @@ def upsert(results: dict[str, Any], records: list[dict[str, Any]], replace_famil
     for rec in records:
         cases[f"{rec['family']}/{rec['name']}/{rec['shape']}"] = rec
     merged = {k: v for k, v in results.items() if k != "cases"}
-    merged.update(machine_info())
+    merged.update(machine_info(device))
     merged["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    merged["timer"] = "time.perf_counter, round-robin blocks (see bench/harness.py)"
+    merged["timer"] = Clock(device).name + " (see bench/harness.py)"
     merged["cases"] = cases
     return merged
 
@@ -624,73 +758,106 @@ def _pair(a: dict[str, Any], b: dict[str, Any], key: str, scale: float = 1.0, fm
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    lines = [
+    device_type = results.get("device", "cpu")
+    rows: list[str] = []
+    notes: list[str] = []
+    backends: set[str] = set()
+    quick_rows = 0
+    for rec in _ordered_records(results):
+        rows.append(_table_row(rec))
+        notes += _row_notes(rec)
+        quick_rows += bool(rec.get("quick"))
+        backend = rec.get("fastgp", {}).get(f"backend_{device_type}")
+        if backend:
+            backends.add(backend)
+    lines = _table_header(results) + rows + [""]
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
+    return "\n".join(lines + _table_footer(device_type, backends, quick_rows))
+
+
+def _ordered_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows by family, then in each family's own case order."""
+    cases = results.get("cases", {})
+    return [cases[k] for k in sorted(cases, key=lambda k: (k.split("/")[0], _case_order(results, k)))]
+
+
+def _table_header(results: dict[str, Any]) -> list[str]:
+    gpu = results.get("gpu") or "none"
+    if results.get("device") == "cuda":
+        gpu = f"{gpu} (timed on it, CUDA {results.get('torch_cuda')})"
+    return [
         f"# fastgp benchmarks — `{results.get('machine', '?')}`",
         "",
         f"CPU: {results.get('cpu_model')} · {results.get('cores')} cores · torch threads "
-        f"{results.get('torch_threads')} · GPU: {results.get('gpu') or 'none'} · torch {results.get('torch')} · "
+        f"{results.get('torch_threads')} · GPU: {gpu} · torch {results.get('torch')} · "
         f"Python {results.get('python')} · updated {results.get('updated')}",
         "",
         "| case | shape | fastgp ms | reference ms | compile ms | speed-up vs reference | speed-up vs compile "
         "| ATen ops (fastgp / reference) | intermediate MB (fastgp / reference) | copy-roofline ms | target |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    extra: list[str] = []
-    backends = set()
-    quick_rows = 0
-    for key in sorted(results.get("cases", {}), key=lambda k: (k.split("/")[0], _case_order(results, k))):
-        rec = results["cases"][key]
-        c = rec.get("contenders", {})
-        fast, ref, comp = c.get("fastgp", {}), c.get("reference", {}), c.get("compile", {})
-        target = rec.get("target")
-        if target:
-            shown = "—" if target["ratio"] is None else f"{target['ratio']:.2f}×"
-            target_text = f"≥{target['min_ratio']:g}× vs {target['vs']}: **{target['status']}** ({shown})"
-        else:
-            target_text = ""
-        name = f"{rec['family']}/{rec['name']}" + (" *(quick)*" if rec.get("quick") else "")
-        quick_rows += bool(rec.get("quick"))
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    name,
-                    rec["shape"],
-                    _ms(fast),
-                    _ms(ref),
-                    _ms(comp),
-                    _ratio(rec.get("ratios", {}).get("reference/fastgp")),
-                    _ratio(rec.get("ratios", {}).get("compile/fastgp")),
-                    _pair(fast, ref, "aten_ops", fmt="{:.4g}"),
-                    _pair(fast, ref, "bytes_allocated", scale=1e6, fmt="{:.2f}"),
-                    _ms(rec.get("copy", {}), band=False),
-                    target_text,
-                ]
-            )
-            + " |"
+
+
+def _target_text(rec: dict[str, Any]) -> str:
+    texts = []
+    target = rec.get("target")
+    if target:
+        shown = "—" if target["ratio"] is None else f"{target['ratio']:.2f}×"
+        texts.append(f"≥{target['min_ratio']:g}× vs {target['vs']}: **{target['status']}** ({shown})")
+    bound = rec.get("copy_target")
+    if bound:
+        shown = "—" if bound["ratio"] is None else f"{bound['ratio']:.2f}×"
+        texts.append(f"≤{bound['max_ratio']:g}× copy: **{bound['status']}** ({shown})")
+    return "; ".join(texts)
+
+
+def _table_row(rec: dict[str, Any]) -> str:
+    c = rec.get("contenders", {})
+    fast, ref, comp = c.get("fastgp", {}), c.get("reference", {}), c.get("compile", {})
+    name = f"{rec['family']}/{rec['name']}" + (" *(quick)*" if rec.get("quick") else "")
+    cells = [
+        name,
+        rec["shape"],
+        _ms(fast),
+        _ms(ref),
+        _ms(comp),
+        _ratio(rec.get("ratios", {}).get("reference/fastgp")),
+        _ratio(rec.get("ratios", {}).get("compile/fastgp")),
+        _pair(fast, ref, "aten_ops", fmt="{:.4g}"),
+        _pair(fast, ref, "bytes_allocated", scale=1e6, fmt="{:.2f}"),
+        _ms(rec.get("copy", {}), band=False),
+        _target_text(rec),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _row_notes(rec: dict[str, Any]) -> list[str]:
+    """The row's derived figures, a load warning, and the case's own notes, as bullet lines."""
+    where = f"`{rec['family']}/{rec['name']}` {rec['shape']}"
+    notes = [f"- {where}: {text}" for text in (rec.get("derived") or {}).get("markdown", [])]
+    share = rec.get("other_processes_cpu_share")
+    if share is not None and share > 0.10:
+        notes.append(
+            f"- {where}: ⚠ other processes used "
+            f"{100 * share:.0f}% of the machine's CPU (mean over the kept rounds) while this case was "
+            "timed: absolute times are inflated; the ratios are protected only as far as round-robin "
+            "alternation spreads the load"
         )
-        fg = rec.get("fastgp", {})
-        if fg.get("backend_cpu"):
-            backends.add(fg["backend_cpu"])
-        for text in (rec.get("derived") or {}).get("markdown", []):
-            extra.append(f"- `{rec['family']}/{rec['name']}` {rec['shape']}: {text}")
-        share = rec.get("other_processes_cpu_share")
-        if share is not None and share > 0.10:
-            extra.append(
-                f"- `{rec['family']}/{rec['name']}` {rec['shape']}: ⚠ other processes used "
-                f"{100 * share:.0f}% of the machine's CPU (mean over the kept rounds) while this case was "
-                "timed: absolute times are inflated; the ratios are protected only as far as round-robin "
-                "alternation spreads the load"
-            )
-        for note in rec.get("notes", []):
-            extra.append(f"- `{rec['family']}/{rec['name']}` {rec['shape']}: {note}")
-    lines.append("")
-    if extra:
-        lines += ["Notes:", "", *extra, ""]
-    lines += [
+    notes += [f"- {where}: {note}" for note in rec.get("notes", [])]
+    return notes
+
+
+def _table_footer(device_type: str, backends: set[str], quick_rows: int) -> list[str]:
+    if device_type == "cuda":
+        clock = "CUDA events around each block, the GPU synchronized before it"
+        where = "CUDA"
+    else:
+        clock, where = "`time.perf_counter`", "the CPU"
+    return [
         "Columns: times are the median milliseconds per call over alternating rounds, with the "
         "p20–p80 band in parentheses; all contenders of a case (and its copy roofline) are timed "
-        "round-robin in one process after warm-up (`time.perf_counter`). Speed-up = baseline ms / "
+        f"round-robin in one process after warm-up ({clock}). Speed-up = baseline ms / "
         "fastgp ms. *compile* is `torch.compile` of the reference; where its first call raises, the "
         "cell quotes the exception. *ATen ops*: operator calls (ATen and `torch.ops.fastgp.*`, "
         "forward, backward and optimizer) that reach a `TorchDispatchMode` during one call. "
@@ -701,22 +868,26 @@ def render_markdown(results: dict[str, Any]) -> str:
         "the least, timed in the same loop. *target*: the speed-up the case must reach; a MISSED "
         "target is a finding, reported as measured.",
         "",
-        f"fastgp backend on the CPU: {', '.join(sorted(backends)) or 'unknown'}."
+        f"fastgp backend on {where}: {', '.join(sorted(backends)) or 'unknown'}."
         + (f" Rows marked *(quick)* come from `--quick` (few rounds): smoke-test figures only." if quick_rows else ""),
         "",
     ]
-    return "\n".join(lines)
 
 
 def _case_order(results: dict[str, Any], key: str) -> int:
     return results["cases"][key].get("order", 0)
 
 
-def write_results(out_dir: Path, records: list[dict[str, Any]], replace_families: set[str]) -> tuple[Path, Path]:
+def write_results(
+    out_dir: Path,
+    records: list[dict[str, Any]],
+    replace_families: set[str],
+    device: torch.device | str = "cpu",
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    slug_ = machine_slug()
+    slug_ = machine_slug(device)
     json_path, md_path = out_dir / f"{slug_}.json", out_dir / f"{slug_}.md"
-    results = upsert(load_results(json_path), records, replace_families)
+    results = upsert(load_results(json_path), records, replace_families, device)
     tmp = json_path.with_suffix(".json.tmp")
     with open(tmp, "w") as f:
         json.dump(results, f, indent=1, sort_keys=False)

@@ -1,12 +1,26 @@
 """Batched random translation of images (DiffAugment's ``rand_translation``, K copies per sample in
 one kernel) and a drop-in for DiffAugment's policy function.
 
-Conventions (DESIGN.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
+Conventions (docs/design.md): ``out[b·K + k, c, i, j] = x[b, c, i − dy, j − dx]`` inside the image and the
 padding value outside it — zeros, or for ``reflect`` / ``replicate`` the pixel at the source index
 reflected about the edge (edge not repeated, as ``F.pad(mode="reflect")``) / clamped onto it. A
 positive dx moves content right, a positive dy moves it down. Shifts are integers drawn uniformly
 from [−s, s] per sample and per copy, with s = int(size · ratio + 0.5) computed separately for H
 (dy) and W (dx), as DiffAugment does.
+
+Seed for seed with DiffAugment (mit-han-lab/data-efficient-gans, ``DiffAugment_pytorch.py``): its
+``rand_translation`` draws ``tx`` [B] over the height, then ``ty`` [B] over the width, and returns
+``out[i, j] = x[i + tx, j + ty]``. The random path here makes the same ``torch.randint`` calls in
+the same order, once per random copy, and maps the draws to dy = −tx, dx = −ty, so a seeded
+``translate`` (K = 1) or ``DiffAugment`` returns the original's image bit for bit. Shifts given or
+returned (``shifts=``, ``return_shifts``) are always in the convention above.
+
+Copies: ``order="sample-major"`` (default) puts copy k of sample b in row b·K + k;
+``order="copy-major"`` puts it in row k·B + b, the row order of
+``torch.cat([rand_translation(x) for _ in range(K)])`` — with the same generator state,
+``translate(x, copies=K, order="copy-major")`` returns exactly that tensor, and
+``DiffAugment(x, policy, copies=K, order="copy-major")`` returns exactly
+``torch.cat([DiffAugment(x, policy) for _ in range(K)])`` of the original.
 
 Gradient orders: ``translate`` is linear in x and differentiable to any order, in reverse and in
 forward mode (its jvp translates the tangent, itself differentiable). Its backward is the
@@ -20,10 +34,12 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import image_memory_format
 from .reference.augment import PADDINGS
 
 FAMILY = "augment"
 POLICY_WORDS = ("color", "translation", "cutout")
+ORDERS = ("sample-major", "copy-major")
 
 
 # --------------------------------------------------------------------------------------------
@@ -33,8 +49,7 @@ POLICY_WORDS = ("color", "translation", "cutout")
 
 def _empty_image(like: torch.Tensor, rows: int) -> torch.Tensor:
     """The output the kernels allocate: channels_last when ``like`` is only channels_last, else contiguous."""
-    channels_last = not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = image_memory_format(like)
     return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
@@ -158,6 +173,15 @@ def _check_shifts(shifts, x: torch.Tensor, copies, padding: str) -> torch.Tensor
     return shifts.to(torch.int64).contiguous()
 
 
+def _draw_translation(batch: int, max_shift: tuple[int, int], generator, source) -> torch.Tensor:
+    """One copy's shifts [batch, 2] of (dy, dx): DiffAugment's rand_translation draws (tx over the
+    height, then ty over the width, one ``torch.randint`` call each) mapped to dy = −tx, dx = −ty."""
+    s_y, s_x = max_shift
+    tx = torch.randint(-s_y, s_y + 1, (batch,), generator=generator, device=source)
+    ty = torch.randint(-s_x, s_x + 1, (batch,), generator=generator, device=source)
+    return -torch.stack([tx, ty], dim=-1)
+
+
 def draw_shifts(
     batch: int,
     copies: int,
@@ -166,15 +190,16 @@ def draw_shifts(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Integer shifts [batch, copies, 2] of (dy, dx), uniform in [−s_y, s_y] × [−s_x, s_x]."""
-    s_y, s_x = max_shift
+    """Integer shifts [batch, copies, 2] of (dy, dx), uniform in [−s_y, s_y] × [−s_x, s_x].
+
+    Consumes the generator as ``copies`` calls of DiffAugment's ``rand_translation`` in a row
+    (copy 0's draws first); with ``include_original`` copy 0 is the identity and draws nothing.
+    """
     source = generator.device if generator is not None else torch.device(device)
-    dy = torch.randint(-s_y, s_y + 1, (batch, copies), generator=generator, device=source)
-    dx = torch.randint(-s_x, s_x + 1, (batch, copies), generator=generator, device=source)
-    shifts = torch.stack([dy, dx], dim=-1)
+    drawn = [_draw_translation(batch, max_shift, generator, source) for _ in range(int(include_original), copies)]
     if include_original:
-        shifts[:, 0] = 0
-    return shifts.to(device)
+        drawn.insert(0, torch.zeros(batch, 2, dtype=torch.int64, device=source))
+    return torch.stack(drawn, dim=1).to(device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,6 +218,7 @@ def translate(
     padding: str = "zeros",
     generator: torch.Generator | None = None,
     return_shifts: bool = False,
+    order: str = "sample-major",
 ):
     """K randomly translated copies of every image, in one kernel.
 
@@ -207,16 +233,19 @@ def translate(
         shifts: int tensor [B, K, 2] of (dy, dx) on x's device, replaying a previous draw (for example
             on a paired mask); K then comes from it (``copies`` may be omitted or must equal K).
         padding: "zeros" (DiffAugment), "reflect" or "replicate".
-        generator: a ``torch.Generator`` for the shifts (reproducible draws).
-        return_shifts: also return the shifts [B, K, 2] used.
+        generator: a ``torch.Generator`` for the shifts (reproducible draws). The draws are
+            those of K calls of DiffAugment's ``rand_translation`` (see the module docstring).
+        return_shifts: also return the shifts [B, K, 2] used, (dy, dx) of copy k of sample b.
+        order: ``"sample-major"`` (row b·K + k is copy k of sample b) or ``"copy-major"`` (row
+            k·B + b: the order of ``torch.cat([rand_translation(x) for _ in range(K)])``).
 
     Returns:
-        out [B·K, C, H, W], sample-major (row b·K + k is copy k of sample b); with
-        ``return_shifts``, the pair (out, shifts).
+        out [B·K, C, H, W] in ``order``; with ``return_shifts``, the pair (out, shifts).
     """
     _check_image(x)
     _checks.choice(padding, "padding", PADDINGS)
     _checks.generator(generator)
+    _checks.choice(order, "order", ORDERS)
     if copies is not None:
         copies = _checks.integer(copies, "copies", minimum=1)
     if not isinstance(include_original, bool):
@@ -229,6 +258,8 @@ def translate(
             raise ValueError("shifts replays a draw: include_original, generator and max_shift cannot be given with it")
         shifts = _check_shifts(shifts, x, copies, padding)
     out = _Translate.apply(x, shifts, None, padding)
+    if order == "copy-major":
+        out = _transpose_rows(out, x.shape[0])
     return (out, shifts) if return_shifts else out
 
 
@@ -237,26 +268,28 @@ def translate(
 # --------------------------------------------------------------------------------------------
 
 
-def _rand(x: torch.Tensor, generator) -> torch.Tensor:
-    """One U(0, 1) per sample, [B, 1, 1, 1] in x's dtype."""
+def _uniform(batch: int, x: torch.Tensor, generator) -> torch.Tensor:
+    """One U(0, 1) per sample, [batch, 1, 1, 1], drawn in x's dtype as DiffAugment's colour
+    functions draw it (float64 and float16 draws consume the generator differently from float32)."""
     source = generator.device if generator is not None else x.device
-    return torch.rand(x.shape[0], 1, 1, 1, generator=generator, device=source).to(x.device, x.dtype)
+    return torch.rand(batch, 1, 1, 1, generator=generator, dtype=x.dtype, device=source).to(x.device)
 
 
-def _color(x: torch.Tensor, generator) -> torch.Tensor:
-    x = x + (_rand(x, generator) - 0.5)  # brightness: + U(-0.5, 0.5)
+def _color(x: torch.Tensor, brightness, saturation, contrast) -> torch.Tensor:
+    x = x + (brightness - 0.5)  # brightness: + U(-0.5, 0.5)
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_rand(x, generator) * 2) + mean  # saturation: × U(0, 2) around the channel mean
+    x = (x - mean) * (saturation * 2) + mean  # saturation: × U(0, 2) around the channel mean
     mean = x.mean(dim=[1, 2, 3], keepdim=True)
-    return (x - mean) * (_rand(x, generator) + 0.5) + mean  # contrast: × U(0.5, 1.5) around the image mean
+    return (x - mean) * (contrast + 0.5) + mean  # contrast: × U(0.5, 1.5) around the image mean
 
 
 def cutout_boxes(x: torch.Tensor, ratio: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """DiffAugment's cutout squares as boxes [B, 1, 4] of (top, left, height, width).
 
     The square is int(size·ratio + 0.5) pixels per axis; its centre is uniform in
-    [0, size + (1 − cut % 2)) and it is clipped at the image border (DiffAugment's clamped index
-    grid zeroes exactly the clipped square, which always meets the image).
+    [0, size + (1 − cut % 2)), drawn over the height then over the width as DiffAugment's
+    ``rand_cutout`` (its ``offset_x`` runs over the height), and it is clipped at the image border
+    (DiffAugment's clamped index grid zeroes exactly the clipped square, which always meets the image).
     """
     batch, _, height, width = x.shape
     cut_h, cut_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
@@ -268,19 +301,79 @@ def cutout_boxes(x: torch.Tensor, ratio: float = 0.5, generator: torch.Generator
     return boxes.view(batch, 1, 4).to(x.device)
 
 
+def _policy_steps(words: list[str]) -> list[tuple[str, bool, bool]]:
+    """The policy as steps: ("color", -, -) or ("shift", translate, cutout). A translation and a
+    cutout right after it are one pass of the translate kernel; a cutout alone is a shift by 0."""
+    steps, position = [], 0
+    while position < len(words):
+        if words[position] == "color":
+            steps.append(("color", False, False))
+            position += 1
+            continue
+        translate = words[position] == "translation"
+        position += translate
+        cutout = position < len(words) and words[position] == "cutout"
+        position += cutout
+        steps.append(("shift", translate, cutout))
+    return steps
+
+
+def _draw_policy(steps, x: torch.Tensor, generator) -> list[tuple]:
+    """Every random draw of ONE call of DiffAugment's policy function on x, in its order:
+    per colour step the brightness, saturation and contrast uniforms; per shift step tx, ty
+    (mapped to (dy, dx)) and the cutout offsets."""
+    batch = x.shape[0]
+    source = generator.device if generator is not None else x.device
+    draws = []
+    for kind, translate, cutout in steps:
+        if kind == "color":
+            brightness = _uniform(batch, x, generator)
+            saturation = _uniform(batch, x, generator)
+            draws.append((brightness, saturation, _uniform(batch, x, generator)))
+            continue
+        if translate:
+            shifts = _draw_translation(batch, _max_shifts(x, 0.125, None), generator, source).to(x.device)
+        else:
+            shifts = torch.zeros(batch, 2, dtype=torch.int64, device=x.device)
+        boxes = cutout_boxes(x, 0.5, generator)[:, 0] if cutout else None
+        draws.append((shifts, boxes))
+    return draws
+
+
+def _transpose_rows(out: torch.Tensor, outer: int) -> torch.Tensor:
+    """Rows indexed (a, b) with ``outer`` values of a become rows (b, a); keeps channels_last."""
+    if outer in (1, out.shape[0]):
+        return out
+    channels_last = not out.is_contiguous() and out.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    inner = out.shape[0] // outer
+    return out.unflatten(0, (outer, inner)).transpose(0, 1).flatten(0, 1).contiguous(memory_format=fmt)
+
+
 def DiffAugment(
     x: torch.Tensor,
     policy: str = "color,translation,cutout",
     channels_first: bool = True,
     *,
+    copies: int = 1,
+    order: str = "sample-major",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """A drop-in for DiffAugment's function (Zhao et al., 2020) with the same policy words and
-    random distributions: color (brightness U(−0.5, 0.5), saturation ×U(0, 2), contrast
-    ×U(0.5, 1.5)), translation (ratio 0.125, zero padding) and cutout (ratio 0.5). Translation and a
-    cutout that follows it run as one pass of the translate kernel (the cutout box is zeroed while
-    the translated image is written; the backward skips it). ``channels_first=False`` takes and
-    returns [B, H, W, C] tensors. Differentiable to any order.
+    """A drop-in for DiffAugment's function (Zhao et al., 2020, mit-han-lab/data-efficient-gans
+    ``DiffAugment_pytorch.py``), seed for seed: with the same generator state it makes the same
+    random draws in the same order and returns the same images (and gradients) for every policy
+    and dtype — color (brightness U(−0.5, 0.5), saturation ×U(0, 2), contrast ×U(0.5, 1.5), drawn
+    in x's dtype), translation (ratio 0.125, zero padding) and cutout (ratio 0.5).
+
+    Translation and a cutout that follows it run as one pass of the translate kernel (the cutout
+    box is zeroed while the translated image is written; the backward skips it).
+    ``channels_first=False`` takes and returns [B, H, W, C] tensors. Differentiable to any order.
+
+    ``copies=K`` returns K augmented copies of every image [B·K, ...] whose draws are those of K
+    calls of the original in a row; ``order="copy-major"`` returns exactly the original's
+    ``torch.cat([DiffAugment(x, policy) for _ in range(K)])``, ``"sample-major"`` (default) the
+    same images with row b·K + k holding copy k of sample b. Unlike the original (whose default
+    policy is ``''``), the default policy is ``"color,translation,cutout"``.
     """
     _checks.generator(generator)
     if not isinstance(policy, str):
@@ -289,31 +382,37 @@ def DiffAugment(
     for word in words:
         if word not in POLICY_WORDS:
             raise ValueError(f"policy has an unknown word {word!r}; known words: {', '.join(POLICY_WORDS)}")
+    copies = _checks.integer(copies, "copies", minimum=1)
+    _checks.choice(order, "order", ORDERS)
     _check_image(x)
-    if not words:
+    if not words and copies == 1:
         return x
     if not channels_first:
         x = x.permute(0, 3, 1, 2)
-    position = 0
-    while position < len(words):
-        word = words[position]
-        if word == "color":
-            x = _color(x, generator)
-            position += 1
+    batch = x.shape[0]
+    steps = _policy_steps(words)
+    per_copy = [_draw_policy(steps, x, generator) for _ in range(copies)]
+    # Computed in sample-major rows: the draws of copy k for sample b go to row b·K + k. The
+    # first step with per-copy values expands the B images to B·K rows (the translate kernel
+    # does that itself, writing K copies of each image).
+    for index, (kind, _, _) in enumerate(steps):
+        draws = [copy_draws[index] for copy_draws in per_copy]
+        if kind == "color":
+            factors = [torch.stack(parts, dim=1).flatten(0, 1) for parts in zip(*draws)]
+            if x.shape[0] == batch and copies > 1:
+                x = x.repeat_interleave(copies, dim=0)
+            x = _color(x, *factors)
             continue
-        # translation, cutout, or translation followed by cutout: one pass of the translate
-        # kernel (a cutout alone is a translation by 0 with a box). The random draws happen in
-        # DiffAugment's order (dy, dx, then the cutout offsets).
-        if word == "translation":
-            shifts = draw_shifts(x.shape[0], 1, _max_shifts(x, 0.125, None), False, generator, x.device)
-            position += 1
-        else:
-            shifts = torch.zeros(x.shape[0], 1, 2, dtype=torch.int64, device=x.device)
-        boxes = None
-        if position < len(words) and words[position] == "cutout":
-            boxes = cutout_boxes(x, 0.5, generator)
-            position += 1
+        shifts = torch.stack([d[0] for d in draws], dim=1)  # [B, K, 2]
+        boxes = None if draws[0][1] is None else torch.stack([d[1] for d in draws], dim=1)  # [B, K, 4]
+        if x.shape[0] != batch or copies == 1:
+            shifts = shifts.reshape(-1, 1, 2)
+            boxes = None if boxes is None else boxes.reshape(-1, 1, 4)
         x = _Translate.apply(x, shifts, boxes, "zeros")
+    if x.shape[0] == batch and copies > 1:  # an empty policy
+        x = x.repeat_interleave(copies, dim=0)
+    if order == "copy-major":
+        x = _transpose_rows(x, batch)
     if not channels_first:
         x = x.permute(0, 2, 3, 1)
     return x.contiguous()

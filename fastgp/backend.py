@@ -1,27 +1,37 @@
 """The one place that decides which implementation of an op runs.
 
-Three backends provide every op family under the same function names:
+Three backends implement every op of ``OPS`` (op name -> family) with the signature of its
+schema in ``csrc/ops.cpp``; ``PROVIDERS`` says where each backend keeps them:
 
-``extension``  ``torch.ops.fastgp.*``: the C++ CPU kernels and the CUDA kernels of ``fastgp._C``;
-``triton``     ``fastgp.triton.<family>``: Triton kernels (CUDA tensors; CPU tensors only under
+``extension``  ``torch.ops.fastgp.<op>``: the C++ CPU kernels and the CUDA kernels of ``fastgp._C``;
+``triton``     ``fastgp.triton.<family>.<op>``: Triton kernels (CUDA tensors; CPU tensors only under
                the Triton interpreter, ``TRITON_INTERPRET=1``);
-``reference``  ``fastgp.reference.<family>``: pure PyTorch, always available.
+``reference``  ``fastgp.reference.<family>.<op>``: pure PyTorch, always available.
+
+``tests/test_contract.py`` checks these two tables against the registered schemas: every backend
+implements every op, with the schema's argument names.
 
 ``auto`` (the default) picks, per call and per device, the first available of
 ``extension → triton → reference`` on CUDA and ``extension → reference`` on the CPU. A choice is
 forced with ``fastgp.set_backend(name)``, the ``fastgp.use_backend(name)`` context manager, or the
 ``FASTGP_BACKEND`` environment variable; forcing a backend that cannot run on a tensor's device
 raises an error that says why.
+
+Dispatch runs inside ``torch.compile``d code on every supported torch: the choice is kept in plain
+module and thread-local state (torch 2.11's Dynamo cannot trace ``ContextVar.get``), and
+providers are found through ``sys.modules`` after their first load (Dynamo does not trace
+``importlib``). A first call that would load Triton happens in eager code, or earlier:
+``set_backend("triton")`` / ``use_backend("triton")`` load it when they are called.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib
 import os
 import platform
 import sys
+import threading
 import warnings
 from types import ModuleType
 
@@ -31,7 +41,35 @@ BACKENDS = ("extension", "triton", "reference")
 _AUTO_ORDER = {"cuda": ("extension", "triton", "reference"), "cpu": ("extension", "reference")}
 _ENV_VAR = "FASTGP_BACKEND"
 
-_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastgp_backend", default=None)
+# The one table of fastgp's ops: op name -> family (the schemas are in csrc/ops.cpp).
+OPS = {
+    "interpolate": "penalty",
+    "interpolate_random": "penalty",
+    "grad_norm_penalty_forward": "penalty",
+    "grad_norm_penalty_backward": "penalty",
+    "grad_norm_penalty_sum": "penalty",
+    "spectral_power_iteration": "spectral",
+    "spectral_power_iteration_grouped": "spectral",
+    "translate": "augment",
+    "translate_backward": "augment",
+    "far_select": "select",
+    "far_batch": "select",
+    "pixelwise_combine": "combine",
+    "nearest_distance": "correction",
+}
+FAMILIES = tuple(dict.fromkeys(OPS.values()))
+
+# Backend -> where it keeps a family's ops: an object whose attribute <op> is the implementation
+# (the extension's ops of every family live in the one namespace torch.ops.fastgp).
+PROVIDERS = {
+    "extension": "torch.ops.fastgp",
+    "triton": "fastgp.triton.{family}",
+    "reference": "fastgp.reference.{family}",
+}
+
+# The requested backend. The context manager's choice is per thread (a threading.local, which
+# Dynamo traces and guards on, unlike a ContextVar), set_backend's is global.
+_thread_state = threading.local()
 _global_choice: str | None = None
 
 
@@ -70,11 +108,18 @@ def _load_extension() -> bool:
     return _extension_loaded
 
 
+_extension_cuda: bool | None = None
+
+
 def extension_has_cuda() -> bool:
-    """Whether ``fastgp._C`` was built with its CUDA kernels."""
-    return _load_extension() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "fastgp::interpolate", "CUDA"
-    )
+    """Whether ``fastgp._C`` was built with its CUDA kernels (asked once: Dynamo cannot trace the
+    dispatcher query, and the answer does not change once the library is loaded)."""
+    global _extension_cuda
+    if _extension_cuda is None:
+        _extension_cuda = _load_extension() and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "fastgp::interpolate", "CUDA"
+        )
+    return _extension_cuda
 
 
 def _triton_interpreted() -> bool:
@@ -106,7 +151,8 @@ def unavailable_reason(name: str, device_type: str) -> str | None:
             return _extension_error
         if device_type == "cuda":
             if not extension_has_cuda():
-                return "fastgp._C was built without CUDA kernels (CPU-only torch or no CUDA toolkit)"
+                return ("fastgp._C was built without CUDA kernels (no GPU visible at build time, a CPU-only torch or "
+                        "no CUDA toolkit; FASTGP_BUILD_CUDA=1 builds them)")
             if not torch.cuda.is_available():
                 return "no GPU visible"
         return None
@@ -134,25 +180,40 @@ def _validate(name: str | None, where: str) -> str | None:
     return name
 
 
+def _preload(name: str | None) -> None:
+    """Load a forced Python backend's family modules now, in eager code, so that compiled code
+    calling its ops finds them in sys.modules (only where the backend can run at all)."""
+    if name == "triton" and (torch.cuda.is_available() or _triton_interpreted()) and _check_triton() is None:
+        for family in FAMILIES:
+            provider(name, family)
+
+
 def set_backend(name: str | None) -> None:
     """Force a backend for every later call (``"auto"`` or ``None`` restores automatic choice)."""
     global _global_choice
     _global_choice = _validate(name, "backend")
+    _preload(_global_choice)
 
 
 @contextlib.contextmanager
 def use_backend(name: str | None):
-    """Context manager forcing a backend inside the ``with`` block (``"auto"`` inside a forced one)."""
-    token = _override.set(_validate(name, "backend") or "auto")
+    """Context manager forcing a backend inside the ``with`` block (``"auto"`` inside a forced one).
+
+    Nested blocks restore the outer choice on exit, also when the block raises; the choice holds
+    for the calling thread only (other threads keep theirs, or set_backend's)."""
+    choice = _validate(name, "backend")
+    _preload(choice)
+    previous = getattr(_thread_state, "choice", None)
+    _thread_state.choice = choice or "auto"
     try:
         yield
     finally:
-        _override.reset(token)
+        _thread_state.choice = previous
 
 
 def get_backend() -> str:
     """The requested backend: the context manager's, else set_backend's, else FASTGP_BACKEND, else auto."""
-    context = _override.get()
+    context = getattr(_thread_state, "choice", None)
     if context is not None:
         return context
     if _global_choice is not None:
@@ -177,12 +238,35 @@ def resolve(device: torch.device | str) -> str:
     return "reference"
 
 
+_providers: dict[tuple[str, str], object] = {}
+
+
+def provider(name: str, family: str):
+    """The object whose attributes are backend ``name``'s ops of ``family`` (see ``PROVIDERS``)."""
+    found = _providers.get((name, family))
+    if found is None:
+        if name not in PROVIDERS or family not in FAMILIES:
+            raise ValueError(f"unknown backend {name!r} or family {family!r}")
+        if name == "extension":
+            found = torch.ops.fastgp
+        else:
+            qualname = PROVIDERS[name].format(family=family)
+            # sys.modules first: Dynamo traces a dict lookup, not importlib.
+            found = sys.modules.get(qualname) or importlib.import_module(qualname)
+        _providers[(name, family)] = found
+    return found
+
+
+def implementation(name: str, op: str):
+    """Backend ``name``'s implementation of ``op`` (a name of ``OPS``)."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}: fastgp's ops are {sorted(OPS)}")
+    return getattr(provider(name, OPS[op]), op)
+
+
 def kernels(family: str, device: torch.device | str) -> ModuleType:
     """The module-like object providing ``family``'s raw kernels for ``device``."""
-    name = resolve(device)
-    if name == "extension":
-        return torch.ops.fastgp
-    return importlib.import_module(f"fastgp.{name}.{family}")
+    return provider(resolve(device), family)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,6 +317,15 @@ def info(file=None) -> str:
         f"requested backend: {data['requested']}"
         + (f" (from {_ENV_VAR})" if os.environ.get(_ENV_VAR) else ""),
     ]
+    if data["gpu_count"] and not data["extension_cuda_kernels"]:
+        # The usual cause: fastgp was installed where no GPU was visible (a login node, a build
+        # machine), so only the CPU kernels were compiled. CUDA tensors still run (Triton, else
+        # the reference), but the fused CUDA kernels are one rebuild away.
+        serves = "Triton serves CUDA tensors" if data["triton"] else "the pure-PyTorch reference serves CUDA tensors"
+        lines.append(
+            f"note: a GPU is visible but fastgp._C has no CUDA kernels ({serves}); to build them, "
+            "reinstall from the source folder with: FASTGP_BUILD_CUDA=1 pip install --no-build-isolation -e ."
+        )
     for device_type, backends in data["devices"].items():
         lines.append(f"{device_type}:")
         for name, reason in backends.items():

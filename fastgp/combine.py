@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import image_memory_format
 from .reference.combine import MODES
-from .reference.select import rows_format
 
 FAMILY = "combine"
 
@@ -44,7 +44,7 @@ def _register_fake_kernels() -> None:
 
     @torch.library.register_fake("fastgp::pixelwise_combine")
     def _(x, pairs, mode, threshold):
-        return x.new_empty((pairs.shape[0], *x.shape[1:])).contiguous(memory_format=rows_format(x))
+        return x.new_empty((pairs.shape[0], *x.shape[1:])).contiguous(memory_format=image_memory_format(x))
 
 
 _register_fake_kernels()

@@ -6,8 +6,12 @@ whose normalized distance is below a threshold (0.1) by less realistic ones.
 
 Distances: for sample a and bank row b, d² = max(0, ‖a‖² + ‖b‖² − 2a·b), computed in float32
 (float64 for float64 input) with the dot products from the BLAS, the bank visited in chunks so
-that no [B, N] distance matrix is ever held (memory O(B·chunk)). The nearest row is the lowest
-index on ties; a NaN distance propagates (distance NaN, index of the first NaN). The normalized
+that no [B, N] distance matrix is ever held (memory O(B·chunk)). Ties: the returned row attains
+the minimum distance up to floating-point rounding; among distances that come out exactly equal in
+the kernel's own arithmetic the lowest index wins, but rows whose distances differ only by rounding
+(two identical bank rows whose dot products a BLAS rounds differently, or another backend's
+summation order) may come back either way: callers must not rely on which of two such rows is
+chosen. A NaN distance propagates (distance NaN, index of the first NaN). The normalized
 distance is the root-mean-square per-element distance divided by ``value_range``:
 sqrt(d² / D) / value_range, in [0, 1] for samples inside a range of width ``value_range``.
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
+from ._layout import accumulation_dtype
 
 FAMILY = "correction"
 
@@ -37,9 +42,8 @@ def _register_fake_kernels() -> None:
 
     @torch.library.register_fake("fastgp::nearest_distance")
     def _(samples, bank, chunk):
-        acc = torch.float64 if samples.dtype == torch.float64 else torch.float32
         b = samples.shape[0]
-        return samples.new_empty((b,), dtype=acc), samples.new_empty((b,), dtype=torch.int64)
+        return samples.new_empty((b,), dtype=accumulation_dtype(samples.dtype)), samples.new_empty((b,), dtype=torch.int64)
 
 
 _register_fake_kernels()
@@ -66,7 +70,9 @@ def nearest_distance(
         value_range: the width of the data range (2 for images in [−1, 1]).
         chunk: bank rows per chunk (default: about 262144 / B, within [256, 8192]).
 
-    The distance is float32 for float16/bfloat16/float32 input and float64 for float64.
+    The distance is float32 for float16/bfloat16/float32 input and float64 for float64. The index
+    is that of a row at the returned distance (up to rounding); among rows within rounding of
+    each other, which one is returned depends on the backend and the BLAS (see the module notes).
     """
     return _nearest_distance(samples, bank, normalized, value_range, chunk, "samples")
 

@@ -26,6 +26,7 @@ import warnings
 import torch
 
 from . import _checks
+from ._layout import accumulation_dtype
 
 __all__ = ["DISTRIBUTIONS", "METHODS", "SIDES", "gradient_direction", "jacobian_norm", "loss_lipschitz"]
 
@@ -52,8 +53,8 @@ def _forward_mode():
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
-    """float32 for reduced-precision tensors, else unchanged."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    """``t`` in the accumulation dtype (float32 for reduced precision, else unchanged)."""
+    return t.to(accumulation_dtype(t.dtype))
 
 
 def _callable(value, name: str) -> None:
@@ -196,7 +197,7 @@ def jacobian_norm(
     with torch.enable_grad():
         out = _per_sample_output(f, probe, "f")
     out_numel, in_numel = out[0].numel(), x[0].numel()
-    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    acc = accumulation_dtype(x.dtype)
 
     if method == "exact" and out_numel == 1:
         # One value per sample (a discriminator): J_i is the gradient row, all B of them from one

@@ -1,20 +1,27 @@
 """Gradient penalties: fused interpolation, the fused gradient-norm penalty head, and the
 double-backprop penalties built from them (WGAN-GP, 0-GP, R1, R2, LP, max-GP, DRAGAN).
 
-Conventions (see DESIGN.md): with g_i = ∂ sum(D(x)) / ∂x_i and ‖·‖ the L2 norm over all non-batch
+Conventions (see docs/design.md): with g_i = ∂ sum(D(x)) / ∂x_i and ‖·‖ the L2 norm over all non-batch
 dimensions of sample i,
 
-=========  ===========================================  =================================
+=========  ===========================================  ==========================================
 kind       penalty (before ``weight``)                   evaluated at
-=========  ===========================================  =================================
-wgan-gp    mean_i (‖g_i‖ − 1)²                           α·real + (1−α)·fake, α ~ U(0,1)
+=========  ===========================================  ==========================================
+wgan-gp    mean_i (‖g_i‖ − 1)²                           α·real + (1−α)·fake, α ~ U(0,1) per sample
 zero-gp    mean_i ‖g_i‖²                                 the same interpolates
 r1         mean_i ‖g_i‖²                                 real
 r2         mean_i ‖g_i‖²                                 fake
 lp         mean_i max(0, ‖g_i‖ − 1)²                     interpolates
 max-gp     max_i ‖g_i‖²                                  interpolates
-dragan     mean_i (‖g_i‖ − 1)²                           real + 0.5·std(real)·U(0,1)
-=========  ===========================================  =================================
+dragan     mean_i (‖g_i‖ − 1)²                           x + α·(x_p − x), x_p = x + 0.5·std(x)·U(0,1)
+=========  ===========================================  ==========================================
+
+The random points are drawn as the authors' code draws them, so that with the same generator
+state ``gradient_penalty`` evaluates D where the hand-written code does: α is one
+``torch.rand(B)`` (float32) from ``generator`` or the device's default generator; DRAGAN first
+draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalty.dragan_points``;
+the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
+penalty-kinds table (repository and file of each original).
 
 A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
 g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
@@ -35,8 +42,8 @@ from torch import nn as _nn
 from torch.overrides import TorchFunctionMode as _TorchFunctionMode
 
 from . import _checks, backend
-from ._layout import empty_kernel_output
-from .reference.penalty import _penalty_coefficient, _per_sample, dragan_perturb
+from ._layout import accumulation_dtype, empty_kernel_output
+from .reference.penalty import _penalty_coefficient, _per_sample, dragan_points, draw_alpha
 
 FAMILY = "penalty"
 REDUCTIONS = ("mean", "sum", "none", "max")
@@ -73,8 +80,7 @@ def _register_fake_kernels() -> None:
         return
 
     def acc_empty(like: torch.Tensor) -> torch.Tensor:
-        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-        return like.new_empty((like.shape[0],), dtype=dtype)
+        return like.new_empty((like.shape[0],), dtype=accumulation_dtype(like.dtype))
 
     @torch.library.register_fake("fastgp::interpolate")
     def _(real, fake, alpha):
@@ -147,105 +153,72 @@ class _InterpolateRandom(torch.autograd.Function):
         return grad_real, grad_fake, None
 
 
-# The compiled ops carry their own autograd in C++ (csrc/autograd/penalty.cpp). The Functions
-# below give the Python backends (Triton, reference) the same formulas.
+# The penalty head has ONE hand-derived second derivative: the C++ autograd of the extension's
+# ops (csrc/autograd/penalty.cpp), which keeps a penalty's forward + backward out of Python (at
+# GAN shapes that call overhead is as large as the fused kernels themselves). The Python backends
+# (Triton, reference) have no second copy of that formula. They share the Function below, whose
+# backward
+#   * in a plain backward (grad mode off: the first-order backward of every gradient penalty)
+#     launches the backend's fused ``grad_norm_penalty_backward`` kernel;
+#   * under create_graph (grad mode on: a second derivative is wanted) is the reference's
+#     first-derivative formula grad · grad_penalty · coef(‖grad‖) in differentiable torch ops, the
+#     norm recomputed from grad, and autograd derives every higher order from it.
+# Why not register the Triton kernels as the CUDA kernels of the same ``fastgp::`` ops so that the
+# C++ autograd serves them? It would cover one configuration only (an extension built without CUDA
+# kernels): Triton forced beside a CUDA-built extension, Triton under the interpreter (CPU tensors,
+# whose key the extension's CPU kernels hold) and a missing extension (no ``fastgp::`` schemas at
+# all) would still need this Function. See docs/design.md, "Autograd".
 
 
 def _head_per_sample(grad: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
     """The differentiable per-sample penalty [B] of ``grad`` on the selected backend."""
     kernels = backend.kernels(FAMILY, grad.device)
-    if kernels is torch.ops.fastgp:
+    if kernels is torch.ops.fastgp:  # the registered op, with its autograd in C++
         return kernels.grad_norm_penalty_forward(grad, center, one_sided)[0]
-    return _GradNormPenalty.apply(grad, center, one_sided)[0]
+    return _GradNormPenalty.apply(grad, center, one_sided, None, kernels)
+
+
+def _head_backward_in_torch_ops(grad_penalty, grad, center: float, one_sided: bool) -> torch.Tensor:
+    """grad_in = grad · grad_penalty · coef(‖grad‖) in differentiable torch ops of grad_penalty and grad.
+
+    The norm is recomputed from grad (not the saved, non-differentiable one), so that
+    differentiating this expression again is exact: autograd derives the second derivative (and
+    every higher one) from it.
+    """
+    acc = accumulation_dtype(grad.dtype)
+    g = grad.to(acc)
+    norm = torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+    scale = grad_penalty.to(acc) * _penalty_coefficient(norm, center, one_sided)
+    return (g * _per_sample(scale, g.dim())).to(grad.dtype)
 
 
 class _GradNormPenalty(torch.autograd.Function):
-    """Per-sample penalty [B] of a gradient; its backward is the fused backward kernel as an op."""
+    """The penalty head on a Python backend's kernels: per-sample penalties [B] (``scale`` None), or
+    ``scale`` · their sum in ONE autograd node (1/B for the mean, 1 for the sum: the twin of the op
+    ``grad_norm_penalty_sum``; a separate ``mean`` node would add an expand and a division before
+    the fused backward, as costly as the kernels at small shapes)."""
 
     @staticmethod
-    def forward(ctx, grad, center, one_sided):
-        kernels = backend.kernels(FAMILY, grad.device)
-        penalty, norm = kernels.grad_norm_penalty_forward(grad, center, one_sided)
-        ctx.mark_non_differentiable(norm)
-        ctx.save_for_backward(grad, norm)
-        ctx.center, ctx.one_sided, ctx.kernels = center, one_sided, kernels
-        return penalty, norm
-
-    @staticmethod
-    def backward(ctx, grad_penalty, _grad_norm):
-        grad, norm = ctx.saved_tensors
-        if not torch.is_grad_enabled():
-            # A first-order backward (create_graph=False) records no graph: call the kernel
-            # directly and skip the second Function's overhead.
-            grad_in = ctx.kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, ctx.center, ctx.one_sided)
-        else:
-            grad_in = _GradNormPenaltyBackward.apply(grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels)
-        return grad_in, None, None
-
-
-class _GradNormPenaltyMean(torch.autograd.Function):
-    """The penalty head reduced to a scalar (``scale`` · sum over samples: 1/B for the mean, 1 for
-    the sum) in ONE autograd node (the Python twin of the op ``grad_norm_penalty_sum``).
-
-    A separate ``mean`` would add a second node and, in backward, an expand and a division before
-    the fused kernel; at small shapes those nodes cost as much as the kernels themselves.
-    """
-
-    @staticmethod
-    def forward(ctx, grad, center, one_sided, scale):
-        kernels = backend.kernels(FAMILY, grad.device)
+    def forward(ctx, grad, center, one_sided, scale, kernels):
         penalty, norm = kernels.grad_norm_penalty_forward(grad, center, one_sided)
         ctx.save_for_backward(grad, norm)
         ctx.center, ctx.one_sided, ctx.scale, ctx.kernels = center, one_sided, scale, kernels
-        return penalty.sum() * scale
+        return penalty if scale is None else penalty.sum() * scale
 
     @staticmethod
     def backward(ctx, grad_out):
         grad, norm = ctx.saved_tensors
-        # d(scale · Σ_b p_b)/d p_b = scale for every sample: a stride-0 [B] view, no copy. The
-        # backward kernel reads grad_penalty through its strides.
-        grad_penalty = (grad_out * ctx.scale).expand(grad.shape[0])
-        if not torch.is_grad_enabled():
-            grad_in = ctx.kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, ctx.center, ctx.one_sided)
+        if ctx.scale is None:
+            grad_penalty = grad_out
         else:
-            grad_in = _GradNormPenaltyBackward.apply(grad_penalty, grad, norm, ctx.center, ctx.one_sided, ctx.kernels)
-        return grad_in, None, None, None
-
-
-class _GradNormPenaltyBackward(torch.autograd.Function):
-    """grad_in = grad · grad_penalty · coef(‖grad‖), differentiable in grad_penalty and grad."""
-
-    @staticmethod
-    def forward(ctx, grad_penalty, grad, norm, center, one_sided, kernels):
-        ctx.save_for_backward(grad_penalty, grad)
-        ctx.center, ctx.one_sided = center, one_sided
-        return kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, center, one_sided)
-
-    @staticmethod
-    def backward(ctx, grad_grad_in):
-        grad_penalty, grad = ctx.saved_tensors
-        center, one_sided = ctx.center, ctx.one_sided
-        acc = grad_penalty.dtype
-        batch = grad.shape[0]
-        g = grad.to(acc)
-        gg = grad_grad_in.to(acc)
-        # The norm is recomputed in torch ops so that this formula is an explicit function of
-        # grad and differentiating it again stays exact.
-        norm = torch.linalg.vector_norm(g.reshape(batch, -1), dim=1)
-        coef = _penalty_coefficient(norm, center, one_sided)
-        dot = (gg * g).reshape(batch, -1).sum(dim=1)
-        d_grad_penalty = dot * coef if ctx.needs_input_grad[0] else None
-        d_grad = None
-        if ctx.needs_input_grad[1]:
-            d_grad = gg * _per_sample(grad_penalty * coef, gg.dim())
-            if center != 0:
-                # coef(n) = 2 − 2c/n, so d coef / d g = (2c / n²) · g / n where the penalty is active.
-                active = norm > center if one_sided else norm > 0
-                safe_norm = torch.where(norm > 0, norm, torch.ones_like(norm))
-                extra = torch.where(active, 2 * center * grad_penalty * dot / safe_norm**3, torch.zeros_like(norm))
-                d_grad = d_grad + g * _per_sample(extra, g.dim())
-            d_grad = d_grad.to(grad.dtype)
-        return d_grad_penalty, d_grad, None, None, None, None
+            # d(scale · Σ_b p_b)/d p_b = scale for every sample: a stride-0 [B] view, no copy. The
+            # backward kernel reads grad_penalty through its strides.
+            grad_penalty = (grad_out * ctx.scale).expand(grad.shape[0])
+        if torch.is_grad_enabled():  # create_graph: a graph autograd can differentiate again
+            grad_in = _head_backward_in_torch_ops(grad_penalty, grad, ctx.center, ctx.one_sided)
+        else:
+            grad_in = ctx.kernels.grad_norm_penalty_backward(grad_penalty, grad, norm, ctx.center, ctx.one_sided)
+        return grad_in, None, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,11 +322,12 @@ def grad_norm_penalty(
     _checks.batch(grad, "grad")
     center, one_sided = _check_grad_norm_args(center, one_sided, reduction)
     if reduction in ("mean", "sum"):
+        # scale · Σ_b penalty_b in one autograd node (inline: this is the hot path of every GP step).
         scale = 1.0 / grad.shape[0] if reduction == "mean" else 1.0
         kernels = backend.kernels(FAMILY, grad.device)
-        if kernels is torch.ops.fastgp:
+        if kernels is torch.ops.fastgp:  # the registered op, with its autograd in C++
             return kernels.grad_norm_penalty_sum(grad, center, one_sided, scale)
-        return _GradNormPenaltyMean.apply(grad, center, one_sided, scale)
+        return _GradNormPenalty.apply(grad, center, one_sided, scale, kernels)
     return _reduce(_head_per_sample(grad, center, one_sided), reduction)
 
 
@@ -480,10 +454,14 @@ def gradient_penalty(
         raise ValueError(f"alpha applies only to the interpolating kinds, not to kind={kind!r}")
 
     with torch.no_grad():
-        if spec.point == "interpolate":
-            x = interpolate(real, fake, alpha=alpha, generator=None if alpha is not None else generator)
+        if spec.point == "interpolate" and alpha is None:
+            # The authors' draw (torch.rand(B), float32), then the fused interpolation kernel.
+            drawn = draw_alpha(real, generator).to(real.dtype)
+            x = backend.kernels(FAMILY, real.device).interpolate(real, fake, drawn)
+        elif spec.point == "interpolate":
+            x = interpolate(real, fake, alpha=alpha)
         elif spec.point == "perturb":
-            x = dragan_perturb(real, generator)
+            x = dragan_points(real, generator)
         else:
             x = real if spec.point == "real" else fake
     x = x.detach().requires_grad_(True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, backend
-from .reference.select import rows_format
+from ._layout import image_memory_format
 
 FAMILY = "select"
 _MAX_GLOBAL_RANK = 8
@@ -35,7 +35,7 @@ __all__ = ["FakeAsReal", "far_batch", "far_select", "far_select_global"]
 
 
 def _empty_rows(like: torch.Tensor, rows: int) -> torch.Tensor:
-    return like.new_empty((rows, *like.shape[1:])).contiguous(memory_format=rows_format(like))
+    return like.new_empty((rows, *like.shape[1:])).contiguous(memory_format=image_memory_format(like))
 
 
 def _register_fake_kernels() -> None:
@@ -243,7 +243,7 @@ def far_select_global(logits: torch.Tensor, candidates: torch.Tensor, k: int, gr
     dist.all_gather(received, send, group=group)
     share = torch.arange(rank * k, (rank + 1) * k, device=order.device)
     stacked = torch.stack(received)  # [W, W·k, ...]
-    selected = stacked[owner[share], share].contiguous(memory_format=rows_format(candidates))
+    selected = stacked[owner[share], share].contiguous(memory_format=image_memory_format(candidates))
     return selected, order[share]
 
 

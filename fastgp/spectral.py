@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks, backend
+from ._layout import accumulation_dtype
 
 FAMILY = "spectral"
 
@@ -33,21 +34,17 @@ FAMILY = "spectral"
 # --------------------------------------------------------------------------------------------
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _register_fake_kernels() -> None:
     if not backend._load_extension():
         return
 
     @torch.library.register_fake("fastgp::spectral_power_iteration")
     def _(weight, u, v, n_iterations, eps):
-        return weight.new_empty((), dtype=_acc_dtype(weight.dtype))
+        return weight.new_empty((), dtype=accumulation_dtype(weight.dtype))
 
     @torch.library.register_fake("fastgp::spectral_power_iteration_grouped")
     def _(weights, us, vs, n_iterations, eps):
-        dtype = _acc_dtype(weights[0].dtype) if len(weights) else torch.float32
+        dtype = accumulation_dtype(weights[0].dtype) if len(weights) else torch.float32
         device = weights[0].device if len(weights) else "cpu"
         return torch.empty((len(weights),), dtype=dtype, device=device)
 
@@ -190,7 +187,7 @@ class _DivideBySigma(torch.autograd.Function):
             sigma = torch.vdot(u, torch.mv(weight_to_matrix(weight, dim), v))
             rank_one = matrix_to_weight(torch.outer(u, v), weight.shape, dim)
             return grad / sigma - ((grad * weight).sum() / sigma.square()) * rank_one, None, None, None, None
-        acc = _acc_dtype(weight.dtype)
+        acc = accumulation_dtype(weight.dtype)
         # reshape(-1) follows logical order, so the dot is right whatever the two layouts are.
         dot = torch.vdot(grad.reshape(-1).to(acc), weight.reshape(-1).to(acc))
         scaled_v = v * (-dot / sigma.to(acc).square()).to(v.dtype)
@@ -218,6 +215,28 @@ def spectral_normalize(
     (the once-per-step mode) is used as σ's value instead of running the kernel at all. 1-D weights
     are simply normalized.
     """
+    _checks.floating(weight, "weight")
+    if weight.dim() < 1:
+        raise ValueError("weight must have at least one dimension, got a 0-d tensor")
+    dim = _checks.integer(dim, "dim")
+    if not -weight.dim() <= dim < weight.dim():
+        raise ValueError(f"dim must be in [{-weight.dim()}, {weight.dim() - 1}] for a {weight.dim()}-d weight, got {dim}")
+    eps = check_eps(eps)
+    if weight.dim() == 1:
+        return F.normalize(weight, dim=0, eps=eps)
+    dim = dim % weight.dim()
+    _check_triplet(weight_to_matrix(weight, dim), u, v)
+    n_power_iterations = check_n_power_iterations(n_power_iterations)
+    if sigma is not None:
+        _checks.tensor(sigma, "sigma")
+        if sigma.numel() != 1:
+            raise ValueError(f"sigma must hold one value, got shape {list(sigma.shape)}")
+    return normalize_unchecked(weight, u, v, dim, n_power_iterations, eps, sigma)
+
+
+def normalize_unchecked(weight, u, v, dim: int, n_power_iterations: int, eps: float, sigma=None) -> torch.Tensor:
+    """``spectral_normalize`` without its argument checks, for the nn layer, which checked its
+    arguments when it was built and owns u and v (a per-forward check would cost ~15% of a call)."""
     if weight.dim() == 1:
         return F.normalize(weight, dim=0, eps=eps)
     if sigma is None:

@@ -6,18 +6,27 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import backend_name  # noqa: E402,F401  (fixture shared by every test module)
+# Fixtures shared by every test module (see helpers.py): the device x backend cases.
+from helpers import backend_case, backend_name, device, kernel_backend, on_device, parametrize_backends  # noqa: E402,F401
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on a CUDA device (skipped, with the reason, where none is visible)")
+
+
+def pytest_generate_tests(metafunc):
+    parametrize_backends(metafunc)
 
 # The Triton tests need TRITON_INTERPRET=1 set before triton kernels are imported, so they run
-# in their own pytest process: `TRITON_INTERPRET=1 python -m pytest tests/triton`.
+# in their own pytest process: `TRITON_INTERPRET=1 python -m pytest tests/triton_kernels`.
 # On a machine with a GPU they run in the main process too.
 _TRITON_HERE = os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
-collect_ignore = [] if _TRITON_HERE else ["triton"]
+collect_ignore = [] if _TRITON_HERE else ["triton_kernels"]
 
 
 def pytest_report_header(config):
     if not _TRITON_HERE:
-        return "tests/triton not collected: run them with TRITON_INTERPRET=1 python -m pytest tests/triton"
+        return "tests/triton_kernels not collected: run them with TRITON_INTERPRET=1 python -m pytest tests/triton_kernels"
     return None
 
 

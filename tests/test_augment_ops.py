@@ -1,37 +1,38 @@
-"""The raw kernels of the augment family (translate, translate_backward), every CPU backend
-against the pure-PyTorch reference, plus the compiled ops' schema / fake kernels / torch.compile."""
+"""The raw kernels of the augment family (translate, translate_backward) on every device: each fused
+backend against the pure-PyTorch reference, the reference against a per-pixel loop, plus the compiled
+ops' schema / fake kernels / torch.compile."""
 
 import pytest
 import torch
 
 from fastgp import backend
 from fastgp.reference import augment as ref
-from helpers import DTYPES, LAYOUTS, make, tolerances
+from helpers import DTYPES, LAYOUTS, devices, make, tolerances, translate_oracle
 
 PADDINGS = ("zeros", "reflect", "replicate")
 SHAPES = [(3, 2, 5, 7), (2, 3, 1, 1), (1, 4, 3, 2), (2, 1, 6, 4)]
 
 
-def kernels():
-    return backend.kernels("augment", "cpu")
+def kernels(device):
+    return backend.kernels("augment", device)
 
 
-def random_shifts(batch, copies, height, width, padding, seed=0):
+def random_shifts(batch, copies, height, width, padding, seed=0, device="cpu"):
     """Shifts covering both signs, zero and (except for reflect) shifts larger than the image."""
     gen = torch.Generator().manual_seed(seed)
     lim_y, lim_x = (height - 1, width - 1) if padding == "reflect" else (height + 1, width + 1)
     dy = torch.randint(-lim_y, lim_y + 1, (batch, copies), generator=gen)
     dx = torch.randint(-lim_x, lim_x + 1, (batch, copies), generator=gen)
-    return torch.stack([dy, dx], dim=-1)
+    return torch.stack([dy, dx], dim=-1).to(device)
 
 
-def random_boxes(batch, copies, height, width, seed=0):
+def random_boxes(batch, copies, height, width, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     top = torch.randint(-2, height + 1, (batch, copies), generator=gen)
     left = torch.randint(-2, width + 1, (batch, copies), generator=gen)
     size_h = torch.randint(0, height + 2, (batch, copies), generator=gen)
     size_w = torch.randint(0, width + 2, (batch, copies), generator=gen)
-    return torch.stack([top, left, size_h, size_w], dim=-1)
+    return torch.stack([top, left, size_h, size_w], dim=-1).to(device)
 
 
 def assert_layout(out, like):
@@ -45,55 +46,69 @@ def assert_layout(out, like):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("with_boxes", [False, True], ids=["plain", "cutout"])
-def test_translate_and_adjoint_match_reference(backend_name, dtype, layout, padding, with_boxes):
+def test_translate_and_adjoint_match_reference(kernel_backend, device, dtype, layout, padding, with_boxes):
     for index, shape in enumerate(SHAPES):
         batch, _, height, width = shape
         copies = 3
-        x = make(shape, dtype, layout, seed=index)
-        shifts = random_shifts(batch, copies, height, width, padding, seed=index)
-        boxes = random_boxes(batch, copies, height, width, seed=index) if with_boxes else None
-        out = kernels().translate(x, shifts, boxes, padding)
+        x = make(shape, dtype, layout, seed=index, device=device)
+        shifts = random_shifts(batch, copies, height, width, padding, seed=index, device=device)
+        boxes = random_boxes(batch, copies, height, width, seed=index, device=device) if with_boxes else None
+        out = kernels(device).translate(x, shifts, boxes, padding)
         # A translation moves values: exact in every dtype.
         assert torch.equal(out, ref.translate(x, shifts, boxes, padding))
         assert out.dtype == dtype and out.shape == (batch * copies, *shape[1:])
         assert_layout(out, x)  # every backend keeps channels_last
-        grad = make(out.shape, dtype, layout, seed=10 + index)
-        grad_x = kernels().translate_backward(grad, shifts, boxes, padding)
+        grad = make(out.shape, dtype, layout, seed=10 + index, device=device)
+        grad_x = kernels(device).translate_backward(grad, shifts, boxes, padding)
         torch.testing.assert_close(grad_x, ref.translate_backward(grad, shifts, boxes, padding), **tolerances(dtype))
         assert grad_x.dtype == dtype and grad_x.shape == shape
         assert_layout(grad_x, grad)
 
 
+@pytest.mark.parametrize("dtype", (torch.float64, torch.bfloat16), ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_adjoint_identity(backend_name, padding):
-    """<translate(x), g> == <x, translate_backward(g)>: the backward is the exact adjoint."""
-    x = make((3, 2, 6, 5), torch.float64, seed=1)
-    shifts = random_shifts(3, 4, 6, 5, padding, seed=2)
-    boxes = random_boxes(3, 4, 6, 5, seed=3)
+def test_translate_matches_per_pixel_loop(backend_name, device, dtype, layout, padding):
+    shape = (2, 2, 5, 4)
+    x = make(shape, dtype, layout, seed=3, device=device)
+    shifts = random_shifts(2, 3, 5, 4, padding, seed=4, device=device)
+    boxes = random_boxes(2, 3, 5, 4, seed=5, device=device)
     for b in (None, boxes):
-        out = kernels().translate(x, shifts, b, padding)
-        grad = make(out.shape, torch.float64, seed=4)
+        out = kernels(device).translate(x, shifts, b, padding)
+        assert torch.equal(out.double().cpu(), translate_oracle(x, shifts.cpu(), None if b is None else b.cpu(), padding))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_adjoint_identity(backend_name, device, padding):
+    """<translate(x), g> == <x, translate_backward(g)>: the backward is the exact adjoint."""
+    x = make((3, 2, 6, 5), torch.float64, seed=1, device=device)
+    shifts = random_shifts(3, 4, 6, 5, padding, seed=2, device=device)
+    boxes = random_boxes(3, 4, 6, 5, seed=3, device=device)
+    for b in (None, boxes):
+        out = kernels(device).translate(x, shifts, b, padding)
+        grad = make(out.shape, torch.float64, seed=4, device=device)
         lhs = (out * grad).sum()
-        rhs = (x * kernels().translate_backward(grad, shifts, b, padding)).sum()
+        rhs = (x * kernels(device).translate_backward(grad, shifts, b, padding)).sum()
         torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
 
 
-def test_zeros_adjoint_is_negated_translate_summed(backend_name):
+def test_zeros_adjoint_is_negated_translate_summed(backend_name, device):
     """For zeros padding the backward equals the translation by -shifts, summed over the copies."""
     batch, copies = 2, 5
-    grad = make((batch * copies, 3, 7, 6), torch.float64, seed=5)
-    shifts = random_shifts(batch, copies, 7, 6, "zeros", seed=6)
-    per_copy = kernels().translate(grad, -shifts.reshape(batch * copies, 1, 2), None, "zeros")
+    grad = make((batch * copies, 3, 7, 6), torch.float64, seed=5, device=device)
+    shifts = random_shifts(batch, copies, 7, 6, "zeros", seed=6, device=device)
+    per_copy = kernels(device).translate(grad, -shifts.reshape(batch * copies, 1, 2), None, "zeros")
     expected = per_copy.reshape(batch, copies, 3, 7, 6).sum(dim=1)
-    torch.testing.assert_close(kernels().translate_backward(grad, shifts, None, "zeros"), expected, rtol=0, atol=1e-12)
+    got = kernels(device).translate_backward(grad, shifts, None, "zeros")
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
-def test_backward_is_deterministic(backend_name):
-    grad = make((64, 3, 16, 16), torch.float32, seed=7)
-    shifts = random_shifts(4, 16, 16, 16, "replicate", seed=8)
-    first = kernels().translate_backward(grad, shifts, None, "replicate")
+def test_backward_is_deterministic(backend_name, device):
+    grad = make((64, 3, 16, 16), torch.float32, seed=7, device=device)
+    shifts = random_shifts(4, 16, 16, 16, "replicate", seed=8, device=device)
+    first = kernels(device).translate_backward(grad, shifts, None, "replicate")
     for _ in range(3):
-        assert torch.equal(kernels().translate_backward(grad, shifts, None, "replicate"), first)
+        assert torch.equal(kernels(device).translate_backward(grad, shifts, None, "replicate"), first)
 
 
 def test_known_values():
@@ -133,37 +148,80 @@ def test_extension_rejects_bad_arguments(args, error, match):
 # The compiled ops: schema, fake kernels, torch.compile
 # ------------------------------------------------------------------------------------------
 
-OPCHECK_CASES = []
-for _layout in ("contiguous", "channels_last", "strided"):
-    for _padding in PADDINGS:
-        _x = make((2, 3, 5, 4), torch.float32, _layout, seed=1)
-        _shifts = random_shifts(2, 3, 5, 4, _padding, seed=2)
-        _boxes = random_boxes(2, 3, 5, 4, seed=3) if _padding == "zeros" else None
-        _grad = make((6, 3, 5, 4), torch.float32, _layout, seed=4)
-        OPCHECK_CASES.append(("translate", (_x, _shifts, _boxes, _padding)))
-        OPCHECK_CASES.append(("translate_backward", (_grad, _shifts, _boxes, _padding)))
-# Batch dimension not outermost (a permuted view): the kernels copy to contiguous.
-_permuted = make((3, 2, 4, 5), torch.float32, seed=5).permute(1, 0, 2, 3)
-OPCHECK_CASES.append(("translate", (_permuted, random_shifts(2, 2, 4, 5, "zeros", seed=6), None, "zeros")))
+def opcheck_cases(device):
+    cases = []
+    for layout in ("contiguous", "channels_last", "strided"):
+        for padding in PADDINGS:
+            x = make((2, 3, 5, 4), torch.float32, layout, seed=1, device=device)
+            shifts = random_shifts(2, 3, 5, 4, padding, seed=2, device=device)
+            boxes = random_boxes(2, 3, 5, 4, seed=3, device=device) if padding == "zeros" else None
+            grad = make((6, 3, 5, 4), torch.float32, layout, seed=4, device=device)
+            cases.append(("translate", (x, shifts, boxes, padding)))
+            cases.append(("translate_backward", (grad, shifts, boxes, padding)))
+    # Batch dimension not outermost (a permuted view): the kernels copy to contiguous.
+    permuted = make((3, 2, 4, 5), torch.float32, seed=5, device=device).permute(1, 0, 2, 3)
+    cases.append(("translate", (permuted, random_shifts(2, 2, 4, 5, "zeros", seed=6, device=device), None, "zeros")))
+    return cases
 
 
-@pytest.mark.parametrize("name,args", OPCHECK_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPCHECK_CASES)])
-def test_opcheck(name, args):
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("case", [f"{name}-{i}" for i, (name, _) in enumerate(opcheck_cases("cpu"))])
+def test_opcheck(device, case):
+    name, args = opcheck_cases(device)[int(case.rsplit("-", 1)[1])]
     torch.library.opcheck(getattr(torch.ops.fastgp, name).default, args)
 
 
-def test_torch_compile_public_translate():
+def test_torch_compile_public_translate(backend_name, device):
+    """The public op compiles in one graph on every backend: the dispatch (backend choice, provider
+    lookup) is traceable, and the graph holds the chosen backend's op."""
     import fastgp
 
-    x = make((4, 3, 8, 8), torch.float32, seed=1)
-    shifts = random_shifts(4, 2, 8, 8, "zeros", seed=2)
+    x = make((4, 3, 8, 8), torch.float32, seed=1, device=device)
+    shifts = random_shifts(4, 2, 8, 8, "zeros", seed=2, device=device)
 
     def fn(x):
         return fastgp.augment.translate(x, shifts=shifts).square().sum()
 
+    graphs = []
+
+    def record(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=record, fullgraph=True)
+    torch.testing.assert_close(compiled(x), fn(x))
+    ops = {str(node.target) for graph in graphs for node in graph.graph.nodes}
+    assert any("fastgp.translate" in op for op in ops) == (backend_name == "extension"), ops
+    torch.testing.assert_close(torch.compile(fn, backend="aot_eager", fullgraph=True)(x), fn(x))
+
+
+def test_torch_compile_follows_the_backend_choice():
+    """A function compiled under one backend is re-traced when another is chosen (Dynamo guards
+    on the choice), in a with block and with set_backend."""
+    import fastgp
+
+    x = make((2, 1, 4, 4), torch.float32, seed=1)
+    shifts = random_shifts(2, 1, 4, 4, "zeros", seed=2)
+    graphs = []
+
+    def record(graph_module, example_inputs):
+        graphs.append({str(node.target) for node in graph_module.graph.nodes})
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: fastgp.augment.translate(x, shifts=shifts), backend=record, fullgraph=True)
+    with fastgp.use_backend("reference"):
+        expected = compiled(x)
     with fastgp.use_backend("extension"):
-        compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
-        torch.testing.assert_close(compiled(x), fn(x))
+        torch.testing.assert_close(compiled(x), expected)
+    fastgp.set_backend("reference")
+    try:
+        torch.testing.assert_close(compiled(x), expected)
+    finally:
+        fastgp.set_backend(None)
+    uses_extension = [any("fastgp.translate" in op for op in ops) for ops in graphs]
+    assert uses_extension == [False, True, False], graphs
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -178,16 +236,16 @@ def test_parallel_tasks_starting_inside_an_image(padding):
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_cutout_keeps_nan_and_inf_as_the_reference(backend_name, padding):
+def test_cutout_keeps_nan_and_inf_as_the_reference(backend_name, device, padding):
     # Issue 16: DiffAugment multiplies by a mask, so a NaN/inf pixel inside the box gives NaN
     # there (inf·0); the extension and Triton wrote 0. Both now multiply by 0.
-    x = make((2, 3, 5, 6), torch.float32, seed=3)
+    x = make((2, 3, 5, 6), torch.float32, seed=3, device=device)
     x[0, 1, 2, 3] = float("nan")
     x[1, 0, :, 2] = float("inf")
     x[1, 2, 4, :] = -float("inf")
-    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]])
-    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]])
-    out = kernels().translate(x, shifts, boxes, padding)
+    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]], device=device)
+    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]], device=device)
+    out = kernels(device).translate(x, shifts, boxes, padding)
     expected = ref.translate(x, shifts, boxes, padding)
     torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
     inside = ref.keep_mask(boxes, 5, 6, torch.float32).expand_as(out) == 0

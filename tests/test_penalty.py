@@ -1,5 +1,8 @@
 """The public gradient-penalty API: values, gradients of every order, bad input, lazy R1, AMP."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +10,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import fastgp
 from fastgp.reference.penalty import gradient_penalty_reference
-from helpers import make
+from helpers import devices, make
 
 KINDS = list(fastgp.KINDS)
 INTERPOLATING = [k for k, spec in fastgp.KINDS.items() if spec.point == "interpolate"]
@@ -53,7 +56,7 @@ class SeqD(nn.Module):
         return self.net(x)
 
 
-def make_problem(name, dtype=torch.float64):
+def make_problem(name, dtype=torch.float64, device="cpu"):
     torch.manual_seed(0)
     if name == "image":
         D, shape, args, kwargs = ConvD(), (5, 3, 8, 8), (), {}
@@ -63,15 +66,15 @@ def make_problem(name, dtype=torch.float64):
         D, shape, args, kwargs = ConvD(), (4, 3, 8, 8), (), {}
     elif name == "vector-conditional":
         D, shape = MLPD(), (6, 7)
-        args, kwargs = (torch.tensor([0, 1, 2, 0, 1, 2]),), {"scale": 0.7}
+        args, kwargs = (torch.tensor([0, 1, 2, 0, 1, 2], device=device),), {"scale": 0.7}
     elif name == "sequence":
         D, shape, args, kwargs = SeqD(), (4, 2, 9), (), {}
     else:
         raise AssertionError(name)
     layout = "channels_last" if name == "channels_last" else "contiguous"
-    real = make(shape, dtype, layout, seed=1)
-    fake = make(shape, dtype, layout, seed=2)
-    D = D.to(dtype)
+    real = make(shape, dtype, layout, seed=1, device=device)
+    fake = make(shape, dtype, layout, seed=2, device=device)
+    D = D.to(device, dtype)
     D(real, *args, **kwargs)  # materialize lazy layers
     return D, real, fake, args, kwargs
 
@@ -91,16 +94,16 @@ PROBLEMS = ["image", "image-b1", "channels_last", "vector-conditional", "sequenc
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("problem", PROBLEMS)
-def test_gradient_penalty_matches_reference(backend_name, kind, problem):
-    D, real, fake, args, kwargs = make_problem(problem)
-    alpha = torch.rand(real.shape[0], dtype=torch.float64) if kind in INTERPOLATING else None
+def test_gradient_penalty_matches_reference(backend_name, device, kind, problem):
+    D, real, fake, args, kwargs = make_problem(problem, device=device)
+    alpha = torch.rand(real.shape[0], dtype=torch.float64, device=device) if kind in INTERPOLATING else None
     common = dict(kind=kind, weight=3.0, alpha=alpha, d_args=args, d_kwargs=kwargs)
 
-    value = fastgp.gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(9), **common)
+    value = fastgp.gradient_penalty(D, real, fake, generator=torch.Generator(device).manual_seed(9), **common)
     value.backward()
     got = param_grads(D)
     D.zero_grad()
-    expected_value = gradient_penalty_reference(D, real, fake, generator=torch.Generator().manual_seed(9), **common)
+    expected_value = gradient_penalty_reference(D, real, fake, generator=torch.Generator(device).manual_seed(9), **common)
     expected_value.backward()
     expected = param_grads(D)
 
@@ -112,17 +115,17 @@ def test_gradient_penalty_matches_reference(backend_name, kind, problem):
 
 
 @pytest.mark.parametrize("kind", ["wgan-gp", "r1", "lp"])
-def test_gradient_penalty_float32_matches_reference(backend_name, kind):
-    D, real, fake, args, kwargs = make_problem("image", torch.float32)
-    alpha = torch.rand(real.shape[0]) if kind in INTERPOLATING else None
+def test_gradient_penalty_float32_matches_reference(backend_name, device, kind):
+    D, real, fake, args, kwargs = make_problem("image", torch.float32, device)
+    alpha = torch.rand(real.shape[0], device=device) if kind in INTERPOLATING else None
     value = fastgp.gradient_penalty(D, real, fake, kind=kind, alpha=alpha)
     expected = gradient_penalty_reference(D, real, fake, kind=kind, alpha=alpha)
     torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_return_per_sample_and_reductions(backend_name):
-    D, real, fake, _, _ = make_problem("image")
-    alpha = torch.rand(real.shape[0], dtype=torch.float64)
+def test_return_per_sample_and_reductions(backend_name, device):
+    D, real, fake, _, _ = make_problem("image", device=device)
+    alpha = torch.rand(real.shape[0], dtype=torch.float64, device=device)
     total, per_sample = fastgp.gradient_penalty(D, real, fake, alpha=alpha, weight=2.0, return_per_sample=True)
     expected = gradient_penalty_reference(D, real, fake, alpha=alpha, weight=2.0, reduction="none")
     assert per_sample.shape == (real.shape[0],)
@@ -132,8 +135,8 @@ def test_return_per_sample_and_reductions(backend_name):
     torch.testing.assert_close(max_gp, per_sample.max())
 
 
-def test_r1_shared_forward_equals_separate_forward(backend_name):
-    D, real, _, _, _ = make_problem("image")
+def test_r1_shared_forward_equals_separate_forward(backend_name, device):
+    D, real, _, _, _ = make_problem("image", device=device)
     x = real.detach().requires_grad_(True)
     logits = D(x)
     loss = torch.nn.functional.softplus(-logits).mean()
@@ -147,16 +150,16 @@ def test_r1_shared_forward_equals_separate_forward(backend_name):
         torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
 
 
-def test_r1_penalty_with_logits_b1(backend_name):
-    D, real, _, _, _ = make_problem("image-b1")
+def test_r1_penalty_with_logits_b1(backend_name, device):
+    D, real, _, _, _ = make_problem("image-b1", device=device)
     x = real.clone().requires_grad_(True)
     value = fastgp.r1_penalty(D(x), x, 2.0)
     torch.testing.assert_close(value, gradient_penalty_reference(D, real, kind="r1", weight=2.0))
 
 
-def test_nonfinite_gradients_propagate(backend_name):
-    D = lambda x: (x * torch.tensor([float("nan"), 1.0, 2.0], dtype=x.dtype)).sum(1)  # noqa: E731
-    value = fastgp.gradient_penalty(D, torch.randn(4, 3), kind="r1")
+def test_nonfinite_gradients_propagate(backend_name, device):
+    D = lambda x: (x * torch.tensor([float("nan"), 1.0, 2.0], dtype=x.dtype, device=x.device)).sum(1)  # noqa: E731
+    value = fastgp.gradient_penalty(D, torch.randn(4, 3, device=device), kind="r1")
     assert torch.isnan(value)
 
 
@@ -166,37 +169,38 @@ def test_nonfinite_gradients_propagate(backend_name):
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-def test_interpolate_gradcheck(backend_name, layout):
+def test_interpolate_gradcheck(backend_name, device, layout):
     shape = (3, 2, 3, 4)
-    real = make(shape, torch.float64, layout, seed=1).requires_grad_(True)
-    fake = make(shape, torch.float64, layout, seed=2).requires_grad_(True)
-    alpha = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    real = make(shape, torch.float64, layout, seed=1, device=device).requires_grad_(True)
+    fake = make(shape, torch.float64, layout, seed=2, device=device).requires_grad_(True)
+    alpha = torch.rand(3, dtype=torch.float64, requires_grad=True, device=device)
     fn = lambda r, f, a: fastgp.interpolate(r, f, alpha=a)  # noqa: E731
     assert gradcheck(fn, (real, fake, alpha))
     assert gradgradcheck(fn, (real, fake, alpha))
 
 
-def test_interpolate_random_gradcheck(backend_name):
-    real = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    fake = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    fn = lambda r, f: fastgp.interpolate(r, f, generator=torch.Generator().manual_seed(3))  # noqa: E731
+def test_interpolate_random_gradcheck(backend_name, device):
+    real = torch.randn(4, 5, dtype=torch.float64, requires_grad=True, device=device)
+    fake = torch.randn(4, 5, dtype=torch.float64, requires_grad=True, device=device)
+    fn = lambda r, f: fastgp.interpolate(r, f, generator=torch.Generator(device).manual_seed(3))  # noqa: E731
     assert gradcheck(fn, (real, fake))
     assert gradgradcheck(fn, (real, fake))
 
 
 @pytest.mark.parametrize("center,one_sided", [(1.0, False), (0.0, False), (1.0, True), (0.7, False)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "max"])
-def test_grad_norm_penalty_gradcheck(backend_name, center, one_sided, reduction):
+def test_grad_norm_penalty_gradcheck(backend_name, device, center, one_sided, reduction):
     # Norms spread around the centre, so the one-sided penalty has active and inactive rows.
-    grad = (torch.randn(5, 3, 4, dtype=torch.float64) * torch.tensor([0.1, 0.3, 0.5, 0.9, 1.3]).view(5, 1, 1)).requires_grad_(True)
+    spread = torch.tensor([0.1, 0.3, 0.5, 0.9, 1.3], dtype=torch.float64, device=device).view(5, 1, 1)
+    grad = (make((5, 3, 4), torch.float64, seed=8, device=device) * spread).requires_grad_(True)
     fn = lambda g: fastgp.grad_norm_penalty(g, center=center, one_sided=one_sided, reduction=reduction)  # noqa: E731
     assert gradcheck(fn, (grad,))
     assert gradgradcheck(fn, (grad,))
 
 
-def test_grad_norm_penalty_second_derivative_nonzero(backend_name):
+def test_grad_norm_penalty_second_derivative_nonzero(backend_name, device):
     # A raw kernel in backward would give a silently ZERO second derivative: check it is not.
-    grad = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(3, 4, dtype=torch.float64, requires_grad=True, device=device)
     (first,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad), grad, create_graph=True)
     (second,) = torch.autograd.grad(first.sum(), grad)
     ref_grad = grad.detach().clone().requires_grad_(True)
@@ -207,10 +211,59 @@ def test_grad_norm_penalty_second_derivative_nonzero(backend_name):
     torch.testing.assert_close(second, ref_second)
 
 
+def test_python_head_backward_kernel_first_order_torch_ops_under_create_graph(monkeypatch):
+    """The Python backends' head (docs/design.md, "Autograd"): a plain backward launches the
+    backend's fused backward kernel; create_graph differentiates the torch-op formula instead."""
+    from fastgp.reference import penalty as ref
+
+    calls = []
+    kernel = ref.grad_norm_penalty_backward
+
+    def counting(*args):
+        calls.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(ref, "grad_norm_penalty_backward", counting)
+    grad = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    with fastgp.use_backend("reference"):
+        for reduction in ("mean", "none"):
+            calls.clear()
+            (first,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad, reduction=reduction).sum(), grad)
+            assert len(calls) == 1
+            calls.clear()
+            (again,) = torch.autograd.grad(fastgp.grad_norm_penalty(grad, reduction=reduction).sum(), grad,
+                                           create_graph=True)
+            assert len(calls) == 0 and again.requires_grad
+            torch.testing.assert_close(again, first)
+
+
+def test_penalty_head_gradgradchecks_without_the_extension():
+    """With fastgp._C missing entirely the backend falls back to the reference, whose head is the
+    Python Function: gradcheck and gradgradcheck hold there too."""
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['fastgp._C'] = None\n"
+        "warnings.simplefilter('ignore')\n"
+        "import torch, fastgp\n"
+        "from torch.autograd import gradcheck, gradgradcheck\n"
+        "assert fastgp.backend.resolve('cpu') == 'reference'\n"
+        "scales = torch.tensor([0.2, 0.6, 1.1, 1.7], dtype=torch.float64).view(4, 1)\n"
+        "g = (torch.randn(4, 6, dtype=torch.float64) * scales).requires_grad_(True)\n"
+        "for center, one_sided in ((1.0, False), (0.0, False), (1.0, True)):\n"
+        "    for reduction in ('mean', 'none'):\n"
+        "        fn = lambda x: fastgp.grad_norm_penalty(x, center=center, one_sided=one_sided, reduction=reduction)\n"
+        "        assert gradcheck(fn, (g,)) and gradgradcheck(fn, (g,))\n"
+        "print('checked')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "checked" in result.stdout
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "max"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-def test_grad_norm_penalty_values(backend_name, reduction, dtype):
-    grad = make((6, 3, 4, 4), dtype, seed=3, scale=0.3).requires_grad_(True)
+def test_grad_norm_penalty_values(backend_name, device, reduction, dtype):
+    grad = make((6, 3, 4, 4), dtype, seed=3, scale=0.3, device=device).requires_grad_(True)
     value = fastgp.grad_norm_penalty(grad, reduction=reduction)
     per_sample = (grad.detach().double().flatten(1).norm(dim=1) - 1) ** 2
     expected = {"mean": per_sample.mean(), "sum": per_sample.sum(), "none": per_sample, "max": per_sample.max()}[reduction]
@@ -220,25 +273,45 @@ def test_grad_norm_penalty_values(backend_name, reduction, dtype):
     assert grad.grad.dtype == dtype and grad.grad.shape == grad.shape
 
 
-def test_interpolate_generator_reproducible_and_uniform(backend_name):
-    real, fake = torch.ones(4096, 2), torch.zeros(4096, 2)
-    a = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(5))
-    b = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(5))
-    c = fastgp.interpolate(real, fake, generator=torch.Generator().manual_seed(6))
+@pytest.mark.parametrize("generator_on", ["cpu", "device"])
+def test_interpolate_generator_reproducible_and_uniform(backend_name, device, generator_on):
+    real, fake = torch.ones(4096, 2, device=device), torch.zeros(4096, 2, device=device)
+
+    def generator(seed):
+        return torch.Generator(device if generator_on == "device" else "cpu").manual_seed(seed)
+
+    a = fastgp.interpolate(real, fake, generator=generator(5))
+    b = fastgp.interpolate(real, fake, generator=generator(5))
+    c = fastgp.interpolate(real, fake, generator=generator(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
     alpha = a[:, 0]
     assert torch.equal(a[:, 0], a[:, 1])  # one alpha per sample, broadcast over the row
     assert bool((alpha >= 0).all()) and bool((alpha < 1).all())
     assert abs(alpha.mean().item() - 0.5) < 0.02
-    torch.manual_seed(1)
+    torch.manual_seed(1)  # seeds the default generators of every device
     d = fastgp.interpolate(real, fake)
     torch.manual_seed(1)
     assert torch.equal(d, fastgp.interpolate(real, fake))
 
 
-def test_interpolate_alpha_broadcastable_shape(backend_name):
-    real, fake = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
-    alpha = torch.tensor([0.0, 0.5, 1.0])
+@pytest.mark.parametrize("device", devices())
+def test_interpolation_alpha_identical_across_backends(device):
+    """α is drawn in the kernels (Philox from one seed taken from the generator): the same on every
+    backend of the device, in every dtype. With real = 1 and fake = 0 the output is α itself, exactly."""
+    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        real, fake = torch.ones(64, 3, dtype=dtype, device=device), torch.zeros(64, 3, dtype=dtype, device=device)
+        results = {}
+        for name in ("extension", "triton", "reference") if device == "cuda" else ("extension", "reference"):
+            with fastgp.use_backend(name):
+                results[name] = fastgp.interpolate(real, fake, generator=torch.Generator(device).manual_seed(4))
+        assert len(results["reference"][:, 0].unique()) > 32  # 64 different draws (up to half's rounding)
+        for name, out in results.items():
+            assert torch.equal(out, results["reference"]), (name, dtype)
+
+
+def test_interpolate_alpha_broadcastable_shape(backend_name, device):
+    real, fake = torch.randn(3, 2, 4, device=device), torch.randn(3, 2, 4, device=device)
+    alpha = torch.tensor([0.0, 0.5, 1.0], device=device)
     out = fastgp.interpolate(real, fake, alpha=alpha.view(3, 1, 1))
     torch.testing.assert_close(out, alpha.view(3, 1, 1) * real + (1 - alpha.view(3, 1, 1)) * fake)
     assert torch.equal(out[0], fake[0]) and torch.equal(out[2], real[2])
@@ -299,20 +372,20 @@ D_IMAGE = lambda x: x.flatten(1).sum(1)  # noqa: E731
                                    torch.randn(4, 3, requires_grad=True)), TypeError, "^logits must be real floating-point"),
     ],
 )
-def test_bad_input(backend_name, call, error, match):
-    with pytest.raises(error, match=match):
+def test_bad_input(backend_name, device, call, error, match):
+    with torch.device(device), pytest.raises(error, match=match):
         call()
 
 
-def test_inference_mode_is_named(backend_name):
+def test_inference_mode_is_named(backend_name, device):
     # Issue 16: inside torch.inference_mode() the message said the logits do not depend on the inputs.
-    real, fake = torch.randn(4, 3), torch.randn(4, 3)
+    real, fake = make((4, 3), seed=1, device=device), make((4, 3), seed=2, device=device)
     with torch.inference_mode():
         with pytest.raises(RuntimeError, match=r"^gradient_penalty needs gradients, which torch.inference_mode\(\) "
                                                "disables: call it outside inference mode$"):
             fastgp.gradient_penalty(D_IMAGE, real, fake)
         with pytest.raises(RuntimeError, match=r"^r1_penalty needs gradients, which torch.inference_mode\(\) disables"):
-            fastgp.r1_penalty(torch.randn(4), real)
+            fastgp.r1_penalty(make((4,), seed=3, device=device), real)
     with torch.no_grad():  # no_grad, unlike inference mode, is overridden inside the penalty
         assert fastgp.gradient_penalty(D_IMAGE, real, fake).isfinite()
 
@@ -375,22 +448,22 @@ def test_lazy_r1_amortizes_the_same_gradient():
 # ------------------------------------------------------------------------------------------
 
 
-def test_grad_scaler_penalty_is_unscaled(backend_name):
-    D, real, fake, _, _ = make_problem("image", torch.float32)
-    alpha = torch.rand(real.shape[0])
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+def test_grad_scaler_penalty_is_unscaled(backend_name, device):
+    D, real, fake, _, _ = make_problem("image", torch.float32, device)
+    alpha = torch.rand(real.shape[0], device=device)
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**12)
     scaled = fastgp.gradient_penalty(D, real, fake, alpha=alpha, grad_scaler=scaler)
     plain = fastgp.gradient_penalty(D, real, fake, alpha=alpha)
     torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=1e-6)
 
 
-def test_autocast_bf16_step_with_grad_scaler(backend_name):
-    D, real, fake, _, _ = make_problem("image", torch.float32)
-    alpha = torch.rand(real.shape[0])
+def test_autocast_bf16_step_with_grad_scaler(backend_name, device):
+    D, real, fake, _, _ = make_problem("image", torch.float32, device)
+    alpha = torch.rand(real.shape[0], device=device)
     exact = fastgp.gradient_penalty(D, real, fake, alpha=alpha)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**10)
     opt = torch.optim.Adam(D.parameters(), lr=1e-3)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         penalty = fastgp.gradient_penalty(D, real, fake, alpha=alpha, grad_scaler=scaler)
         loss = D(fake).mean() - D(real).mean() + penalty
     assert penalty.dtype == torch.float32

@@ -58,9 +58,11 @@ def attach(D, cache_weight, lr=0.05):
 def data(kind, seed=1):
     g = torch.Generator().manual_seed(seed)
     shape = SHAPES[kind]
-    real, fake = torch.randn(*shape, generator=g, dtype=D64), torch.randn(*shape, generator=g, dtype=D64)
-    alpha = torch.rand(shape[0], *([1] * (len(shape) - 1)), generator=g, dtype=D64)
-    return real, fake, alpha
+    real = torch.randn(*shape, generator=g, dtype=D64, device="cpu")
+    fake = torch.randn(*shape, generator=g, dtype=D64, device="cpu")
+    alpha = torch.rand(shape[0], *([1] * (len(shape) - 1)), generator=g, dtype=D64, device="cpu")
+    # On the test's device (torch's default device: the on_device fixture).
+    return tuple(t.to(torch.get_default_device()) for t in (real, fake, alpha))
 
 
 def gp_d_loss(D, real, fake, alpha):
@@ -96,7 +98,7 @@ class CountNormalizeBackward:
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_gp_d_step_cached_equals_uncached_and_torch(backend_name, kind, monkeypatch):
+def test_gp_d_step_cached_equals_uncached_and_torch(backend_name, on_device, kind, monkeypatch):
     cached, uncached = make_pair(kind)
     opt_c, opt_u = attach(cached, True), attach(uncached, False)
     counter = CountNormalizeBackward(monkeypatch)
@@ -122,7 +124,7 @@ def test_gp_d_step_cached_equals_uncached_and_torch(backend_name, kind, monkeypa
         assert_all_close(list(cached.parameters()), list(uncached.parameters()))
 
 
-def test_every_forward_of_a_step_gets_the_same_tensor(backend_name):
+def test_every_forward_of_a_step_gets_the_same_tensor(backend_name, on_device):
     D, _ = make_pair("linear")
     attach(D, True)
     first = D[0].weight
@@ -132,7 +134,7 @@ def test_every_forward_of_a_step_gets_the_same_tensor(backend_name):
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_two_backward_passes_in_one_step(backend_name, kind):
+def test_two_backward_passes_in_one_step(backend_name, on_device, kind):
     """StyleGAN2's pattern: the main loss backward, then the R1 regularization forward and backward,
     both accumulating into .grad before one optimizer step. The first backward frees the graph of the
     cached W/σ, so the second pass must rebuild it."""
@@ -151,14 +153,14 @@ def test_two_backward_passes_in_one_step(backend_name, kind):
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_generator_step_with_frozen_discriminator(backend_name, kind):
+def test_generator_step_with_frozen_discriminator(backend_name, on_device, kind):
     """D step, D's optimizer step, then the G step through D with D.requires_grad_(False), then
     the next D step with D trainable again: G's and D's gradients equal the uncached ones."""
     cached, uncached = make_pair(kind)
     shape = SHAPES[kind]
     torch.manual_seed(5)
     G = nn.Sequential(nn.Linear(3, int(torch.tensor(shape[1:]).prod())), nn.Unflatten(1, shape[1:])).double()
-    z = torch.randn(shape[0], 3, generator=torch.Generator().manual_seed(4), dtype=D64)
+    z = torch.randn(shape[0], 3, generator=torch.Generator().manual_seed(4), dtype=D64, device="cpu").to(on_device)
     results = {}
     for name, D, cache in (("cached", cached, True), ("uncached", uncached, False)):
         g = copy.deepcopy(G)
@@ -188,7 +190,7 @@ def normalized_from_scratch(layer):
     return weight / torch.vdot(param[0]._u, weight.flatten(1) @ param[0]._v)
 
 
-def test_forward_after_optimizer_step_or_load_state_dict_uses_the_new_weight(backend_name):
+def test_forward_after_optimizer_step_or_load_state_dict_uses_the_new_weight(backend_name, on_device):
     D, _ = make_pair("linear")
     opt = attach(D, True)
     real, fake, alpha = data("linear")
@@ -227,7 +229,7 @@ def test_forward_after_optimizer_step_or_load_state_dict_uses_the_new_weight(bac
     torch.testing.assert_close(layer.weight, expected())
 
 
-def test_no_grad_forward_is_not_reused_by_a_grad_forward(backend_name):
+def test_no_grad_forward_is_not_reused_by_a_grad_forward(backend_name, on_device):
     cached, uncached = make_pair("linear")
     attach(cached, True), attach(uncached, False)
     real, fake, alpha = data("linear")
@@ -248,7 +250,7 @@ def test_no_grad_forward_is_not_reused_by_a_grad_forward(backend_name):
         assert cached[0].weight.grad_fn is None
 
 
-def test_inference_mode_weight_never_reaches_autograd(backend_name):
+def test_inference_mode_weight_never_reaches_autograd(backend_name, on_device):
     """W/σ built under inference_mode is an inference tensor: a later forward that saves the weight
     for backward (D frozen, input requiring grad) must get a normal tensor."""
     D, _ = make_pair("linear")
@@ -262,7 +264,7 @@ def test_inference_mode_weight_never_reaches_autograd(backend_name):
     assert torch.isfinite(g).all()
 
 
-def test_requires_grad_and_train_eval_toggles(backend_name):
+def test_requires_grad_and_train_eval_toggles(backend_name, on_device):
     D, _ = make_pair("linear")
     attach(D, True)
     layer = D[0]
@@ -280,7 +282,7 @@ def test_requires_grad_and_train_eval_toggles(backend_name):
     assert layer.weight.requires_grad
 
 
-def test_cached_weight_edited_in_place_is_rebuilt(backend_name):
+def test_cached_weight_edited_in_place_is_rebuilt(backend_name, on_device):
     D, _ = make_pair("linear")
     attach(D, True)
     with torch.no_grad():
@@ -289,7 +291,7 @@ def test_cached_weight_edited_in_place_is_rebuilt(backend_name):
         assert torch.count_nonzero(D[0].weight) > 0
 
 
-def test_module_cast_after_caching(backend_name):
+def test_module_cast_after_caching(backend_name, on_device):
     D, _ = make_pair("linear")
     attach(D, True)
     D[0].weight
@@ -300,7 +302,7 @@ def test_module_cast_after_caching(backend_name):
     assert D(x).dtype == torch.float32
 
 
-def test_retain_graph_and_backward_twice_through_one_forward(backend_name):
+def test_retain_graph_and_backward_twice_through_one_forward(backend_name, on_device):
     cached, uncached = make_pair("linear")
     attach(cached, True), attach(uncached, False)
     real, fake, alpha = data("linear")
@@ -311,7 +313,7 @@ def test_retain_graph_and_backward_twice_through_one_forward(backend_name):
     assert_all_close(grads(cached), grads(uncached))
 
 
-def test_default_mode_is_not_cached(backend_name):
+def test_default_mode_is_not_cached(backend_name, on_device):
     a, b = make_pair("linear", sn=P.spectral_norm)[0], make_pair("linear")[0]
     x = data("linear")[0]
     for _ in range(3):
@@ -332,7 +334,7 @@ def test_cache_weight_must_be_bool():
         SpectralNormStep(D, cache_weight=1)
 
 
-def test_vectors_written_in_place_recompute_sigma(backend_name):
+def test_vectors_written_in_place_recompute_sigma(backend_name, on_device):
     """u, v overwritten outside step() (DDP's buffer broadcast, loading only the vectors): σ and
     W/σ follow the new vectors."""
     D, _ = make_pair("linear")
@@ -346,7 +348,7 @@ def test_vectors_written_in_place_recompute_sigma(backend_name):
     torch.testing.assert_close(w_after, normalized_from_scratch(D[0]))
 
 
-def test_deepcopy_of_a_model_with_a_cached_weight(backend_name):
+def test_deepcopy_of_a_model_with_a_cached_weight(backend_name, on_device):
     """copy.deepcopy(D) mid-step (an EMA copy, a snapshot) works and the copy computes its own W/σ."""
     D, _ = make_pair("linear")
     attach(D, True)

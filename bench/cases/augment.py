@@ -1,9 +1,10 @@
-"""Benchmark cases of the augment family (float32, CPU).
+"""Benchmark cases of the augment family (float32, on the CPU or a CUDA GPU).
 
   translate-fwd      K random translations of every image, forward only: fastgp.augment.translate
                      vs DiffAugment's rand_translation called once per copy (pad + int64 index grids
-                     + gather), as users write it today (target ≥ 3×; and within 2× of the copy
-                     roofline, a plain copy of the output's bytes)
+                     + gather), as users write it today (target ≥ 3× on the CPU;
+                     on a GPU ≥ 5× and at most 1.5× the copy roofline, a plain copy of the
+                     output's bytes)
   translate-fwd-bwd  the same, forward + ``out.backward(grad)`` (target ≥ 5×)
   policy             DiffAugment(x, "color,translation,cutout") forward + backward: fastgp's drop-in
                      (translation and cutout fused in one pass) vs DiffAugment's policy function
@@ -42,11 +43,11 @@ def reference_translations(x: torch.Tensor, copies: int) -> torch.Tensor:
     return torch.cat([ref.rand_translation(x, 0.125) for _ in range(copies)])
 
 
-def _translate_case(shape, copies: int, backward: bool) -> Case:
-    def setup() -> Setup:
-        x = torch.randn(shape, requires_grad=backward)
+def _translate_case(shape, copies: int, backward: bool, large: bool = False) -> Case:
+    def setup(device: torch.device) -> Setup:
+        x = torch.randn(shape, device=device, requires_grad=backward)
         out_shape = (shape[0] * copies, *shape[1:])
-        grad = torch.randn(out_shape)
+        grad = torch.randn(out_shape, device=device)
         augment = _fastgp_augment()
 
         def run(fn):
@@ -85,13 +86,16 @@ def _translate_case(shape, copies: int, backward: bool) -> Case:
         setup,
         description,
         target=("reference", 5.0 if backward else 3.0),
+        cuda_target=("reference", 5.0),
+        max_copy_ratio={} if backward else {"cuda": 1.5},
+        large=large,
     )
 
 
 def _policy_case(shape) -> Case:
-    def setup() -> Setup:
-        x = torch.randn(shape, requires_grad=True)
-        grad = torch.randn(shape)
+    def setup(device: torch.device) -> Setup:
+        x = torch.randn(shape, device=device, requires_grad=True)
+        grad = torch.randn(shape, device=device)
         augment = _fastgp_augment()
 
         def run(fn):
@@ -122,8 +126,8 @@ def _policy_case(shape) -> Case:
 def cases() -> list[Case]:
     return [
         _translate_case((64, 3, 32, 32), 16, backward=False),
-        _translate_case((256, 3, 64, 64), 1, backward=False),
+        _translate_case((256, 3, 64, 64), 1, backward=False, large=True),
         _translate_case((64, 3, 32, 32), 16, backward=True),
-        _translate_case((256, 3, 64, 64), 1, backward=True),
+        _translate_case((256, 3, 64, 64), 1, backward=True, large=True),
         _policy_case((64, 3, 32, 32)),
     ]

@@ -1,4 +1,4 @@
-"""Benchmark cases of the pixel-wise combination family (float32, CPU).
+"""Benchmark cases of the pixel-wise combination family (float32, on the CPU or a CUDA GPU).
 
   mean   pixel-wise mean of 64 given pairs of 3×32×32 samples: fastgp.combine.pixelwise (one pass
          gathering both rows) vs indexing + arithmetic as written by hand (target ≥ 2×).
@@ -18,12 +18,12 @@ def reference_mean(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_case(batch: int, num_pairs: int, shape) -> Case:
-    def setup() -> Setup:
-        g = torch.Generator().manual_seed(0)
+    def setup(device: torch.device) -> Setup:
+        g = torch.Generator().manual_seed(0)  # drawn on the CPU: the same data on every device
         x = torch.randn(batch, *shape, generator=g)
         i = torch.randint(0, batch, (num_pairs,), generator=g)
         j = (i + torch.randint(1, batch, (num_pairs,), generator=g)) % batch
-        pairs = torch.stack([i, j], 1)
+        x, pairs = x.to(device), torch.stack([i, j], 1).to(device)
         try:
             import fastgp
 

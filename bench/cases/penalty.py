@@ -1,11 +1,13 @@
-"""Benchmark cases of the gradient-penalty family (float32, CPU).
+"""Benchmark cases of the gradient-penalty family (float32, on the CPU or a CUDA GPU).
 
 Op level:
-  head     the penalty head forward + ``.backward()`` on a gradient tensor (target ≥ 2.5× vs reference)
+  head     the penalty head forward + ``.backward()`` on a gradient tensor (target ≥ 2.5× vs
+           reference on the CPU, ≥ 3× on a GPU)
   interp   random per-sample interpolation, forward only (target ≥ 2×)
 Step level (a DCGAN-style 32×32 discriminator without batch norm, batch 64, Adam):
-  wgan-gp-step      D(real), D(fake), Wasserstein loss + 10·GP, backward, Adam step (target ≥ 0.98×,
-                    i.e. no regression); also reports the share of the regularizer's own ops
+  wgan-gp-step      D(real), D(fake), Wasserstein loss + 10·GP, backward, Adam step (target ≥ 0.98×
+                    on the CPU, ≥ 1.0× on a GPU: no regression); also reports the share of the
+                    regularizer's own ops
   r1-step           separate forwards for loss and R1 vs the shared forward with fastgp.r1_penalty
                     (target ≥ 1.6×)
   r1-step-shared    the same shared forward written by hand vs fastgp.r1_penalty (no target; it
@@ -76,13 +78,13 @@ def reference_head(g: torch.Tensor) -> torch.Tensor:
 
 def reference_interpolate(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Random per-sample interpolation as written by hand."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     return alpha * real + (1 - alpha) * fake
 
 
 def reference_gp(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP as written by hand: interpolate, D, autograd.grad(create_graph=True), norm head."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     out = D(x_hat)
     (grad,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.ones_like(out), create_graph=True)
@@ -121,14 +123,14 @@ class _Trainer:
     """One contender's own copy of D (identical initial weights) and its own Adam."""
 
     def __init__(self, D0: nn.Module):
-        self.D = copy.deepcopy(D0)
+        self.D = copy.deepcopy(D0)  # on D0's device
         self.opt = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=(0.0, 0.9))
 
 
-def _images(batch: int = BATCH_STEP):
-    g = torch.Generator().manual_seed(1)
-    real = torch.randn(batch, 3, 32, 32, generator=g)
-    fake = torch.randn(batch, 3, 32, 32, generator=g)  # stands for G(z).detach()
+def _images(device: torch.device, batch: int = BATCH_STEP):
+    g = torch.Generator().manual_seed(1)  # drawn on the CPU: the same images on every device
+    real = torch.randn(batch, 3, 32, 32, generator=g).to(device)
+    fake = torch.randn(batch, 3, 32, 32, generator=g).to(device)  # stands for G(z).detach()
     return real, fake
 
 
@@ -137,9 +139,9 @@ def _images(batch: int = BATCH_STEP):
 # --------------------------------------------------------------------------------------------
 
 
-def _head_case(shape) -> Case:
-    def setup() -> Setup:
-        g = torch.randn(shape, requires_grad=True)
+def _head_case(shape, large: bool = False) -> Case:
+    def setup(device: torch.device) -> Setup:
+        g = torch.randn(shape, device=device, requires_grad=True)
 
         def run(head):
             def call():
@@ -163,6 +165,8 @@ def _head_case(shape) -> Case:
         setup,
         "penalty head ((‖g_i‖−1)² mean) forward + backward on a leaf gradient tensor",
         target=("reference", 2.5),
+        cuda_target=("reference", 3.0),
+        large=large,
     )
 
 
@@ -171,9 +175,9 @@ def _head_case(shape) -> Case:
 # --------------------------------------------------------------------------------------------
 
 
-def _interp_case(shape) -> Case:
-    def setup() -> Setup:
-        real, fake = torch.randn(shape), torch.randn(shape)
+def _interp_case(shape, large: bool = False) -> Case:
+    def setup(device: torch.device) -> Setup:
+        real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)
         fused = _fastgp("interpolate")
         contenders = {
             "fastgp": fused if isinstance(fused, Unsupported) else (lambda: fused(real, fake)),
@@ -189,6 +193,7 @@ def _interp_case(shape) -> Case:
         setup,
         "α·real + (1−α)·fake, α ~ U(0,1) per sample, forward only",
         target=("reference", 2.0),
+        large=large,
     )
 
 
@@ -198,10 +203,10 @@ def _interp_case(shape) -> Case:
 
 
 def _wgan_gp_step_case() -> Case:
-    def setup() -> Setup:
+    def setup(device: torch.device) -> Setup:
         torch.manual_seed(0)
-        D0 = make_discriminator()
-        real, fake = _images()
+        D0 = make_discriminator().to(device)
+        real, fake = _images(device)
 
         def step_with(penalty, t: _Trainer):
             def call():
@@ -228,7 +233,7 @@ def _wgan_gp_step_case() -> Case:
 
         # The regularizer's own ops, timed separately on the same shapes in the same loop: the
         # interpolation and the penalty head forward + backward on a gradient-shaped tensor.
-        g = torch.randn(real.shape, requires_grad=True)
+        g = torch.randn(real.shape, device=device, requires_grad=True)
 
         def head_call(head):
             def call():
@@ -281,6 +286,7 @@ def _wgan_gp_step_case() -> Case:
         setup,
         "whole WGAN-GP critic step (DCGAN-style D, Adam): hand-written GP vs fastgp.gradient_penalty",
         target=("reference", 0.98),
+        cuda_target=("reference", 1.0),
     )
 
 
@@ -316,10 +322,10 @@ def _r1_shared_step(t: _Trainer, real: torch.Tensor, r1, weight: float = R1_WEIG
 
 
 def _r1_step_case(shared_reference: bool) -> Case:
-    def setup() -> Setup:
+    def setup(device: torch.device) -> Setup:
         torch.manual_seed(0)
-        D0 = make_discriminator()
-        real, _ = _images()
+        D0 = make_discriminator().to(device)
+        real, _ = _images(device)
         r1 = _fastgp("r1_penalty")
         contenders = {
             "fastgp": r1 if isinstance(r1, Unsupported) else _r1_shared_step(_Trainer(D0), real, r1),
@@ -365,10 +371,10 @@ def _r1_step_case(shared_reference: bool) -> Case:
 
 
 def _lazy_case() -> Case:
-    def setup() -> Setup:
+    def setup(device: torch.device) -> Setup:
         torch.manual_seed(0)
-        D0 = make_discriminator()
-        real, _ = _images()
+        D0 = make_discriminator().to(device)
+        real, _ = _images(device)
 
         def every_step(r1, t: _Trainer):
             one = _r1_shared_step(t, real, r1)
@@ -433,9 +439,9 @@ def _lazy_case() -> Case:
 def cases() -> list[Case]:
     return [
         _head_case((64, 3, 32, 32)),
-        _head_case((256, 3, 64, 64)),
+        _head_case((256, 3, 64, 64), large=True),
         _interp_case((64, 3, 32, 32)),
-        _interp_case((256, 3, 64, 64)),
+        _interp_case((256, 3, 64, 64), large=True),
         _wgan_gp_step_case(),
         _r1_step_case(shared_reference=False),
         _r1_step_case(shared_reference=True),

@@ -1,4 +1,4 @@
-"""Benchmark cases of the Fake-As-Real family (float32, CPU).
+"""Benchmark cases of the Fake-As-Real family (float32, on the CPU or a CUDA GPU).
 
   far-batch   building the FAR real batch: M1 = 256 candidates of 3×32×32 scored by D, the M0 = 32
               lowest selected and joined with 32 real samples into one [64, 3, 32, 32] batch.
@@ -22,11 +22,11 @@ def reference_far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: to
 
 
 def _far_case(m1: int, m0: int, n_real: int, shape) -> Case:
-    def setup() -> Setup:
-        g = torch.Generator().manual_seed(0)
-        candidates = torch.randn(m1, *shape, generator=g)
-        logits = torch.randn(m1, 1, generator=g)
-        real = torch.randn(n_real, *shape, generator=g)
+    def setup(device: torch.device) -> Setup:
+        g = torch.Generator().manual_seed(0)  # drawn on the CPU: the same data on every device
+        candidates = torch.randn(m1, *shape, generator=g).to(device)
+        logits = torch.randn(m1, 1, generator=g).to(device)
+        real = torch.randn(n_real, *shape, generator=g).to(device)
         try:
             import fastgp
 

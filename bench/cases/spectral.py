@@ -1,4 +1,4 @@
-"""Benchmark cases of the spectral-normalization family (float32, CPU).
+"""Benchmark cases of the spectral-normalization family (float32, on the CPU or a CUDA GPU).
 
 Op level (one power iteration and σ: what one training forward of a spectral-normalized layer
 runs before W / σ):
@@ -70,20 +70,20 @@ def reference_for_compile(W, u, v):
     return torch.vdot(u2, torch.mv(W, v2))
 
 
-def _triples(shapes, seed=0):
-    g = torch.Generator().manual_seed(seed)
+def _triples(shapes, device: torch.device, seed=0):
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same data on every device
     out = []
     for h, w in shapes:
         out.append((torch.randn(h, w, generator=g), F.normalize(torch.randn(h, generator=g), dim=0),
                     F.normalize(torch.randn(w, generator=g), dim=0)))
-    return out
+    return [tuple(t.to(device) for t in triple) for triple in out]
 
 
 def _power_iter_case() -> Case:
     shape = (1024, 1024)
 
-    def setup() -> Setup:
-        (W, u, v), = _triples([shape])
+    def setup(device: torch.device) -> Setup:
+        (W, u, v), = _triples([shape], device)
         fastgp = _fastgp()
         compiled = torch.compile(reference_for_compile, dynamic=False)
         contenders = {
@@ -100,8 +100,8 @@ def _power_iter_case() -> Case:
 
 
 def _power_iter_group_case() -> Case:
-    def setup() -> Setup:
-        triples = _triples(GROUP_SHAPES, seed=1)
+    def setup(device: torch.device) -> Setup:
+        triples = _triples(GROUP_SHAPES, device, seed=1)
         Ws = [t[0] for t in triples]
         us = [t[1] for t in triples]
         vs = [t[2] for t in triples]
@@ -154,7 +154,8 @@ class _Step:
     def __init__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, cached: bool = False):
         self.D, self.real, self.fake, self.cached = D, real, fake, cached
         self.opt = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.9))
-        self.alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=torch.Generator().manual_seed(2))
+        self.alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)),
+                                generator=torch.Generator().manual_seed(2)).to(real.device)
 
     def _loss(self):
         x_hat = self.alpha * self.real + (1 - self.alpha) * self.fake
@@ -173,11 +174,11 @@ class _Step:
 
 
 def _step_case(name: str, make_D, input_shape) -> Case:
-    def setup() -> Setup:
-        g = torch.Generator().manual_seed(1)
-        real, fake = torch.randn(*input_shape, generator=g), torch.randn(*input_shape, generator=g)
+    def setup(device: torch.device) -> Setup:
+        g = torch.Generator().manual_seed(1)  # drawn on the CPU: the same data on every device
+        real, fake = torch.randn(*input_shape, generator=g).to(device), torch.randn(*input_shape, generator=g).to(device)
         torch.manual_seed(0)
-        D0 = make_D()
+        D0 = make_D().to(device)
         fastgp = _fastgp()
         parts = {
             "no-sn": _Step(copy.deepcopy(D0), real, fake),

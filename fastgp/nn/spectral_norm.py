@@ -4,7 +4,10 @@
 random initialization and 15 warm-up iterations, the same forward in training and eval mode and
 the same state_dict keys (``parametrizations.weight.original``, ``parametrizations.weight.0._u``,
 ``..._v``) as torch's, so checkpoints load both ways; checkpoints of the legacy
-``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``) load too.
+``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``, and its oldest
+format without ``weight_v`` but with the normalized ``weight``) load too. As torch's, it may be
+registered twice on one weight (the parametrizations stack) and accepts complex weights (which run
+a pure-PyTorch path: the kernels are real).
 
 Beyond torch: ``apply_spectral_norm`` / ``remove_spectral_norm`` for whole models, and the opt-in
 once-per-step mode (``SpectralNormStep``): every spectral-normalized layer of a model advances its
@@ -18,6 +21,7 @@ import weakref
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -25,6 +29,7 @@ from .. import _checks
 from .. import spectral as _spectral
 
 _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_COMPLEX_DTYPES = (torch.complex64, torch.complex128)
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _CONV_TRANSPOSE + (nn.Embedding,)
 
 
@@ -75,11 +80,35 @@ class SpectralNorm(nn.Module):
             v = weight_mat.new_empty(w).normal_(0, 1)
             self.register_buffer("_u", nn.functional.normalize(u, dim=0, eps=self.eps))
             self.register_buffer("_v", nn.functional.normalize(v, dim=0, eps=self.eps))
-            _spectral.power_iteration(weight_mat, self._u, self._v, 15, self.eps)
+            if weight.is_complex():
+                self._complex_power_method(weight_mat, 15)
+            else:
+                _spectral.power_iteration(weight_mat, self._u, self._v, 15, self.eps)
+
+    @torch.no_grad()
+    def _complex_power_method(self, weight_mat: torch.Tensor, n_iterations: int) -> None:
+        """torch's iteration for complex weights (u = normalize(W v), v = normalize(Wᴴ u), in place):
+        the fused kernels are real, so complex weights run this pure-PyTorch path."""
+        weight_mat = weight_mat.detach()
+        for _ in range(n_iterations):
+            self._u.copy_(F.normalize(torch.mv(weight_mat, self._v), dim=0, eps=self.eps))
+            self._v.copy_(F.normalize(torch.mv(weight_mat.H, self._u), dim=0, eps=self.eps))
+
+    def _complex_forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        weight_mat = _spectral.weight_to_matrix(weight, self.dim)
+        if self.training:
+            self._complex_power_method(weight_mat, self.n_power_iterations)
+        u = self._u.clone(memory_format=torch.contiguous_format)
+        v = self._v.clone(memory_format=torch.contiguous_format)
+        return weight / torch.vdot(u, torch.mv(weight_mat, v))  # σ = uᴴ W v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight.is_complex():
+            return self._complex_forward(weight)
         if weight.ndim == 1:
-            return _spectral.spectral_normalize(weight, None, None, eps=self.eps)
+            return _spectral.normalize_unchecked(weight, None, None, 0, 0, self.eps)
         if self.once_per_step:
             # Inference tensors have no version counter and must never reach autograd later:
             # inference-mode forwards (sampling, evaluation) are not cached.
@@ -87,10 +116,10 @@ class SpectralNorm(nn.Module):
                 return self._cached_weight(weight)
             return self._normalize_with_step_sigma(weight)
         n = self.n_power_iterations if self.training else 0
-        return _spectral.spectral_normalize(weight, self._u, self._v, self.dim, n, self.eps)
+        return _spectral.normalize_unchecked(weight, self._u, self._v, self.dim, n, self.eps)
 
     def _normalize_with_step_sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        return _spectral.spectral_normalize(
+        return _spectral.normalize_unchecked(
             weight, self._u, self._v, self.dim, 0, self.eps, sigma=self._cached_sigma(weight)
         )
 
@@ -151,7 +180,7 @@ class SpectralNorm(nn.Module):
         cached = cache.weight_sn
         if cached is not None and cache.weight_sn_key == (key, cached._version):
             return cached
-        result = _spectral.spectral_normalize(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
+        result = _spectral.normalize_unchecked(weight, self._u, self._v, self.dim, 0, self.eps, sigma=sigma)
         if result.requires_grad:
             result.register_hook(_invalidate_on_gradient(self, result))
         cache.weight_sn = result
@@ -199,22 +228,49 @@ def _spectral_parametrization(module: nn.Module, name: str):
     return None
 
 
-def _legacy_load_hook(name: str):
-    """Map the keys of the legacy torch.nn.utils.spectral_norm onto the parametrization's."""
+class _LegacyLoadHook:
+    """A load_state_dict pre-hook (one per module and weight name) mapping the keys of the legacy
+    ``torch.nn.utils.spectral_norm`` onto the parametrization's. A class rather than a closure, so
+    ``remove_spectral_norm`` can find and remove it (and it pickles)."""
 
-    def hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        old = prefix + name
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        old = prefix + self.name
         if old + "_orig" not in state_dict:
             return
-        new = f"{prefix}parametrizations.{name}"
+        new = f"{prefix}parametrizations.{self.name}"
+        if old + "_v" not in state_dict and old in state_dict and old + "_u" in state_dict:
+            # The oldest format (no version metadata) stored the normalized weight W and no v.
+            state_dict[old + "_v"] = self._solve_v(module, state_dict[old + "_orig"], state_dict[old], state_dict[old + "_u"])
         state_dict[new + ".original"] = state_dict.pop(old + "_orig")
         for suffix in ("_u", "_v"):
             if old + suffix in state_dict:
                 state_dict[f"{new}.0.{suffix}"] = state_dict.pop(old + suffix)
-        # Legacy files of version None also stored the normalized weight itself: derived data.
+        # Files of that format also stored the normalized weight itself: derived data.
         state_dict.pop(old, None)
 
-    return hook
+    def _solve_v(self, module, weight_orig, weight_sn, u) -> torch.Tensor:
+        """The v the legacy loader derives: σ = mean(W_orig / W), then the v with normalize(W_orig v) = u
+        and uᵀ W_orig v = σ (least squares, as those files went through a training forward)."""
+        parametrization = _spectral_parametrization(module, self.name)
+        dim = parametrization.dim if parametrization is not None else 0
+        with torch.no_grad():
+            sigma = (weight_orig / weight_sn).mean()
+            weight_mat = _spectral.weight_to_matrix(weight_orig, dim)
+            v = torch.linalg.pinv(weight_mat) @ u
+            return v * (sigma / torch.dot(u, weight_mat @ v))
+
+
+def _legacy_load_hooks(module: nn.Module, name: str) -> list:
+    """The ids of module's load_state_dict pre-hooks that are fastgp's legacy hook for ``name``."""
+    found = []
+    for key, wrapped in module._load_state_dict_pre_hooks.items():
+        hook = getattr(wrapped, "hook", wrapped)
+        if isinstance(hook, _LegacyLoadHook) and hook.name == name:
+            found.append(key)
+    return found
 
 
 def spectral_norm(
@@ -234,17 +290,24 @@ def spectral_norm(
     weight = getattr(module, name, None)
     if not isinstance(weight, torch.Tensor):
         raise ValueError(f"module {type(module).__name__} has no parameter or buffer named {name!r}")
-    if _spectral_parametrization(module, name) is not None or hasattr(module, name + "_orig"):
-        raise ValueError(f"module {type(module).__name__} already has spectral normalization on {name!r}")
-    if not weight.is_floating_point() or weight.dtype not in _checks.FLOATING_DTYPES:
+    if hasattr(module, name + "_orig"):
+        raise ValueError(
+            f"module {type(module).__name__} already has the legacy torch.nn.utils.spectral_norm on {name!r} "
+            "(a forward pre-hook that overwrites it): remove it with torch.nn.utils.remove_spectral_norm first"
+        )
+    if weight.dtype not in _checks.FLOATING_DTYPES + _COMPLEX_DTYPES:
         raise TypeError(
-            f"{name} must have a floating dtype (float16, bfloat16, float32 or float64), got {weight.dtype}"
+            f"{name} must have a floating (float16, bfloat16, float32, float64) or complex (complex64, "
+            f"complex128) dtype, got {weight.dtype}"
         )
     if dim is None:
         dim = 1 if isinstance(module, _CONV_TRANSPOSE) else 0
+    # A second call on the same weight stacks a second parametrization, as torch's does: its u, v
+    # are drawn for the current (already normalized) weight.
     parametrization = SpectralNorm(weight, n_power_iterations, dim, eps)
     parametrize.register_parametrization(module, name, parametrization)
-    module._register_load_state_dict_pre_hook(_legacy_load_hook(name))
+    if not _legacy_load_hooks(module, name):
+        module._register_load_state_dict_pre_hook(_LegacyLoadHook(name), with_module=True)
     return module
 
 
@@ -286,18 +349,60 @@ def apply_spectral_norm(
     return model
 
 
-def remove_spectral_norm(model: nn.Module) -> nn.Module:
-    """Remove every fastgp spectral norm in ``model``, leaving the normalized weights as plain
-    parameters (as ``parametrize.remove_parametrizations(..., leave_parametrized=True)``; a layer in
-    training mode runs one more power iteration, as torch's does). Returns the model."""
+def _check_removable(module: nn.Module, name: str) -> None:
+    """Removing parametrizations removes the whole list: refuse a list that holds others too."""
+    others = [type(p).__name__ for p in module.parametrizations[name] if not isinstance(p, SpectralNorm)]
+    if others:
+        raise ValueError(
+            f"{type(module).__name__}.{name} also has other parametrizations ({', '.join(others)}); remove them "
+            f"all with torch.nn.utils.parametrize.remove_parametrizations(module, {name!r})"
+        )
+
+
+def _remove_from(module: nn.Module, name: str) -> None:
+    """Remove module.<name>'s parametrizations (all fastgp spectral norms) leaving W/σ, and its hook."""
+    _check_removable(module, name)
+    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    for key in _legacy_load_hooks(module, name):
+        del module._load_state_dict_pre_hooks[key]
+
+
+def _has_fastgp_sn(module: nn.Module, name: str) -> bool:
+    return parametrize.is_parametrized(module, name) and any(
+        isinstance(p, SpectralNorm) for p in module.parametrizations[name]
+    )
+
+
+def remove_spectral_norm(model: nn.Module, name: str | None = None) -> nn.Module:
+    """Remove fastgp's spectral norm, leaving the normalized weights as plain parameters (as
+    ``parametrize.remove_parametrizations(..., leave_parametrized=True)``; a layer in training mode
+    runs one more power iteration, as torch's does) and removing the load_state_dict hook that
+    ``spectral_norm`` added. Returns the model.
+
+    With ``name`` (torch's ``remove_spectral_norm(module, name="weight")``): only ``model.<name>``,
+    a ValueError if it has no fastgp spectral norm. Without: every fastgp spectral norm in the
+    model and its submodules; other parametrizations (torch's spectral norm included) stay.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for module in list(model.modules()):
-        if not parametrize.is_parametrized(module):
-            continue
-        for name in list(module.parametrizations.keys()):
-            if any(isinstance(p, SpectralNorm) for p in module.parametrizations[name]):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        if not _has_fastgp_sn(model, name):
+            raise ValueError(f"fastgp spectral_norm of {name!r} not found in {type(model).__name__}")
+        _remove_from(model, name)
+        return model
+    targets = [
+        (module, tensor_name)
+        for module in model.modules()
+        if parametrize.is_parametrized(module)
+        for tensor_name in module.parametrizations.keys()
+        if _has_fastgp_sn(module, tensor_name)
+    ]
+    for module, tensor_name in targets:  # refuse before removing anything
+        _check_removable(module, tensor_name)
+    for module, tensor_name in targets:
+        _remove_from(module, tensor_name)
     return model
 
 
@@ -338,9 +443,16 @@ class SpectralNormStep:
             if not parametrize.is_parametrized(module):
                 continue
             for name, plist in module.parametrizations.items():
-                for p in plist:
-                    if isinstance(p, SpectralNorm) and hasattr(p, "_u"):
-                        self._layers.append((module, name, p))
+                for index, p in enumerate(plist):
+                    if not (isinstance(p, SpectralNorm) and hasattr(p, "_u")):
+                        continue
+                    if index != 0 or plist.original.is_complex():
+                        raise ValueError(
+                            f"{type(module).__name__}.{name}: the once-per-step mode needs fastgp's spectral norm "
+                            "as the only or first parametrization of a real weight (stacked or complex ones "
+                            "iterate per forward)"
+                        )
+                    self._layers.append((module, name, p))
         if not self._layers:
             raise ValueError("model has no fastgp spectral-normalized layer with a matrix weight")
         for _, _, p in self._layers:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._layout import accumulation_dtype
+
 PADDINGS = ("zeros", "reflect", "replicate")
 
 
@@ -90,7 +92,7 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
     _, channels, height, width = grad.shape
     if boxes is not None:
         grad = grad * keep_mask(boxes, height, width, grad.dtype)
-    acc = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(grad.dtype)
     g = grad.to(acc).reshape(batch, copies, channels, height * width)
     out = torch.zeros(batch, channels, height * width, dtype=acc, device=grad.device)
     rows = torch.arange(height, device=grad.device)
@@ -108,15 +110,15 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
 
 
 # ------------------------------------------------------------------------------------------------
-# DiffAugment's policy function (Zhao et al., 2020), as its users write it, with an optional
-# generator. Translation uses DESIGN.md's sign convention (out[i] = x[i − dy]); the draws come in
-# DiffAugment's order and have its distributions, so fastgp.augment.DiffAugment with the same
-# generator state gives the same images.
+# DiffAugment's policy function (Zhao et al., 2020; mit-han-lab/data-efficient-gans,
+# DiffAugment_pytorch.py) as its users write it, with an optional generator: the same draws in the
+# same order and dtype, and its translation out[i, j] = x[i + tx, j + ty] (tx over the height, ty
+# over the width). fastgp.augment.DiffAugment with the same generator state gives the same images.
 # ------------------------------------------------------------------------------------------------
 
 
 def _rand(x, generator):
-    return torch.rand(x.size(0), 1, 1, 1, generator=generator, device=x.device).to(x.dtype)
+    return torch.rand(x.size(0), 1, 1, 1, generator=generator, dtype=x.dtype, device=x.device)
 
 
 def rand_brightness(x, generator=None):
@@ -134,10 +136,11 @@ def rand_contrast(x, generator=None):
 
 
 def rand_translation(x, ratio=0.125, generator=None):
-    shift_y, shift_x = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
-    dy = torch.randint(-shift_y, shift_y + 1, size=[x.size(0)], generator=generator, device=x.device)
-    dx = torch.randint(-shift_x, shift_x + 1, size=[x.size(0)], generator=generator, device=x.device)
-    return translate_once(x, dy, dx, "zeros")
+    shift_h, shift_w = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    tx = torch.randint(-shift_h, shift_h + 1, size=[x.size(0)], generator=generator, device=x.device)
+    ty = torch.randint(-shift_w, shift_w + 1, size=[x.size(0)], generator=generator, device=x.device)
+    # x[i + tx, j + ty] is the translation by (dy, dx) = (−tx, −ty) in this module's convention.
+    return translate_once(x, -tx, -ty, "zeros")
 
 
 def rand_cutout(x, ratio=0.5, generator=None):

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from .select import rows_format
+from .._layout import accumulation_dtype, image_memory_format
 
 MODES = ("mean", "min", "max", "and", "or")
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
-    a = x[pairs[:, 0]].to(_acc(x.dtype))
-    b = x[pairs[:, 1]].to(_acc(x.dtype))
+    a = x[pairs[:, 0]].to(accumulation_dtype(x.dtype))
+    b = x[pairs[:, 1]].to(accumulation_dtype(x.dtype))
     if mode == 0:
         out = (a + b) * 0.5
     elif mode == 1:
@@ -34,7 +30,7 @@ def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold
         out = ((a > threshold) | (b > threshold)).to(a.dtype)
     else:
         raise ValueError(f"mode must be 0 (mean), 1 (min), 2 (max), 3 (and) or 4 (or), got {mode}")
-    return out.to(x.dtype).contiguous(memory_format=rows_format(x))
+    return out.to(x.dtype).contiguous(memory_format=image_memory_format(x))
 
 
 def pixelwise_mean_reference(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

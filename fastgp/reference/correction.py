@@ -3,7 +3,8 @@
 ``nearest_distance(samples, bank, chunk)`` has the signature and semantics of
 ``torch.ops.fastgp.nearest_distance`` (csrc/ops.cpp): for each sample the squared L2 distance to
 its nearest bank row, max(0, |a|² + |b|² − 2a·b) in the accumulation dtype, and that row's index
-(the lowest on ties; the first NaN when a distance is NaN). The reference visits the bank in the
+(the lowest among exactly equal computed distances; rows within rounding of each other may come
+back either way on another BLAS or backend; the first NaN when a distance is NaN). The reference visits the bank in the
 same chunks, so its memory is O(B·chunk) too.
 """
 
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 import torch
 
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._layout import accumulation_dtype
 
 
 def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int):
-    acc = _acc(samples.dtype)
+    acc = accumulation_dtype(samples.dtype)
     a = samples.reshape(samples.shape[0], -1).to(acc)
     sa = (a * a).sum(1)
     best = torch.full((a.shape[0],), float("inf"), dtype=acc, device=a.device)

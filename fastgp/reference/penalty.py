@@ -3,7 +3,7 @@
 Two layers, both written the plain way:
 
 * the raw ops (``interpolate``, ``interpolate_random``, ``grad_norm_penalty_forward``,
-  ``grad_norm_penalty_backward``) with exactly the signatures and semantics of the C++/CUDA ops
+  ``grad_norm_penalty_backward``, ``grad_norm_penalty_sum``) with exactly the signatures and semantics of the C++/CUDA ops
   (``torch.ops.fastgp.*``) and the Triton launchers, so the backend layer can use this module as a
   drop-in fallback and the tests can use it as the oracle;
 * ``gradient_penalty_reference``: the double-backprop penalty as GAN code writes it today
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .._layout import accumulation_dtype
+
 _MASK32 = 0xFFFFFFFF
 # Philox4x32-10 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"),
 # the same as Triton's tl.rand, so every backend draws the same alphas from the same seed.
@@ -23,11 +25,6 @@ _PHILOX_KEY_A = 0x9E3779B9
 _PHILOX_KEY_B = 0xBB67AE85
 _PHILOX_ROUNDS = 10
 _UNIFORM_SCALE = 4.6566127342e-10  # the largest scale with (2**31 - 1) * scale < 1 in float32
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The accumulation dtype of the kernels: float64 for float64, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -91,7 +88,7 @@ def philox_uniform(n: int, seed: int, device=None) -> torch.Tensor:
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """out[b] = alpha[b]·real[b] + (1 − alpha[b])·fake[b], computed in the accumulation dtype."""
-    acc = acc_dtype(real.dtype)
+    acc = accumulation_dtype(real.dtype)
     a = _per_sample(alpha.to(acc), real.dim())
     return (a * real.to(acc) + (1 - a) * fake.to(acc)).to(real.dtype)
 
@@ -123,7 +120,7 @@ def grad_norm_penalty_forward(
     A centre of 0 returns the sum of squares itself: taking the square root and squaring again
     would give a NaN gradient at g = 0.
     """
-    rows = grad.reshape(grad.shape[0], -1).to(acc_dtype(grad.dtype))
+    rows = grad.reshape(grad.shape[0], -1).to(accumulation_dtype(grad.dtype))
     sum_sq = (rows * rows).sum(dim=1)
     norm = sum_sq.sqrt()
     if center == 0:
@@ -143,8 +140,13 @@ def grad_norm_penalty_backward(
 ) -> torch.Tensor:
     """grad_in[b] = grad[b] · grad_penalty[b] · coef_b, with the shape and dtype of ``grad``."""
     scale = grad_penalty * _penalty_coefficient(norm, center, one_sided)
-    acc = acc_dtype(grad.dtype)
+    acc = accumulation_dtype(grad.dtype)
     return (grad.to(acc) * _per_sample(scale.to(acc), grad.dim())).to(grad.dtype)
+
+
+def grad_norm_penalty_sum(grad: torch.Tensor, center: float, one_sided: bool, scale: float) -> torch.Tensor:
+    """scale · Σ_b penalty[b] (0-d, accumulation dtype): the head reduced to a scalar."""
+    return grad_norm_penalty_forward(grad, center, one_sided)[0].sum() * scale
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,10 +156,28 @@ def grad_norm_penalty_backward(
 INTERPOLATING_KINDS = ("wgan-gp", "zero-gp", "lp", "max-gp")
 
 
-def dragan_perturb(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DRAGAN's perturbed points x + 0.5·std(x)·U(0,1) (std over the whole batch)."""
-    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype, device=real.device)
-    return real + 0.5 * real.std() * noise
+def draw_alpha(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One α ~ U(0, 1) per sample, float32 [B], drawn as the authors' code draws it: one
+    ``torch.rand(B, 1)`` from the device's generator (Thanh-Tung et al.'s ``cal_gradpen``); the
+    TensorFlow codes of WGAN-GP, LP, max-GP and DRAGAN draw the same shape with ``tf.random_uniform``.
+    """
+    source = generator.device if generator is not None else real.device
+    return torch.rand(real.shape[0], generator=generator, device=source).to(real.device)
+
+
+def dragan_points(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DRAGAN's points as Kodali et al.'s code draws them (kodalinaveen3/DRAGAN, DRAGAN.ipynb):
+    first a perturbed batch x_p = x + 0.5·std(x)·U(0, 1) elementwise (std over the whole batch,
+    without Bessel's correction, as numpy's ``minibatch.std()``), then one α ~ U(0, 1) per sample
+    and x̂ = x + α·(x_p − x). Computed in float32 for float16/bfloat16 input, returned in its dtype.
+    """
+    source = generator.device if generator is not None else real.device
+    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype, device=source).to(real.device)
+    alpha = draw_alpha(real, generator)
+    x = real.to(accumulation_dtype(real.dtype))
+    perturbed = x + 0.5 * x.std(correction=0) * noise.to(x.dtype)
+    a = _per_sample(alpha.to(x.dtype), x.dim())
+    return (x + a * (perturbed - x)).to(real.dtype)
 
 
 def gradient_penalty_reference(
@@ -176,11 +196,11 @@ def gradient_penalty_reference(
     """Double-backprop gradient penalty, written the way GAN code does it by hand."""
     if kind in INTERPOLATING_KINDS:
         if alpha is None:
-            alpha = torch.rand(real.shape[0], generator=generator, device=real.device)
+            alpha = draw_alpha(real, generator)
         alpha = alpha.to(real.dtype).reshape(real.shape[0], *([1] * (real.dim() - 1)))
         x = alpha * real + (1 - alpha) * fake
     elif kind == "dragan":
-        x = dragan_perturb(real, generator)
+        x = dragan_points(real, generator)
     elif kind == "r1":
         x = real
     elif kind == "r2":

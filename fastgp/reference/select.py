@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import torch
 
-
-def rows_format(t: torch.Tensor) -> torch.memory_format:
-    """The memory format of a row-gathering op's output (csrc/fastgp/rows.h)."""
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+from .._layout import image_memory_format
 
 
 def lowest_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -25,14 +20,14 @@ def lowest_indices(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int):
     indices = lowest_indices(logits, k)
-    selected = candidates.index_select(0, indices).contiguous(memory_format=rows_format(candidates))
+    selected = candidates.index_select(0, indices).contiguous(memory_format=image_memory_format(candidates))
     return selected, indices
 
 
 def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor, k: int):
     indices = lowest_indices(logits, k)
     batch = torch.cat([real, candidates.index_select(0, indices)]).contiguous(
-        memory_format=rows_format(candidates)
+        memory_format=image_memory_format(candidates)
     )
     return batch, indices
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._layout import accumulation_dtype
 
 
 @torch.no_grad()
 def spectral_power_iteration(
     weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int, eps: float
 ) -> torch.Tensor:
-    acc = _acc(weight.dtype)
+    acc = accumulation_dtype(weight.dtype)
     weight_mat = weight.to(acc)  # no copy for float32/float64
     u_acc, v_acc = u.to(acc), v.to(acc)
     for _ in range(n_iterations):

@@ -17,7 +17,7 @@ import re
 import yaml
 
 from . import regularizers
-from .regularizers import Option, _at_least, _choice
+from .options import ConfigError, Option, at_least, choice, open_unit_interval, positive
 
 DATASETS_2D = ("8gaussians", "swissroll", "ring", "finite-gaussian")
 DATASETS_USER = ("folder", "array")
@@ -27,18 +27,6 @@ MODELS = ("auto", "mlp", "mlp-gan", "dcgan", "resnet")
 MODELS_32 = ("dcgan", "resnet")  # convolutional pairs built for 32×32 images
 # Images whose pixels take only the values -1 and 1 (pixel-wise and/or combinations need them).
 DATASETS_BINARY = ("rectangles",)
-
-
-class ConfigError(ValueError):
-    """A bad configuration value or key; the message names the key."""
-
-
-def _in_open_unit(value):
-    return None if 0.0 <= value < 1.0 else f"must be in [0, 1), got {value}"
-
-
-def _positive(value):
-    return None if value > 0 else f"must be > 0, got {value}"
 
 
 # Flat schema: dotted key -> Option. Order is the order of --help and of the written config.
@@ -52,66 +40,66 @@ SCHEMA: dict[str, Option] = {
         1,
         "torch intra-op CPU threads during training (0: torch's default). The 2-D models are too small to "
         "gain from threads, and on a busy machine OpenMP threads spin and run ~50× slower",
-        _at_least(0),
+        at_least(0),
     ),
-    "steps": Option(6000, "generator steps", _at_least(1)),
-    "batch_size": Option(256, "samples per batch (real and fake)", _at_least(1)),
-    "data.name": Option("8gaussians", "dataset: " + ", ".join(DATASETS), _choice(DATASETS)),
+    "steps": Option(6000, "generator steps", at_least(1)),
+    "batch_size": Option(256, "samples per batch (real and fake)", at_least(1)),
+    "data.name": Option("8gaussians", "dataset: " + ", ".join(DATASETS), choice(DATASETS)),
     "data.scale": Option(
         10.0,
         "8gaussians/ring: radius of the circle; swissroll: size; finite-gaussian: std of the Gaussian",
-        _positive,
+        positive,
     ),
     "data.std": Option(
-        0.2, "std of the noise around each mode/curve; the high-quality radius is 3·std", _positive
+        0.2, "std of the noise around each mode/curve; the high-quality radius is 3·std", positive
     ),
-    "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", _at_least(1)),
-    "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", _at_least(1)),
-    "data.n_images": Option(25600, "rectangles: training images, generated from the seed", _at_least(1)),
+    "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", at_least(1)),
+    "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", at_least(1)),
+    "data.n_images": Option(25600, "rectangles: training images, generated from the seed", at_least(1)),
     "data.resolution": Option(
         28, "digits/folder/array: images are resized to R×R (28: the MLP GAN's 784 pixels; 32 for dcgan/resnet)",
-        _at_least(4),
+        at_least(4),
     ),
     "data.path": Option("", "folder: a directory of .png/.jpg/.jpeg/.bmp images; array: a .npy or .npz file"),
     "data.key": Option("", "array: the array of a .npz archive (default: its only, or first, array)"),
-    "data.channels": Option(1, "folder: convert images to 1 (grayscale) or 3 (RGB) channels", _choice((1, 3))),
-    "noise.dist": Option("normal", "latent noise: normal (std s) or uniform on [-s, s]", _choice(("normal", "uniform"))),
-    "noise.scale": Option(1.0, "s: the noise scale", _positive),
-    "noise.dim": Option(2, "latent dimension", _at_least(1)),
+    "data.channels": Option(1, "folder: convert images to 1 (grayscale) or 3 (RGB) channels", choice((1, 3))),
+    "noise.dist": Option("normal", "latent noise: normal (std s) or uniform on [-s, s]", choice(("normal", "uniform"))),
+    "noise.scale": Option(1.0, "s: the noise scale", positive),
+    "noise.dim": Option(2, "latent dimension", at_least(1)),
     "model.name": Option(
         "auto",
         "mlp (2-D pair), mlp-gan (the generalization paper's MLP GAN, any image size), dcgan or resnet "
         "(32×32 images); auto: mlp for 2-D data, dcgan for 32×32 images, mlp-gan for other image sizes",
-        _choice(MODELS),
+        choice(MODELS),
     ),
-    "model.hidden": Option(64, "mlp: units of each of the 2 hidden layers of G and D", _at_least(1)),
+    "model.hidden": Option(64, "mlp: units of each of the 2 hidden layers of G and D", at_least(1)),
     "model.channels": Option(
         32, "dcgan: channels of the first D / last G convolution (then ×2, ×4); resnet: channels of every block",
-        _at_least(1),
+        at_least(1),
     ),
-    "model.activation": Option("relu", "hidden activation: relu or leaky-relu (slope 0.2)", _choice(("relu", "leaky-relu"))),
+    "model.activation": Option("relu", "hidden activation: relu or leaky-relu (slope 0.2)", choice(("relu", "leaky-relu"))),
     "loss.name": Option(
-        "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), _choice(regularizers.LOSS_NAMES)
+        "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), choice(regularizers.LOSS_NAMES)
     ),
     "loss.params": Option({}, "keyword parameters of the loss, e.g. {margin: 2.0} for hinge"),
-    "optim.name": Option("adam", "optimizer of G and D: adam or rmsprop", _choice(("adam", "rmsprop"))),
-    "optim.lr_d": Option(3.0e-3, "discriminator learning rate (two-timescale: set it apart from lr_g)", _positive),
-    "optim.lr_g": Option(1.0e-3, "generator learning rate", _positive),
-    "optim.beta1": Option(0.5, "Adam beta1 (RMSprop: momentum)", _in_open_unit),
-    "optim.beta2": Option(0.9, "Adam beta2 (RMSprop: alpha)", _in_open_unit),
-    "optim.n_dis": Option(1, "discriminator steps per generator step", _at_least(1)),
-    "ema.decay": Option(0.999, "EMA of G's parameters per G step (warm-up: min(decay, (1+t)/(10+t))); 0 disables it", _in_open_unit),
-    "log.every": Option(100, "steps between metrics.jsonl records (losses and 2-D metrics)", _at_least(1)),
+    "optim.name": Option("adam", "optimizer of G and D: adam or rmsprop", choice(("adam", "rmsprop"))),
+    "optim.lr_d": Option(3.0e-3, "discriminator learning rate (two-timescale: set it apart from lr_g)", positive),
+    "optim.lr_g": Option(1.0e-3, "generator learning rate", positive),
+    "optim.beta1": Option(0.5, "Adam beta1 (RMSprop: momentum)", open_unit_interval),
+    "optim.beta2": Option(0.9, "Adam beta2 (RMSprop: alpha)", open_unit_interval),
+    "optim.n_dis": Option(1, "discriminator steps per generator step", at_least(1)),
+    "ema.decay": Option(0.999, "EMA of G's parameters per G step (warm-up: min(decay, (1+t)/(10+t))); 0 disables it", open_unit_interval),
+    "log.every": Option(100, "steps between metrics.jsonl records (losses and 2-D metrics)", at_least(1)),
     "log.diag_every": Option(
         500,
         "steps between ‖∂D/∂x‖ and ‖∂G/∂z‖ measurements (2-D data: also the direction of ∇ₓD), taken at the last "
         "step too; 0 disables them",
-        _at_least(0),
+        at_least(0),
     ),
-    "log.eval_samples": Option(2048, "generated samples per metric evaluation", _at_least(1)),
+    "log.eval_samples": Option(2048, "generated samples per metric evaluation", at_least(1)),
     "log.progress": Option(True, "show a tqdm progress bar"),
     "log.plots": Option(True, "write PNG pictures at the end (matplotlib, the 'train' extra)"),
-    "checkpoint.every": Option(1000, "steps between checkpoints (one is always written at the end)", _at_least(1)),
+    "checkpoint.every": Option(1000, "steps between checkpoints (one is always written at the end)", at_least(1)),
 }
 for _name, _cls in regularizers.REGISTRY.items():
     for _key, _opt in _cls.OPTIONS.items():

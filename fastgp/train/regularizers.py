@@ -21,8 +21,7 @@ Every random draw comes from a generator the run owns and checkpoints (``loop.Ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -31,26 +30,7 @@ from .. import augment, combine, correction, losses, penalty
 from ..nn import SpectralNormStep, apply_spectral_norm
 from ..penalty import LazyRegularizer
 from ..select import FakeAsReal
-
-
-@dataclass(frozen=True)
-class Option:
-    default: object
-    help: str
-    check: Callable[[object], str | None] | None = None  # returns an error message or None
-
-
-def _choice(options):
-    def check(value):
-        if value not in options:
-            return f"must be one of {', '.join(repr(o) for o in options)}; got {value!r}"
-        return None
-
-    return check
-
-
-def _unit_interval(value):
-    return None if 0.0 <= value <= 1.0 else f"must be in [0, 1], got {value}"
+from .options import ConfigError, Option, at_least, choice, unit_interval
 
 
 def _policy(value):
@@ -59,13 +39,6 @@ def _policy(value):
     if unknown:
         return f"unknown DiffAugment policy word {unknown[0]!r}; use comma-separated words of {', '.join(augment.POLICY_WORDS)}"
     return None
-
-
-def _at_least(minimum):
-    def check(value):
-        return None if value >= minimum else f"must be >= {minimum}, got {value}"
-
-    return check
 
 
 class DataFacts(NamedTuple):
@@ -87,9 +60,9 @@ class GradientPenalty:
 
     KINDS = ("none",) + tuple(penalty.KINDS)
     OPTIONS = {
-        "kind": Option("zero-gp", "penalty kind: " + ", ".join(KINDS), _choice(KINDS)),
-        "weight": Option(1.0, "penalty weight λ (no hidden ½)", _at_least(0.0)),
-        "interval": Option(1, "lazy regularization: apply every N discriminator steps with gain N", _at_least(1)),
+        "kind": Option("zero-gp", "penalty kind: " + ", ".join(KINDS), choice(KINDS)),
+        "weight": Option(1.0, "penalty weight λ (no hidden ½)", at_least(0.0)),
+        "interval": Option(1, "lazy regularization: apply every N discriminator steps with gain N", at_least(1)),
     }
 
     @staticmethod
@@ -144,7 +117,7 @@ class SpectralNormalization:
         "d": Option(False, "spectral-normalize every Linear/Conv layer of D"),
         "g": Option(False, "spectral-normalize every Linear/Conv/ConvTranspose layer of G"),
         "n_power_iterations": Option(
-            1, "power iterations per training forward (with once_per_step: per optimizer step)", _at_least(1)
+            1, "power iterations per training forward (with once_per_step: per optimizer step)", at_least(1)
         ),
         "once_per_step": Option(
             False, "σ fixed within a step: u, v advance once per optimizer step of the network (SpectralNormStep)"
@@ -203,11 +176,11 @@ class Augmentation:
 
     KINDS = ("none", "translate", "diffaugment")
     OPTIONS = {
-        "kind": Option("none", "D-input augmentation: " + ", ".join(KINDS), _choice(KINDS)),
-        "copies": Option(1, "translate: K translated copies of every real and fake image", _at_least(1)),
-        "max_shift": Option(4, "translate: shifts drawn uniformly from [-s, s] pixels per axis", _at_least(0)),
+        "kind": Option("none", "D-input augmentation: " + ", ".join(KINDS), choice(KINDS)),
+        "copies": Option(1, "translate: K translated copies of every real and fake image", at_least(1)),
+        "max_shift": Option(4, "translate: shifts drawn uniformly from [-s, s] pixels per axis", at_least(0)),
         "padding": Option("zeros", "translate: what enters at the border: zeros, reflect or replicate",
-                          _choice(("zeros", "reflect", "replicate"))),
+                          choice(("zeros", "reflect", "replicate"))),
         "policy": Option("color,translation,cutout", "diffaugment: comma-separated words of "
                          + ", ".join(augment.POLICY_WORDS), _policy),
     }
@@ -227,8 +200,6 @@ class Augmentation:
         self.copies, self.max_shift, self.padding, self.policy = cfg["copies"], cfg["max_shift"], cfg["padding"], cfg["policy"]
         self.generator = generator
         if self.kind == "translate" and self.max_shift >= min(data_shape[-2:]):
-            from .config import ConfigError  # config imports this module: import at use
-
             raise ConfigError(
                 f"regularizers.augment.max_shift: must be smaller than the image size "
                 f"{data_shape[-2]}×{data_shape[-1]}, got {self.max_shift}"
@@ -262,8 +233,8 @@ class FakeAsRealSelection:
     """
 
     OPTIONS = {
-        "n_far": Option(0, "M0: fakes trained as real per D step (0 disables Fake-As-Real)", _at_least(0)),
-        "n_candidates": Option(256, "M1: candidate fakes scored per D step", _at_least(1)),
+        "n_far": Option(0, "M0: fakes trained as real per D step (0 disables Fake-As-Real)", at_least(0)),
+        "n_candidates": Option(256, "M1: candidate fakes scored per D step", at_least(1)),
         "global": Option(
             False,
             "under torchrun: pick the M0·N lowest-scored of all N ranks' candidates and give each rank its "
@@ -324,8 +295,8 @@ class Combination:
     BINARY = ("and", "or")
     OPTIONS = {
         "mode": Option("none", "combination of two reals: " + ", ".join(MODES) + " (and/or: binary images only)",
-                       _choice(MODES)),
-        "n_pairs": Option(0, "combinations per D step (0: batch_size)", _at_least(0)),
+                       choice(MODES)),
+        "n_pairs": Option(0, "combinations per D step (0: batch_size)", at_least(0)),
     }
 
     @staticmethod
@@ -379,9 +350,9 @@ class SampleCorrection:
     OPTIONS = {
         "enabled": Option(False, "replace realistic fakes in D's fake batch"),
         "threshold": Option(0.1, "normalized nearest-neighbour distance below which a fake is replaced",
-                            _unit_interval),
+                            unit_interval),
         "pool": Option(64, "extra fakes drawn per D step as replacements (0: the batch's own other fakes)",
-                       _at_least(0)),
+                       at_least(0)),
     }
 
     @staticmethod
@@ -396,9 +367,7 @@ class SampleCorrection:
         self.bank = bank
         if self.enabled:
             if bank is None:
-                from .config import ConfigError  # config imports this module: import at use
-
-                raise ConfigError("regularizers.correction.enabled: this dataset exposes no finite training set")
+                    raise ConfigError("regularizers.correction.enabled: this dataset exposes no finite training set")
             self.value_range = float(bank.max() - bank.min()) or 1.0
         self.last_mask: torch.Tensor | None = None
 

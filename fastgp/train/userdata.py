@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from .options import ConfigError
 from .images import ImageData
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")

@@ -14,21 +14,18 @@ Raw launchers with the names, signatures and semantics of ``torch.ops.fastgp.*``
 
 Images are viewed as [rows, P, H, W·E] memory: contiguous (P = C, E = 1) or channels_last (P = 1,
 E = C, kept in the output); any other layout is made contiguous first. One program handles one
-image row (a chunk of it for very wide rows).
+image row (a chunk of it for very wide rows). User input is validated by fastgp/augment.py
+(including the reflect range |shift| < size); the launchers assert only their invariants.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .penalty import _cast, _register, _wrap_triton
+from .._layout import image_memory_format
+from ._common import both, cast, invariant, register, tile, tl_accumulation_dtype, wrap_triton
 
 _PADDINGS = {"zeros": 0, "reflect": 1, "replicate": 2}
-_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_MAX_BLOCK = 1024
-_MIN_BLOCK = 16
-_MAX_GRID_Y = 65535
-_INTERPRETED = bool(triton.knobs.runtime.interpret)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -61,7 +58,7 @@ def _in_box(boxes_ptr, n, i, j, HAS_BOXES: tl.constexpr):
         left = tl.load(boxes_ptr + 4 * n + 1)
         height = tl.load(boxes_ptr + 4 * n + 2)
         width = tl.load(boxes_ptr + 4 * n + 3)
-        result = (i >= top) & (i < top + height) & (j >= left) & (j < left + width)
+        result = both((j >= left) & (j < left + width), (i >= top) & (i < top + height))  # i: per row
     else:
         result = j < 0  # all False
     return result
@@ -86,7 +83,7 @@ def _translate_kernel(
     e = cols % E
     sy = _source(i, dy, H, MODE)
     sx = _source(j, dx, W, MODE)
-    valid = in_row & (sy >= 0) & (sx >= 0)
+    valid = both(in_row & (sx >= 0), sy >= 0)  # sy is per row (a scalar)
     src = ((b * P + p) * H + sy) * L + sx * E + e
     v = tl.load(x_ptr + src, mask=valid, other=0.0)
     # Multiplied by 0 in the box, as DiffAugment's mask: a NaN/inf pixel there stays NaN.
@@ -160,7 +157,7 @@ def _translate_backward_kernel(
                 i = 2 * (H - 1) - y + dy
                 if (y < H - 1) & (i >= 0) & (i < H):
                     acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, MODE, HAS_BOXES)
-    tl.store(out_ptr + row * L + cols, _cast(acc, out_ptr.dtype.element_ty), mask=in_row)
+    tl.store(out_ptr + row * L + cols, cast(acc, out_ptr.dtype.element_ty), mask=in_row)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,58 +165,36 @@ def _translate_backward_kernel(
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_image(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
-    if t.dim() != 4:
-        raise ValueError(f"{name} must have shape [B, C, H, W], got {list(t.shape)}")
-    if not _INTERPRETED and t.device.type == "cpu":
-        raise ValueError(
-            f"{name} is a CPU tensor: the Triton kernels need GPU tensors "
-            "(or TRITON_INTERPRET=1 set before fastgp.triton.augment is imported)"
-        )
-
-
-def _check_args(shifts, boxes, padding, batch, image):
-    if padding not in _PADDINGS:
-        raise ValueError(f"padding must be 'zeros', 'reflect' or 'replicate', got {padding!r}")
-    if not isinstance(shifts, torch.Tensor) or shifts.dtype != torch.int64:
-        raise TypeError("shifts must be an int64 tensor")
-    if shifts.dim() != 3 or shifts.shape[2] != 2 or shifts.shape[1] < 1 or (batch is not None and shifts.shape[0] != batch):
-        raise ValueError(f"shifts must have shape [B, K, 2] with K >= 1, got {list(shifts.shape)}")
-    if shifts.device != image.device:
-        raise ValueError(f"shifts must be on the device of the image ({image.device}), got {shifts.device}")
+def _check_args(image, shifts, boxes, padding, batch=None):
+    """Invariants of the kernels' indexing: [B, C, H, W] images, int64 shifts [B, K, 2] (B = batch
+    when given) and boxes [B, K, 4] on the image's device. Returns contiguous shifts and boxes
+    (read as flat arrays)."""
+    invariant(image.dim() == 4 and padding in _PADDINGS, f"an image [B, C, H, W] and a padding, got {padding!r}")
+    invariant(shifts.dtype == torch.int64 and shifts.dim() == 3 and shifts.shape[2] == 2
+              and (batch is None or shifts.shape[0] == batch) and shifts.device == image.device,
+              "int64 shifts [B, K, 2]")
     if boxes is not None:
-        if not isinstance(boxes, torch.Tensor) or boxes.dtype != torch.int64:
-            raise TypeError("boxes must be an int64 tensor")
-        if boxes.shape != (shifts.shape[0], shifts.shape[1], 4):
-            raise ValueError(f"boxes must have shape [{shifts.shape[0]}, {shifts.shape[1]}, 4], got {list(boxes.shape)}")
-        if boxes.device != image.device:
-            raise ValueError(f"boxes must be on the device of the image ({image.device}), got {boxes.device}")
+        invariant(boxes.dtype == torch.int64 and boxes.shape == (*shifts.shape[:2], 4)
+                  and boxes.device == image.device, "int64 boxes [B, K, 4]")
         boxes = boxes.contiguous()
     return shifts.contiguous(), boxes
 
 
 def _view(t: torch.Tensor):
     """(tensor to read, channels_last, P, E, memory format) as in csrc/fastgp/augment.h."""
-    channels_last = not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    if channels_last:
+    if image_memory_format(t) == torch.channels_last:
         return t, True, 1, t.shape[1], torch.channels_last
     return t.contiguous(), False, t.shape[1], 1, torch.contiguous_format
 
 
 def _grid(rows: int, length: int):
-    block = min(_MAX_BLOCK, max(_MIN_BLOCK, triton.next_power_of_2(max(length, 1))))
-    chunks = triton.cdiv(length, block)
-    return block, (rows, chunks), max(1, min(8, block // 256))
+    block, num_warps = tile(length)
+    return block, (rows, triton.cdiv(length, block)), num_warps
 
 
-@_register("translate")
+@register("translate")
 def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
-    _check_image(x, "x")
-    shifts, boxes = _check_args(shifts, boxes, padding, x.shape[0], x)
+    shifts, boxes = _check_args(x, shifts, boxes, padding, x.shape[0])
     x, _, planes, pixel, fmt = _view(x)
     batch, channels, height, width = x.shape
     copies = shifts.shape[1]
@@ -227,28 +202,26 @@ def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None,
     if out.numel() == 0:
         return out
     block, grid, num_warps = _grid(batch * copies * planes * height, width * pixel)
-    _wrap_triton(_translate_kernel)[grid](
+    wrap_triton(_translate_kernel)[grid](
         x, shifts, boxes if boxes is not None else shifts, out, copies, planes, height, width, pixel,
         BLOCK=block, MODE=_PADDINGS[padding], HAS_BOXES=boxes is not None, num_warps=num_warps,
     )  # fmt: skip
     return out
 
 
-@_register("translate_backward")
+@register("translate_backward")
 def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None, padding: str) -> torch.Tensor:
-    _check_image(grad, "grad")
-    shifts, boxes = _check_args(shifts, boxes, padding, None, grad)
+    shifts, boxes = _check_args(grad, shifts, boxes, padding)
     batch, copies = shifts.shape[:2]
-    if grad.shape[0] != batch * copies:
-        raise ValueError(f"grad must have B * K = {batch * copies} rows, got {grad.shape[0]}")
+    invariant(grad.shape[0] == batch * copies, f"grad with B * K = {batch * copies} rows")
     grad, _, planes, pixel, fmt = _view(grad)
     _, channels, height, width = grad.shape
     out = torch.empty((batch, channels, height, width), dtype=grad.dtype, device=grad.device, memory_format=fmt)
     if out.numel() == 0:
         return out
     block, grid, num_warps = _grid(batch * planes * height, width * pixel)
-    acc = tl.float64 if grad.dtype == torch.float64 else tl.float32
-    _wrap_triton(_translate_backward_kernel)[grid](
+    acc = tl_accumulation_dtype(grad.dtype)
+    wrap_triton(_translate_backward_kernel)[grid](
         grad, shifts, boxes if boxes is not None else shifts, out, copies, planes, height, width, pixel,
         BLOCK=block, MODE=_PADDINGS[padding], HAS_BOXES=boxes is not None, ACC_DTYPE=acc, num_warps=num_warps,
     )  # fmt: skip

@@ -4,7 +4,8 @@
 ``torch.ops.fastgp.pixelwise_combine`` and ``fastgp.reference.combine`` (csrc/ops.cpp): program
 (x, y) gathers column tile x of the two rows of pairs y, y + grid_y, ... and combines them in the
 accumulation dtype (mode a ``tl.constexpr``, so one branch is compiled). Registered as
-``torch.ops.fastgp_triton.pixelwise_combine`` when ``torch.library.triton_op`` exists.
+``torch.ops.fastgp_triton.pixelwise_combine`` (see ``_common.register``). User input is validated
+by fastgp/combine.py (pairs in range, i != j); the launcher asserts only its invariants.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.select import rows_format
-from .penalty import _cast, _register, _wrap_triton
+from .._layout import image_memory_format
+from ._common import both, cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK = 1024
-_MAX_GRID_Y = 65535
 
 
 @triton.jit
@@ -35,7 +35,7 @@ def _combine_kernel(
         live = p < P
         i = tl.load(pairs_ptr + 2 * p, mask=live, other=0)
         j = tl.load(pairs_ptr + 2 * p + 1, mask=live, other=0)
-        m = mask & live
+        m = both(mask, live)
         a = tl.load(x_ptr + i * N + cols, mask=m, other=0.0).to(ACC)
         b = tl.load(x_ptr + j * N + cols, mask=m, other=0.0).to(ACC)
         if MODE == 0:
@@ -48,7 +48,7 @@ def _combine_kernel(
             out = tl.where((a > threshold) & (b > threshold), 1.0, 0.0).to(ACC)
         else:
             out = tl.where((a > threshold) | (b > threshold), 1.0, 0.0).to(ACC)
-        tl.store(out_ptr + p * N + cols, _cast(out, out_ptr.dtype.element_ty), mask=m)
+        tl.store(out_ptr + p * N + cols, cast(out, out_ptr.dtype.element_ty), mask=m)
 
 
 def _round_to_float32(value: float) -> float:
@@ -59,23 +59,22 @@ def _round_to_float32(value: float) -> float:
         return math.copysign(math.inf, value)
 
 
-@_register("pixelwise_combine")
+@register("pixelwise_combine")
 def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold: float) -> torch.Tensor:
-    if pairs.dtype != torch.int64 or pairs.dim() != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"pixelwise_combine: pairs must be int64 [P, 2], got {pairs.dtype} {list(pairs.shape)}")
-    if mode not in range(5):
-        raise ValueError(f"pixelwise_combine: mode must be 0 (mean), 1 (min), 2 (max), 3 (and) or 4 (or), got {mode}")
-    fmt = rows_format(x)
+    invariant(pairs.dtype == torch.int64 and pairs.dim() == 2 and pairs.shape[1] == 2, "pairs int64 [P, 2]")
+    invariant(pairs.device == x.device and x.dim() >= 1, "pairs on the device of x [B, ...]")
+    fmt = image_memory_format(x)
     x = x.contiguous(memory_format=fmt)
     pairs = pairs.contiguous()
     p, n = pairs.shape[0], x[0].numel()
     out = torch.empty((p, *x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
     if p == 0 or n == 0:
         return out
-    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
+    acc = tl_accumulation_dtype(x.dtype)
     # The threshold is compared in the accumulation dtype (rounded to float32 here, as in C++);
     # rounded in Python, not through a tensor, so torch.compile can trace the launcher.
     t = threshold if x.dtype == torch.float64 else _round_to_float32(threshold)
-    grid = (triton.cdiv(n, _BLOCK), min(p, _MAX_GRID_Y))
-    _wrap_triton(_combine_kernel)[grid](x, pairs, out, p, n, triton.cdiv(p, grid[1]), t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
+    programs, pairs_per_program = grid_stride(p)
+    grid = (triton.cdiv(n, _BLOCK), programs)
+    wrap_triton(_combine_kernel)[grid](x, pairs, out, p, n, pairs_per_program, t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
     return out

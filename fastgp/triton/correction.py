@@ -5,8 +5,9 @@
 the C++/CUDA kernels the chunk's dot products come from the BLAS (``torch.mm``), and the Triton
 kernels do the fused part: the bank rows' squared norms, then per sample (one program) the
 clamped distances, and the running minimum with its index (NaN first, then the smaller distance,
-then the lower index). Registered as ``torch.ops.fastgp_triton.nearest_distance`` when
-``torch.library.triton_op`` exists.
+then the lower index). Registered as ``torch.ops.fastgp_triton.nearest_distance`` (see
+``_common.register``). User input is validated by fastgp/correction.py; the launcher asserts only
+its invariants.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .penalty import _register, _wrap_triton
+from .._layout import accumulation_dtype
+from ._common import TL_DTYPES, invariant, register, wrap_triton
 
 _BLOCK_D = 1024
 _BLOCK_J = 256
@@ -65,16 +67,14 @@ def _update_minima_kernel(
     tl.store(best_j_ptr + b, best_j)
 
 
-@_register("nearest_distance")
+@register("nearest_distance")
 def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if bank.shape[0] == 0:
-        raise ValueError("nearest_distance: bank is empty")
-    if samples[0].numel() != bank[0].numel() or samples.dtype != bank.dtype:
-        raise ValueError("nearest_distance: samples and bank must have the same features per row and dtype")
-    if chunk < 1:
-        raise ValueError(f"nearest_distance: chunk must be >= 1, got {chunk}")
-    acc = torch.float64 if samples.dtype == torch.float64 else torch.float32
-    tl_acc = tl.float64 if acc == torch.float64 else tl.float32
+    invariant(samples.dim() >= 1 and bank.dim() >= 1 and bank.shape[0] > 0, "a non-empty bank [N, ...]")
+    invariant(samples.shape[1:].numel() == bank.shape[1:].numel() and samples.dtype == bank.dtype
+              and samples.device == bank.device, "samples and bank rows alike")
+    invariant(chunk >= 1, f"chunk = {chunk} >= 1")
+    acc = accumulation_dtype(samples.dtype)
+    tl_acc = TL_DTYPES[acc]
     b, n = samples.shape[0], bank.shape[0]
     a = samples.reshape(b, -1).to(acc).contiguous()
     d = a.shape[1]
@@ -83,13 +83,13 @@ def nearest_distance(samples: torch.Tensor, bank: torch.Tensor, chunk: int) -> t
     if b == 0:
         return best, best_j
     sa = torch.empty(b, dtype=acc, device=samples.device)
-    _wrap_triton(_sum_squares_kernel)[(b,)](a, d, sa, BLOCK=_BLOCK_D, ACC=tl_acc)
+    wrap_triton(_sum_squares_kernel)[(b,)](a, d, sa, BLOCK=_BLOCK_D, ACC=tl_acc)
     c_max = min(chunk, n)
     sb = torch.empty(c_max, dtype=acc, device=samples.device)
     for j0 in range(0, n, c_max):
         kc = bank[j0 : j0 + c_max].reshape(-1, d).to(acc).contiguous()  # only this chunk is copied
         c = kc.shape[0]
         dot = torch.mm(a, kc.t())
-        _wrap_triton(_sum_squares_kernel)[(c,)](kc, d, sb, BLOCK=_BLOCK_D, ACC=tl_acc)
-        _wrap_triton(_update_minima_kernel)[(b,)](dot, sa, sb, c, j0, best, best_j, BIG=_BIG, BLOCK=_BLOCK_J, ACC=tl_acc)
+        wrap_triton(_sum_squares_kernel)[(c,)](kc, d, sb, BLOCK=_BLOCK_D, ACC=tl_acc)
+        wrap_triton(_update_minima_kernel)[(b,)](dot, sa, sb, c, j0, best, best_j, BIG=_BIG, BLOCK=_BLOCK_J, ACC=tl_acc)
     return best, best_j

@@ -20,61 +20,29 @@ dense inputs (contiguous, channels_last, ...: every sample one contiguous block,
 read in place and the outputs keep their strides; any other layout is made contiguous first.
 Reductions are deterministic: no atomics, per-program partials summed in a fixed order.
 
-When ``torch.library.triton_op`` is available the launchers are registered as the custom ops
-``torch.ops.fastgp_triton.<name>``, so that torch.compile traces into the Triton kernels. Under the
-Triton interpreter (``TRITON_INTERPRET=1``) they run eagerly only: ``wrap_triton`` returns the
-interpreted kernel unchanged, and fake tensors (torch.compile, opcheck) cannot be interpreted.
+The launchers are registered as ``torch.ops.fastgp_triton.<name>`` (see ``_common.register``).
+They do not validate user input: the public layer (fastgp/penalty.py) has done it; they assert
+only the invariants their pointer arithmetic relies on (``_common.invariant``).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-try:  # torch >= 2.6
-    from torch.library import triton_op as _triton_op
-    from torch.library import wrap_triton as _wrap_triton
-except ImportError:  # pragma: no cover - older torch: plain launchers
-    _triton_op = None
+from .._layout import accumulation_dtype, kernel_inputs
+from . import _common
+from ._common import MIN_BLOCK, TL_DTYPES, cast, chunking, invariant, register, tile, tl_accumulation_dtype, wrap_triton
 
-    def _wrap_triton(kernel):
-        return kernel
-
-# Elements per tile (one tl.arange block); smaller rows get the next power of two, at least _MIN_BLOCK.
-_MAX_BLOCK = 1024
-_MIN_BLOCK = 16
 # Tiles summed by one program of the two-stage reduction; rows of at most
-# _MAX_BLOCK * _REDUCE_TILES elements are reduced by a single program (one launch).
+# MAX_BLOCK * _REDUCE_TILES elements are reduced by a single program (one launch).
 _REDUCE_TILES = 4
 # Partials summed per step by the finishing kernel.
 _FINISH_BLOCK = 256
-# CUDA limits of grid.y (chunks of a row) and grid.x (rows).
-_MAX_GRID_Y = 65535
-_MAX_GRID_X = 2**31 - 1
-
-_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-# Compiled Triton and torch round float32 -> bfloat16 to nearest even; Triton 3.8's interpreter
-# (TRITON_INTERPRET=1) truncates instead. Under the interpreter the kernels round by hand, so that
-# they compute what the compiled kernels compute (and alpha matches the other backends bit for bit).
-_INTERPRETED = bool(triton.knobs.runtime.interpret)
-_EMULATE_BF16_RTNE = tl.constexpr(_INTERPRETED)
 
 
 # ------------------------------------------------------------------------------------------------
 # Kernels
 # ------------------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _cast(x, DTYPE: tl.constexpr):
-    """x.to(DTYPE) rounding to nearest even (also for bfloat16 under the interpreter)."""
-    if _EMULATE_BF16_RTNE and DTYPE == tl.bfloat16:
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
-        rounded = tl.where(x != x, 0x7FC0, rounded)  # NaN stays NaN (the carry could make it inf)
-        return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        return x.to(DTYPE)
 
 
 @triton.jit
@@ -98,7 +66,7 @@ def _lerp_tiles(
         r = tl.load(real_ptr + row_start + cols, mask=mask, other=0.0).to(ACC_DTYPE)
         f = tl.load(fake_ptr + row_start + cols, mask=mask, other=0.0).to(ACC_DTYPE)
         out = a * r + one_minus_a * f
-        tl.store(out_ptr + row_start + cols, _cast(out, out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + row_start + cols, cast(out, out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -140,7 +108,7 @@ def _interpolate_random_kernel(
     row = row32.to(tl.int64)
     chunk = tl.program_id(1).to(tl.int64)
     seed = tl.load(seed_ptr)
-    alpha = _cast(tl.rand(seed, row32), alpha_ptr.dtype.element_ty)
+    alpha = cast(tl.rand(seed, row32), alpha_ptr.dtype.element_ty)
     tl.store(alpha_ptr + row, alpha, mask=chunk == 0)
     _lerp_tiles(real_ptr, fake_ptr, out_ptr, row * N, N, chunk * tiles_per_program, tiles_per_program,
                 alpha.to(ACC_DTYPE), BLOCK, ACC_DTYPE)
@@ -302,221 +270,132 @@ def _grad_norm_backward_kernel(
         cols = (first_tile + t) * BLOCK + tl.arange(0, BLOCK)
         mask = cols < N
         x = tl.load(grad_ptr + row_start + cols, mask=mask, other=0.0).to(ACC_DTYPE)
-        tl.store(out_ptr + row_start + cols, _cast(x * scale, out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + row_start + cols, cast(x * scale, out_ptr.dtype.element_ty), mask=mask)
 
 
 # ------------------------------------------------------------------------------------------------
 # Launchers
 # ------------------------------------------------------------------------------------------------
 
-def _register(name: str):
-    """Register a launcher as torch.ops.fastgp_triton.<name> when torch.library.triton_op exists."""
 
-    def decorator(fn):
-        if _triton_op is None:  # pragma: no cover
-            return fn
-        return _triton_op(f"fastgp_triton::{name}", mutates_args=())(fn)
-
-    return decorator
+def _check_rows(first: torch.Tensor, *others: torch.Tensor) -> None:
+    """Invariants of the row kernels: [B, ...] tensors of one shape and device, B within grid.x."""
+    invariant(first.dim() >= 1 and first.shape[0] <= _common.MAX_GRID_X, f"rows of shape {list(first.shape)}")
+    for other in others:
+        invariant(other.shape == first.shape and other.device == first.device, "tensors of one shape and device")
 
 
-_TL_ACC_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
+def _check_per_sample(v: torch.Tensor, batch: int, device: torch.device) -> None:
+    """Invariant of a per-sample vector read through its stride: [B] on the rows' device."""
+    invariant(v.shape == (batch,) and v.device == device, f"a per-sample vector [{batch}] on {device}")
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _check_batch(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
-    if t.dim() < 1:
-        raise ValueError(f"{name} must have a batch dimension ([B, ...]), got a 0-d tensor")
-    if t.shape[0] > _MAX_GRID_X:
-        raise ValueError(f"{name} has {t.shape[0]} samples; the Triton kernels support at most {_MAX_GRID_X}")
-    if not _INTERPRETED and t.device.type == "cpu":
-        raise ValueError(
-            f"{name} is a CPU tensor: the Triton kernels need GPU tensors "
-            "(or TRITON_INTERPRET=1 set before fastgp.triton.penalty is imported)"
-        )
-
-
-def _check_like(t, name: str, ref: torch.Tensor, ref_name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != ref.dtype:
-        raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
-    if t.shape != ref.shape:
-        raise ValueError(f"{name} must have the shape of {ref_name} {list(ref.shape)}, got {list(t.shape)}")
-    if t.device != ref.device:
-        raise ValueError(f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
-
-
-def _check_per_sample(v, name: str, batch: int, dtype: torch.dtype, device: torch.device) -> None:
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
-    if v.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {v.dtype}")
-    if v.shape != (batch,):
-        raise ValueError(f"{name} must have shape [{batch}] (one value per sample), got {list(v.shape)}")
-    if v.device != device:
-        raise ValueError(f"{name} must be on {device}, got {v.device}")
-
-
-def _check_center(center, one_sided) -> float:
-    if isinstance(center, bool) or not isinstance(center, (int, float)):
-        raise TypeError(f"center must be a float, got {type(center).__name__}")
-    if not isinstance(one_sided, bool):
-        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
-    return float(center)
-
-
-def _is_sample_major(t: torch.Tensor) -> bool:
-    """Every sample one contiguous block of N elements at offset b·N (contiguous, channels_last, ...)."""
-    expected = 1  # non-overlapping and dense: strides of the size>1 dims, ascending, chain up to numel
-    for stride, size in sorted((st, n) for n, st in zip(t.shape, t.stride()) if n > 1):
-        if stride != expected:
-            return False
-        expected *= size
-    batch = t.shape[0]
-    return batch <= 1 or t.stride(0) == t.numel() // batch
-
-
-def _same_memory_order(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
-
-
-def _rows(*tensors: torch.Tensor):
-    """The tensors as they are when all are sample-major dense in the same memory order, else contiguous."""
-    first = tensors[0]
-    if all(_is_sample_major(t) and _same_memory_order(t, first) for t in tensors):
-        return tensors
-    return tuple(t.contiguous() for t in tensors)
-
-
-def _tile(n: int):
-    """(BLOCK, num_warps) for rows of n elements."""
-    block = min(_MAX_BLOCK, max(_MIN_BLOCK, triton.next_power_of_2(max(n, 1))))
-    return block, max(1, min(8, block // 256))
-
-
-def _chunking(n: int, block: int, min_tiles_per_program: int = 1):
-    """(chunks, tiles_per_program): a row's tiles split into at most _MAX_GRID_Y programs."""
-    tiles = triton.cdiv(n, block)
-    tiles_per_program = max(min_tiles_per_program, triton.cdiv(tiles, _MAX_GRID_Y))
-    return triton.cdiv(tiles, tiles_per_program), tiles_per_program
-
-
-@_register("interpolate")
+@register("interpolate")
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """out[b] = alpha[b]·real[b] + (1 − alpha[b])·fake[b], computed in the accumulation dtype."""
-    _check_batch(real, "real")
-    _check_like(fake, "fake", real, "real")
-    _check_per_sample(alpha, "alpha", real.shape[0], real.dtype, real.device)
-    real, fake = _rows(real, fake)
+    _check_rows(real, fake)
+    _check_per_sample(alpha, real.shape[0], real.device)
+    real, fake = kernel_inputs(real, fake)
     out = torch.empty_like(real)
     batch = real.shape[0]
     if out.numel() == 0:
         return out
     n = real.numel() // batch
-    block, num_warps = _tile(n)
-    chunks, tiles_per_program = _chunking(n, block)
-    _wrap_triton(_interpolate_kernel)[(batch, chunks)](
+    block, num_warps = tile(n)
+    chunks, tiles_per_program = chunking(n, block)
+    wrap_triton(_interpolate_kernel)[(batch, chunks)](
         real, fake, alpha, out, alpha.stride(0), n, tiles_per_program,
-        BLOCK=block, ACC_DTYPE=_TL_ACC_DTYPES[_acc_dtype(real.dtype)], num_warps=num_warps,
+        BLOCK=block, ACC_DTYPE=tl_accumulation_dtype(real.dtype), num_warps=num_warps,
     )  # fmt: skip
     return out
 
 
-@_register("interpolate_random")
+@register("interpolate_random")
 def interpolate_random(real: torch.Tensor, fake: torch.Tensor, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Interpolate with alpha[b] = tl.rand(seed, b) rounded to real.dtype; returns (out, alpha).
 
     ``seed`` is a one-element int64 tensor on the device of ``real``, read by the kernel (no host sync).
     """
-    _check_batch(real, "real")
-    _check_like(fake, "fake", real, "real")
-    if not isinstance(seed, torch.Tensor):
-        raise TypeError(f"seed must be a torch.Tensor, got {type(seed).__name__}")
-    if seed.dtype != torch.int64:
-        raise TypeError(f"seed must be an int64 tensor, got {seed.dtype}")
-    if seed.numel() != 1:
-        raise ValueError(f"seed must have exactly one element, got shape {list(seed.shape)}")
-    if seed.device != real.device:
-        raise ValueError(f"seed must be on the device of real ({real.device}), got {seed.device}")
-    real, fake = _rows(real, fake)
+    _check_rows(real, fake)
+    invariant(seed.dtype == torch.int64 and seed.numel() == 1 and seed.device == real.device,
+              "seed: one int64 element on the device of real")
+    real, fake = kernel_inputs(real, fake)
     batch = real.shape[0]
     out = torch.empty_like(real)
     alpha = torch.empty(batch, dtype=real.dtype, device=real.device)
     if batch == 0:
         return out, alpha
     n = real.numel() // batch
-    block, num_warps = _tile(n)
+    block, num_warps = tile(n)
     # N == 0 still needs one program per row to draw alpha (its tile loop is empty).
-    chunks, tiles_per_program = _chunking(n, block) if n > 0 else (1, 0)
-    _wrap_triton(_interpolate_random_kernel)[(batch, chunks)](
+    chunks, tiles_per_program = chunking(n, block) if n > 0 else (1, 0)
+    wrap_triton(_interpolate_random_kernel)[(batch, chunks)](
         real, fake, seed, alpha, out, n, tiles_per_program,
-        BLOCK=block, ACC_DTYPE=_TL_ACC_DTYPES[_acc_dtype(real.dtype)], num_warps=num_warps,
+        BLOCK=block, ACC_DTYPE=tl_accumulation_dtype(real.dtype), num_warps=num_warps,
     )  # fmt: skip
     return out, alpha
 
 
-@_register("grad_norm_penalty_forward")
+@register("grad_norm_penalty_forward")
 def grad_norm_penalty_forward(grad: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (penalty, norm), both [B] in the accumulation dtype."""
-    _check_batch(grad, "grad")
-    center = _check_center(center, one_sided)
-    (grad,) = _rows(grad)
+    _check_rows(grad)
+    center = float(center)
+    (grad,) = kernel_inputs(grad)
     batch = grad.shape[0]
-    acc = _acc_dtype(grad.dtype)
+    acc = accumulation_dtype(grad.dtype)
     penalty = torch.empty(batch, dtype=acc, device=grad.device)
     norm = torch.empty(batch, dtype=acc, device=grad.device)
     if batch == 0:
         return penalty, norm
     n = grad.numel() // batch
-    block, num_warps = _tile(n)
-    modes = dict(ACC_DTYPE=_TL_ACC_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided)
+    block, num_warps = tile(n)
+    modes = dict(ACC_DTYPE=TL_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided)
     if n <= block * _REDUCE_TILES:  # one program per row
-        _wrap_triton(_grad_norm_forward_row_kernel)[(batch,)](
+        wrap_triton(_grad_norm_forward_row_kernel)[(batch,)](
             grad, penalty, norm, n, center, BLOCK=block, num_warps=num_warps, **modes
         )
         return penalty, norm
-    chunks, tiles_per_program = _chunking(n, block, _REDUCE_TILES)
+    chunks, tiles_per_program = chunking(n, block, _REDUCE_TILES)
     partial = torch.empty((batch, chunks), dtype=acc, device=grad.device)
-    _wrap_triton(_grad_norm_partial_kernel)[(batch, chunks)](
+    wrap_triton(_grad_norm_partial_kernel)[(batch, chunks)](
         grad, partial, n, chunks, tiles_per_program,
         BLOCK=block, ACC_DTYPE=modes["ACC_DTYPE"], num_warps=num_warps,
     )  # fmt: skip
-    finish_block = min(_FINISH_BLOCK, max(_MIN_BLOCK, triton.next_power_of_2(chunks)))
-    _wrap_triton(_grad_norm_finish_kernel)[(batch,)](
+    finish_block = min(_FINISH_BLOCK, max(MIN_BLOCK, triton.next_power_of_2(chunks)))
+    wrap_triton(_grad_norm_finish_kernel)[(batch,)](
         partial, penalty, norm, chunks, center, BLOCK=finish_block, num_warps=1, **modes
     )
     return penalty, norm
 
 
-@_register("grad_norm_penalty_backward")
+@register("grad_norm_penalty_backward")
 def grad_norm_penalty_backward(
     grad_penalty: torch.Tensor, grad: torch.Tensor, norm: torch.Tensor, center: float, one_sided: bool
 ) -> torch.Tensor:
     """grad_in[b] = grad[b]·(grad_penalty[b]·coef_b) with grad's shape, dtype and (sample-major) layout."""
-    _check_batch(grad, "grad")
-    center = _check_center(center, one_sided)
-    acc = _acc_dtype(grad.dtype)
+    _check_rows(grad)
+    center = float(center)
+    acc = accumulation_dtype(grad.dtype)
     batch = grad.shape[0]
-    _check_per_sample(grad_penalty, "grad_penalty", batch, acc, grad.device)
-    _check_per_sample(norm, "norm", batch, acc, grad.device)
-    (grad,) = _rows(grad)
+    _check_per_sample(grad_penalty, batch, grad.device)
+    _check_per_sample(norm, batch, grad.device)
+    (grad,) = kernel_inputs(grad)
     out = torch.empty_like(grad)
     if out.numel() == 0:
         return out
     n = grad.numel() // batch
-    block, num_warps = _tile(n)
-    chunks, tiles_per_program = _chunking(n, block)
-    _wrap_triton(_grad_norm_backward_kernel)[(batch, chunks)](
+    block, num_warps = tile(n)
+    chunks, tiles_per_program = chunking(n, block)
+    wrap_triton(_grad_norm_backward_kernel)[(batch, chunks)](
         grad_penalty, grad, norm, out, grad_penalty.stride(0), norm.stride(0), n, tiles_per_program, center,
-        BLOCK=block, ACC_DTYPE=_TL_ACC_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided,
+        BLOCK=block, ACC_DTYPE=TL_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided,
         num_warps=num_warps,
     )  # fmt: skip
     return out
+
+
+def grad_norm_penalty_sum(grad: torch.Tensor, center: float, one_sided: bool, scale: float) -> torch.Tensor:
+    """scale · Σ_b penalty[b] (0-d, accumulation dtype): the head reduced to a scalar, as the C++ op
+    ``grad_norm_penalty_sum`` (every backend implements every op: tests/test_contract.py)."""
+    return grad_norm_penalty_forward(grad, center, one_sided)[0].sum() * scale

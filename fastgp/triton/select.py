@@ -10,7 +10,8 @@ position (ranks are distinct: the order is total). O(M²) comparisons, which for
 the paper is one small launch; above ``_MAX_RANK_CANDIDATES`` the indices come from torch's
 stable sort. The gather copies [real; candidates[indices]] in one launch (one program per row and
 column tile). The launchers are registered as ``torch.ops.fastgp_triton.far_select`` /
-``far_batch`` when ``torch.library.triton_op`` exists (see fastgp/triton/penalty.py).
+``far_batch`` (see ``_common.register``). User input is validated by fastgp/select.py; the
+launchers assert only what their indexing relies on.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.select import rows_format
-from .penalty import _register, _wrap_triton
+from .._layout import image_memory_format
+from ._common import both, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
 
 _BLOCK_I = 64
 _BLOCK_J = 64
 _BLOCK_COLS = 1024
 _MAX_RANK_CANDIDATES = 16384
-_MAX_GRID_Y = 65535
 
 
 @triton.jit
@@ -63,20 +63,19 @@ def _gather_rows_kernel(real_ptr, R, cand_ptr, indices_ptr, out_ptr, rows, rows_
         is_real = r < R
         is_cand = (r >= R) & (r < rows)
         src = tl.load(indices_ptr + tl.maximum(r - R, 0), mask=is_cand, other=0)
-        from_real = tl.load(real_ptr + r * N + cols, mask=mask & is_real)
-        from_cand = tl.load(cand_ptr + src * N + cols, mask=mask & is_cand)
-        tl.store(out_ptr + r * N + cols, tl.where(is_real, from_real, from_cand), mask=mask & (r < rows))
+        from_real = tl.load(real_ptr + r * N + cols, mask=both(mask, is_real))
+        from_cand = tl.load(cand_ptr + src * N + cols, mask=both(mask, is_cand))
+        tl.store(out_ptr + r * N + cols, tl.where(is_real, from_real, from_cand), mask=both(mask, r < rows))
 
 
 def _check(logits, candidates, k, real=None):
-    if candidates.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or candidates.dim() < 1:
-        raise TypeError(f"far_select: candidates must be a float tensor of rank >= 1, got {candidates.dtype}")
-    if logits.dim() != 1 or logits.shape[0] != candidates.shape[0]:
-        raise ValueError(f"far_select: logits must have shape [M] with M = {candidates.shape[0]}, got {list(logits.shape)}")
-    if not 1 <= k <= candidates.shape[0]:
-        raise ValueError(f"far_select: k must be in [1, M] with M = {candidates.shape[0]}, got {k}")
-    if real is not None and (real.shape[1:] != candidates.shape[1:] or real.dtype != candidates.dtype):
-        raise ValueError("far_batch: real must have the per-sample shape and dtype of candidates")
+    """Invariants of the rank and gather kernels (the indices they write and the rows they copy)."""
+    invariant(candidates.dim() >= 1 and logits.shape == (candidates.shape[0],), "logits [M] for candidates [M, ...]")
+    invariant(1 <= k <= candidates.shape[0], f"k = {k} in [1, M]")
+    invariant(logits.device == candidates.device, "logits on the device of candidates")
+    if real is not None:
+        invariant(real.shape[1:] == candidates.shape[1:] and real.dtype == candidates.dtype
+                  and real.device == candidates.device, "real rows like the candidates' rows")
 
 
 def _select(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -84,15 +83,15 @@ def _select(logits: torch.Tensor, k: int) -> torch.Tensor:
     if m > _MAX_RANK_CANDIDATES:
         return torch.sort(logits, stable=True).indices[:k].contiguous()
     indices = torch.empty(k, dtype=torch.int64, device=logits.device)
-    _wrap_triton(_rank_select_kernel)[(triton.cdiv(m, _BLOCK_I),)](
+    wrap_triton(_rank_select_kernel)[(triton.cdiv(m, _BLOCK_I),)](
         logits, logits.stride(0), m, k, indices, BLOCK_I=_BLOCK_I, BLOCK_J=_BLOCK_J,
-        ACC=tl.float64 if logits.dtype == torch.float64 else tl.float32,
+        ACC=tl_accumulation_dtype(logits.dtype),
     )
     return indices
 
 
 def _gather(real, candidates, indices, k):
-    fmt = rows_format(candidates)
+    fmt = image_memory_format(candidates)
     candidates = candidates.contiguous(memory_format=fmt)
     r = 0 if real is None else real.shape[0]
     real = candidates if real is None else real.contiguous(memory_format=fmt)  # a dummy pointer when R = 0
@@ -100,20 +99,20 @@ def _gather(real, candidates, indices, k):
     out = out.contiguous(memory_format=fmt)
     n = candidates[0].numel()
     if n > 0:
-        grid = (triton.cdiv(n, _BLOCK_COLS), min(r + k, _MAX_GRID_Y))
-        rows_per_program = triton.cdiv(r + k, grid[1])
-        _wrap_triton(_gather_rows_kernel)[grid](real, r, candidates, indices, out, r + k, rows_per_program, n, BLOCK=_BLOCK_COLS)
+        programs, rows_per_program = grid_stride(r + k)
+        grid = (triton.cdiv(n, _BLOCK_COLS), programs)
+        wrap_triton(_gather_rows_kernel)[grid](real, r, candidates, indices, out, r + k, rows_per_program, n, BLOCK=_BLOCK_COLS)
     return out
 
 
-@_register("far_select")
+@register("far_select")
 def far_select(logits: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     _check(logits, candidates, k)
     indices = _select(logits, k)
     return _gather(None, candidates, indices, k), indices
 
 
-@_register("far_batch")
+@register("far_batch")
 def far_batch(real: torch.Tensor, logits: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     _check(logits, candidates, k, real)
     indices = _select(logits, k)

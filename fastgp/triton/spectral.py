@@ -17,7 +17,8 @@ for its rows, then the partial Wᵀp over its rows from the tiles it just read (
 small chunk, served by the cache); ``_finish_kernel`` (one program per matrix) adds that matrix's
 partials in chunk order and normalizes (derivation in csrc/fastgp/spectral.h). No atomics: results
 are deterministic. The iteration state u, v of all matrices is kept in two flat float32/float64
-buffers and written back to the buffers (rounded by torch) at the end.
+buffers and written back to the buffers (rounded by torch) at the end. User input is validated by
+fastgp/spectral.py; the launchers assert only what the kernels' indexing relies on.
 """
 
 import functools
@@ -25,6 +26,9 @@ import functools
 import torch
 import triton
 import triton.language as tl
+
+from .._layout import accumulation_dtype
+from ._common import TL_DTYPES, invariant
 
 # Elements of W per program (the same split as the C++ kernels), and of one loaded tile.
 _ITEM_ELEMS = 16384
@@ -146,29 +150,13 @@ def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.c
     tl.store(sigmas + g, wtu * wtu / dv)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _check(weight, u, v, n_iterations, eps) -> None:
-    if weight.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise TypeError(f"weight must be float16, bfloat16, float32 or float64, got {weight.dtype}")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be a matrix [h, w], got shape {list(weight.shape)}")
-    if u.shape != (weight.shape[0],) or v.shape != (weight.shape[1],):
-        raise ValueError(f"u and v must have shapes [{weight.shape[0]}] and [{weight.shape[1]}], "
-                         f"got {list(u.shape)} and {list(v.shape)}")
-    if u.dtype != weight.dtype or v.dtype != weight.dtype:
-        raise TypeError(f"u and v must have the dtype of weight ({weight.dtype}), got {u.dtype} and {v.dtype}")
-    if u.device != weight.device or v.device != weight.device:
-        raise ValueError("u, v and weight must be on one device")
-    if n_iterations < 0:
-        raise ValueError(f"n_iterations must be >= 0, got {n_iterations}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-
-
-_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
+def _check(weight, u, v, like) -> None:
+    """Invariants of the tables the kernels index: matrices [h, w] with u [h] and v [w], one dtype
+    and device for the whole group (that of ``like``)."""
+    invariant(weight.dim() == 2 and weight.dtype in TL_DTYPES, f"a floating matrix, got shape {list(weight.shape)}")
+    invariant(u.shape == (weight.shape[0],) and v.shape == (weight.shape[1],), "u [h] and v [w]")
+    invariant(all(t.dtype == like.dtype and t.device == like.device for t in (weight, u, v)),
+              "one dtype and device for every matrix and vector")
 
 
 def _split(max_w: int):
@@ -212,12 +200,12 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
     weights, us, vs = list(weights), list(us), list(vs)
     if len(weights) == 0:
         return torch.empty(0)
+    # n_iterations < 0 would skip every launch and return sigmas' uninitialized memory.
+    invariant(len(weights) == len(us) == len(vs) and n_iterations >= 0, "one u, v per matrix; n_iterations >= 0")
     for weight, u, v in zip(weights, us, vs):
-        _check(weight, u, v, n_iterations, eps)
-        if weight.dtype != weights[0].dtype or weight.device != weights[0].device:
-            raise ValueError("all weights must share one dtype and device")
+        _check(weight, u, v, weights[0])
     device, dtype = weights[0].device, weights[0].dtype
-    acc = _acc_dtype(dtype)
+    acc = accumulation_dtype(dtype)
     rows, block_w = _split(max(weight.shape[1] for weight in weights))
     layout = tuple((weight.data_ptr(), *weight.shape, *weight.stride()) for weight in weights)
     w_ptrs, meta, work, n_items, n_partials = _tables(layout, rows, device)
@@ -229,7 +217,7 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
         partials = torch.empty(max(n_items, 1), dtype=acc, device=device)
         if n_items:
             _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, u_all, partials,
-                               W_DTYPE=_TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=True)
+                               W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=True)
         _finish_kernel[(len(weights),)](meta, u_all, partials, u_all, v_all, sigmas, eps,
                                         BLOCK=_FINISH_BLOCK, SIGMA_ONLY=True)
         return sigmas
@@ -238,7 +226,7 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
     for _ in range(n_iterations):
         if n_items:
             _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, p_all, partials,
-                               W_DTYPE=_TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=False)
+                               W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=False)
         _finish_kernel[(len(weights),)](meta, p_all, partials, u_all, v_all, sigmas, eps,
                                         BLOCK=_FINISH_BLOCK, SIGMA_ONLY=False)
     torch._foreach_copy_(us, list(u_all.split([u.numel() for u in us])))
@@ -248,5 +236,4 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
 
 def spectral_power_iteration(weight, u, v, n_iterations: int, eps: float) -> torch.Tensor:
     """One matrix: the grouped launch over a list of one."""
-    _check(weight, u, v, n_iterations, eps)
     return spectral_power_iteration_grouped([weight], [u], [v], n_iterations, eps)[0]

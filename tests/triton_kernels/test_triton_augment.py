@@ -1,6 +1,6 @@
 """Triton kernels of the augment family (fastgp.triton.augment) against the pure-PyTorch reference.
 
-Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small because the interpreter is slow. The forward moves values, so it must be exact in
 every dtype; the adjoint sums in the accumulation dtype and is compared with the dtype's tolerance.
 """
@@ -113,21 +113,39 @@ def test_diffaugment_on_triton_matches_reference_policy():
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_bad_arguments():
+def test_public_layer_rejects_bad_arguments_on_the_triton_backend():
+    """User input is validated once, in fastgp/augment.py, with the same words on every backend."""
     x = image((2, 1, 4, 4), torch.float32, "contiguous", seed=0)
     good = torch.zeros(2, 1, 2, dtype=torch.long, device=DEVICE)
-    with pytest.raises(ValueError, match="padding must be"):
-        ta.translate(x, good, None, "wrap")
-    with pytest.raises(TypeError, match="shifts must be an int64"):
-        ta.translate(x, good.float(), None, "zeros")
-    with pytest.raises(ValueError, match="shifts must have shape"):
-        ta.translate(x, good[:1], None, "zeros")
-    with pytest.raises(ValueError, match="boxes must have shape"):
-        ta.translate(x, good, torch.zeros(2, 1, 3, dtype=torch.long, device=DEVICE), "zeros")
-    with pytest.raises(TypeError, match="x must be float16"):
-        ta.translate(x.int(), good, None, "zeros")
-    with pytest.raises(ValueError, match="x must have shape"):
-        ta.translate(x[0], good, None, "zeros")
+    with fastgp.use_backend("triton"):
+        with pytest.raises(ValueError, match="padding must be one of"):
+            augment.translate(x, shifts=good, padding="wrap")
+        with pytest.raises(TypeError, match="shifts must have an integer dtype"):
+            augment.translate(x, shifts=good.float())
+        with pytest.raises(ValueError, match="shifts must have shape"):
+            augment.translate(x, shifts=good[:1])
+        with pytest.raises(TypeError, match="x must have a floating dtype"):
+            augment.translate(x.int(), shifts=good)
+        with pytest.raises(ValueError, match="x must have shape"):
+            augment.translate(x[0], shifts=good)
+        with pytest.raises(ValueError, match="reflect padding needs"):
+            augment.translate(x, shifts=torch.full_like(good, 4), padding="reflect")
+
+
+def test_launchers_assert_their_memory_invariants():
+    x = image((2, 1, 4, 4), torch.float32, "contiguous", seed=0)
+    good = torch.zeros(2, 1, 2, dtype=torch.long, device=DEVICE)
+    bad_calls = [
+        lambda: ta.translate(x, good, None, "wrap"),
+        lambda: ta.translate(x, good.float(), None, "zeros"),
+        lambda: ta.translate(x, good[:1], None, "zeros"),
+        lambda: ta.translate(x, good, torch.zeros(2, 1, 3, dtype=torch.long, device=DEVICE), "zeros"),
+        lambda: ta.translate(x[0], good, None, "zeros"),
+        lambda: ta.translate_backward(x[:1], good, None, "zeros"),
+    ]
+    for call in bad_calls:
+        with pytest.raises(AssertionError, match="fastgp internal error"):
+            call()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)

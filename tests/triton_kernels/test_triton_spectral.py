@@ -1,5 +1,5 @@
 """Triton kernels of the spectral family (fastgp.triton.spectral) against the reference and the
-C++ op. Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+C++ op. Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small (the interpreter is slow) but cover several programs per matrix (the ordered
 partial sums), masked row and column tails, several column tiles per row, and wide rows."""
 
@@ -161,10 +161,15 @@ def test_grouped_tables_are_reused_and_follow_the_storage():
 
 def test_grouped_rejects_mixed_dtypes():
     (W1, u1, v1), (W2, u2, v2) = inputs((3, 4), torch.float32), inputs((2, 2), torch.float64)
-    with pytest.raises(ValueError, match="all weights must share one dtype and device"):
-        ts.spectral_power_iteration_grouped([W1, W2], [u1, u2], [v1, v2], 1, EPS)
-    with pytest.raises(ValueError, match="n_iterations must be >= 0"):
-        ts.spectral_power_iteration_grouped([W1], [u1], [v1], -1, EPS)
+    with fastgp.use_backend("triton"):
+        with pytest.raises(ValueError, match="all weights must share one dtype and device"):
+            fastgp.spectral.power_iteration_grouped([W1, W2], [u1, u2], [v1, v2], 1, EPS)
+        with pytest.raises(ValueError, match="n_iterations must be >= 0"):
+            fastgp.spectral.power_iteration_grouped([W1], [u1], [v1], -1, EPS)
+    for call in (lambda: ts.spectral_power_iteration_grouped([W1, W2], [u1, u2], [v1, v2], 1, EPS),
+                 lambda: ts.spectral_power_iteration_grouped([W1], [u1], [v1], -1, EPS)):
+        with pytest.raises(AssertionError, match="fastgp internal error"):
+            call()
 
 
 def test_spectral_norm_module_with_triton_backend():
@@ -187,12 +192,21 @@ def test_spectral_norm_module_with_triton_backend():
 
 
 def test_rejects_bad_arguments():
+    """User input is validated once, in fastgp/spectral.py; the launcher asserts its invariants."""
     W, u, v = inputs((3, 4), torch.float32)
-    with pytest.raises(ValueError, match="n_iterations must be >= 0"):
-        ts.spectral_power_iteration(W, u, v, -1, EPS)
-    with pytest.raises(ValueError, match="eps must be > 0"):
-        ts.spectral_power_iteration(W, u, v, 1, 0.0)
-    with pytest.raises(ValueError, match="u and v must have shapes"):
-        ts.spectral_power_iteration(W, v, u, 1, EPS)
-    with pytest.raises(TypeError, match="weight must be float16"):
-        ts.spectral_power_iteration(W.int(), u, v, 1, EPS)
+    with fastgp.use_backend("triton"):
+        with pytest.raises(ValueError, match="n_iterations must be >= 0"):
+            fastgp.spectral.power_iteration(W, u, v, -1, EPS)
+        with pytest.raises(ValueError, match="eps must be > 0"):
+            fastgp.spectral.power_iteration(W, u, v, 1, 0.0)
+        with pytest.raises(ValueError, match="u must have shape"):
+            fastgp.spectral.power_iteration(W, v, u, 1, EPS)
+        with pytest.raises(TypeError, match="weight must have a floating dtype"):
+            fastgp.spectral.power_iteration(W.int(), u, v, 1, EPS)
+        with pytest.raises(ValueError, match="u must have shape"):
+            fastgp.spectral.spectral_normalize(W, v, u)
+    for call in (lambda: ts.spectral_power_iteration(W, u, v, -1, EPS),
+                 lambda: ts.spectral_power_iteration(W, v, u, 1, EPS),
+                 lambda: ts.spectral_power_iteration(W.int(), u, v, 1, EPS)):
+        with pytest.raises(AssertionError, match="fastgp internal error"):
+            call()

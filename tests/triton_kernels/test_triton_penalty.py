@@ -1,6 +1,6 @@
 """Triton kernels of the penalty family (fastgp.triton.penalty) against the pure-PyTorch reference.
 
-Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton``.
+Run in its own process (see conftest.py): ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``.
 Shapes are small because the interpreter is slow; the block-size dependent paths (masked tails,
 several chunks per row, the two-stage reduction, several tiles per program, several finishing
 steps) are reached with rows just above the block sizes or by lowering the module's limits.
@@ -20,6 +20,7 @@ import torch
 
 import fastgp
 from fastgp.reference import penalty as ref
+from fastgp.triton import _common
 from fastgp.triton import penalty as tp
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -418,6 +419,16 @@ def test_penalty_head_half_accumulates_in_float32():
         assert torch.equal(penalty, torch.full((2,), 20000.0, device=DEVICE))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=dtype_id)
+def test_penalty_sum_matches_reference(dtype):
+    grad = grad_like((3, 2, 5), dtype, seed=10)
+    for center, one_sided, scale in ((1.0, False, 1 / 3), (0.0, False, 1.0), (1.0, True, 2.0)):
+        total = tp.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        expected = ref.grad_norm_penalty_sum(grad, center, one_sided, scale)
+        assert total.shape == () and total.dtype == expected.dtype
+        torch.testing.assert_close(total, expected, rtol=1e-5 if dtype != torch.float64 else 1e-12, atol=1e-6)
+
+
 def test_penalty_forward_is_deterministic():
     grad = grad_like((3, 9001), torch.float32, seed=9)
     first = tp.grad_norm_penalty_forward(grad, 1.0, False)
@@ -433,8 +444,8 @@ def test_penalty_forward_is_deterministic():
 
 @pytest.mark.parametrize("max_grid_y", [1, 2])
 def test_several_tiles_per_program(monkeypatch, max_grid_y):
-    # rows longer than _MAX_GRID_Y chunks: each program walks several tiles
-    monkeypatch.setattr(tp, "_MAX_GRID_Y", max_grid_y)
+    # rows longer than MAX_GRID_Y chunks: each program walks several tiles
+    monkeypatch.setattr(_common, "MAX_GRID_Y", max_grid_y)
     for dtype in (torch.float32, torch.float16):
         real, fake = randn((2, 5000), dtype, 1), randn((2, 5000), dtype, 2)
         alpha = torch.tensor([0.3, 0.8], dtype=dtype, device=DEVICE)
@@ -477,37 +488,95 @@ def test_empty_inputs():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_launchers_reject_bad_arguments():
+# ------------------------------------------------------------------------------------------------
+# Autograd of the public API on the Triton backend (docs/design.md, "Autograd")
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("center,one_sided", [(1.0, False), (0.0, False), (1.0, True), (0.7, False)])
+@pytest.mark.parametrize("reduction", ["mean", "none", "max"])
+def test_public_head_gradcheck_and_gradgradcheck(center, one_sided, reduction):
+    scales = torch.tensor([0.1, 0.5, 0.9, 1.3], dtype=torch.float64, device=DEVICE).view(4, 1, 1)
+    grad = (randn((4, 3, 5), torch.float64, 7) * scales).requires_grad_(True)
+    fn = lambda g: fastgp.grad_norm_penalty(g, center=center, one_sided=one_sided, reduction=reduction)  # noqa: E731
+    with fastgp.use_backend("triton"):
+        assert torch.autograd.gradcheck(fn, (grad,), fast_mode=True)
+        assert torch.autograd.gradgradcheck(fn, (grad,), fast_mode=True)
+
+
+def test_public_interpolate_gradcheck_and_gradgradcheck():
+    real = randn((3, 2, 4), torch.float64, 1).requires_grad_(True)
+    fake = randn((3, 2, 4), torch.float64, 2).requires_grad_(True)
+    alpha = torch.rand(3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    with fastgp.use_backend("triton"):
+        for fn, args in [
+            (lambda r, f, a: fastgp.interpolate(r, f, alpha=a), (real, fake, alpha)),
+            (lambda r, f: fastgp.interpolate(r, f, generator=torch.Generator().manual_seed(3)), (real, fake)),
+        ]:
+            assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+            assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
+
+
+def test_plain_backward_launches_the_triton_backward_kernel(monkeypatch):
+    calls = []
+    kernel = tp.grad_norm_penalty_backward
+
+    def counting(*args):
+        calls.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(tp, "grad_norm_penalty_backward", counting)
+    grad = grad_like((3, 40), torch.float32, seed=5).requires_grad_(True)
+    with fastgp.use_backend("triton"):
+        fastgp.grad_norm_penalty(grad).backward()
+    assert len(calls) == 1
+    penalty, norm = ref.grad_norm_penalty_forward(grad.detach(), 1.0, False)
+    expected = ref.grad_norm_penalty_backward(torch.full_like(penalty, 1 / 3), grad.detach(), norm, 1.0, False)
+    assert_close(grad.grad, expected, **tolerance(torch.float32, True))
+
+
+def test_public_layer_rejects_bad_arguments_on_the_triton_backend():
+    """User input is validated once, in fastgp/penalty.py, with the same words on every backend."""
     x = torch.randn(3, 4, device=DEVICE)
     a = torch.rand(3, device=DEVICE)
-    with pytest.raises(TypeError, match="real"):
-        tp.interpolate(x.to(torch.int32), x.to(torch.int32), a)
-    with pytest.raises(TypeError, match="fake"):
-        tp.interpolate(x, x.double(), a)
-    with pytest.raises(ValueError, match="fake"):
-        tp.interpolate(x, x[:, :3], a)
-    with pytest.raises(ValueError, match="alpha"):
-        tp.interpolate(x, x, a[:2])
-    with pytest.raises(TypeError, match="alpha"):
-        tp.interpolate(x, x, a.double())
-    with pytest.raises(TypeError, match="seed"):
-        tp.interpolate_random(x, x, torch.tensor([1], dtype=torch.int32, device=DEVICE))
-    with pytest.raises(ValueError, match="seed"):
-        tp.interpolate_random(x, x, torch.tensor([1, 2], device=DEVICE))
-    with pytest.raises(ValueError, match="batch"):
-        tp.grad_norm_penalty_forward(torch.tensor(1.0, device=DEVICE), 1.0, False)
-    with pytest.raises(TypeError, match="grad"):
-        tp.grad_norm_penalty_forward(x.to(torch.int64), 1.0, False)
+    with fastgp.use_backend("triton"):
+        with pytest.raises(TypeError, match="real must have a floating dtype"):
+            fastgp.interpolate(x.to(torch.int32), x.to(torch.int32), a)
+        with pytest.raises(TypeError, match="fake and real must have the same dtype"):
+            fastgp.interpolate(x, x.double(), a)
+        with pytest.raises(ValueError, match="fake and real must have the same shape"):
+            fastgp.interpolate(x, x[:, :3], a)
+        with pytest.raises(ValueError, match="alpha must have shape"):
+            fastgp.interpolate(x, x, a[:2])
+        with pytest.raises(ValueError, match="grad must have a batch dimension"):
+            fastgp.grad_norm_penalty(torch.tensor(1.0, device=DEVICE))
+        with pytest.raises(TypeError, match="grad must have a floating dtype"):
+            fastgp.grad_norm_penalty(x.to(torch.int64))
+        with pytest.raises(ValueError, match="center must be >= 0"):
+            fastgp.grad_norm_penalty(x, center=-1.0)
+        if DEVICE == "cuda":
+            with pytest.raises(ValueError, match="alpha must be on the device of real"):
+                fastgp.interpolate(x, x, a.cpu())
+
+
+def test_launchers_assert_their_memory_invariants():
+    """The raw launchers do not validate user input, but never index out of bounds: a call that
+    breaks what their pointer arithmetic relies on is an internal error (AssertionError)."""
+    x = torch.randn(3, 4, device=DEVICE)
+    a = torch.rand(3, device=DEVICE)
     norm = torch.ones(3, device=DEVICE)
-    with pytest.raises(TypeError, match="norm"):
-        tp.grad_norm_penalty_backward(norm, x, norm.double(), 1.0, False)
-    with pytest.raises(TypeError, match="grad_penalty"):
-        tp.grad_norm_penalty_backward(norm.half(), x.half(), norm, 1.0, False)
-    with pytest.raises(ValueError, match="grad_penalty"):
-        tp.grad_norm_penalty_backward(norm[:2], x, norm, 1.0, False)
-    if DEVICE == "cuda":
-        with pytest.raises(ValueError, match="device"):
-            tp.interpolate(x, x, a.cpu())
+    bad_calls = [
+        lambda: tp.interpolate(x, x[:, :3], a),  # fake shorter than real
+        lambda: tp.interpolate(x, x, a[:2]),  # alpha read past its end
+        lambda: tp.interpolate_random(x, x, torch.tensor([1, 2], device=DEVICE)),
+        lambda: tp.interpolate_random(x, x, torch.tensor([1], dtype=torch.int32, device=DEVICE)),
+        lambda: tp.grad_norm_penalty_forward(torch.tensor(1.0, device=DEVICE), 1.0, False),
+        lambda: tp.grad_norm_penalty_backward(norm[:2], x, norm, 1.0, False),
+        lambda: tp.grad_norm_penalty_backward(norm, x, norm[:2], 1.0, False),
+    ]
+    for call in bad_calls:
+        with pytest.raises(AssertionError, match="fastgp internal error"):
+            call()
 
 
 def test_registered_as_custom_ops():

@@ -1,8 +1,10 @@
 """Triton kernels of the correction family (fastgp.triton.correction) against the C++ op and the reference.
 
-Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton``. The indices must be
-identical; the squared distances agree within float32 summation-order error (the norms are summed
-in tiles here, sequentially in C++).
+Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``. The squared
+distances agree within float32 summation-order error (the norms and dot products are summed in tiles
+here, by the BLAS in C++ and the reference); the index is checked against the op's contract (the row
+at the returned distance, up to rounding), never against another backend's choice between two rows
+within rounding of each other (helpers.assert_nearest).
 """
 
 import os
@@ -13,6 +15,7 @@ import torch
 import fastgp
 from fastgp.reference import correction as ref
 from fastgp.triton import correction as tcor
+from helpers import assert_nearest
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cpu" if INTERPRETED else "cuda"
@@ -29,14 +32,16 @@ def test_nearest_distance(dtype, chunk):
     bank[250] = samples[0]
     bank[40, 0, 0, 0] = float("nan")
     samples_nan = samples.clone()
-    d2, index = tcor.nearest_distance(samples, bank[[i for i in range(310) if i != 40]], chunk)
-    expected_d2, expected_index = ref.nearest_distance(samples, bank[[i for i in range(310) if i != 40]], chunk)
-    assert torch.equal(index, expected_index) and int(index[0]) == 199
-    tol = dict(rtol=1e-10, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-3)
+    finite_bank = bank[[i for i in range(310) if i != 40]]
+    d2, index = tcor.nearest_distance(samples, finite_bank, chunk)
+    expected_d2, _ = ref.nearest_distance(samples, finite_bank, chunk)
+    # Rows 199 and 249 are both samples[0]: either may be returned (their distances may round apart).
+    assert int(index[0]) in (199, 249)
+    tol = dict(rtol=1e-10, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=2e-3)
     torch.testing.assert_close(d2, expected_d2, **tol)
+    assert_nearest(samples, finite_bank, d2, index, **tol)
     if INTERPRETED:
-        got_d2, got_index = torch.ops.fastgp.nearest_distance(samples, bank[[i for i in range(310) if i != 40]], chunk)
-        assert torch.equal(got_index, index)
+        got_d2, _ = torch.ops.fastgp.nearest_distance(samples, finite_bank, chunk)
         torch.testing.assert_close(got_d2, d2, **tol)
     # NaN in the bank propagates to every sample: the index of the first NaN row.
     d2, index = tcor.nearest_distance(samples_nan, bank, chunk)
@@ -47,9 +52,7 @@ def test_public_api_on_triton_backend():
     samples, bank = torch.rand(3, 10).to(DEVICE), torch.rand(40, 10).to(DEVICE)
     with fastgp.use_backend("triton"):
         distance, index = fastgp.correction.nearest_distance(samples, bank, chunk=16)
-    exact = torch.cdist(samples.double(), bank.double()).min(1)
-    torch.testing.assert_close(distance.double(), exact.values, rtol=1e-4, atol=1e-4)
-    assert torch.equal(index, exact.indices)
+    assert_nearest(samples, bank, distance.double() ** 2, index, rtol=2e-4, atol=1e-4)
 
 
 def test_registered_as_custom_op():
@@ -58,17 +61,19 @@ def test_registered_as_custom_op():
     gen = torch.Generator().manual_seed(3)
     samples, bank = torch.randn(3, 10, generator=gen).to(DEVICE), torch.randn(20, 10, generator=gen).to(DEVICE)
     distance, index = torch.ops.fastgp_triton.nearest_distance(samples, bank, 7)
-    expected_distance, expected_index = ref.nearest_distance(samples, bank, 7)
-    assert torch.equal(index, expected_index)
+    expected_distance, _ = ref.nearest_distance(samples, bank, 7)
     torch.testing.assert_close(distance, expected_distance)
+    assert_nearest(samples, bank, distance, index, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
 def test_opcheck_and_compile_on_gpu():
     samples, bank = torch.randn(4, 12, device=DEVICE), torch.randn(30, 12, device=DEVICE)
     torch.library.opcheck(torch.ops.fastgp_triton.nearest_distance.default, (samples, bank, 8))
-    compiled = torch.compile(lambda a, b: torch.ops.fastgp_triton.nearest_distance(a, b, 8)[1], fullgraph=True)
-    assert torch.equal(compiled(samples, bank), ref.nearest_distance(samples, bank, 8)[1])
+    compiled = torch.compile(lambda a, b: torch.ops.fastgp_triton.nearest_distance(a, b, 8), fullgraph=True)
+    distance, index = compiled(samples, bank)
+    torch.testing.assert_close(distance, ref.nearest_distance(samples, bank, 8)[0], rtol=1e-4, atol=1e-4)
+    assert_nearest(samples, bank, distance, index, rtol=1e-4, atol=1e-4)
 
 
 def test_zero_features_and_argument_names_on_triton_backend():

@@ -1,6 +1,6 @@
 """Triton kernel of the combine family (fastgp.triton.combine) against the C++ op and the reference.
 
-Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton``. min/max/and/or are
+Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``. min/max/and/or are
 exact; the mean is one addition and one exact halving in the accumulation dtype rounded once
 (bfloat16 rounding emulated under the interpreter), so it is exact too.
 """
@@ -12,6 +12,7 @@ import torch
 
 import fastgp
 from fastgp.reference import combine as ref
+from fastgp.triton import _common
 from fastgp.triton import combine as tc
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -35,7 +36,7 @@ def test_pixelwise_exact(dtype, mode, shape):
 
 
 def test_channels_last_and_many_pairs(monkeypatch):
-    monkeypatch.setattr(tc, "_MAX_GRID_Y", 3)  # several pairs per program
+    monkeypatch.setattr(_common, "MAX_GRID_Y", 3)  # several pairs per program
     x = torch.randn(6, 3, 4, 5).to(DEVICE).to(memory_format=torch.channels_last)
     pairs = fastgp.combine.random_pairs(6, 10, torch.Generator().manual_seed(0)).to(DEVICE)
     out = tc.pixelwise_combine(x, pairs, 0, 0.5)

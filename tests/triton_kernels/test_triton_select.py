@@ -1,6 +1,6 @@
 """Triton kernels of the select family (fastgp.triton.select) against the C++ op and the reference.
 
-Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton``. Selection and gather
+Run in its own process: ``TRITON_INTERPRET=1 python -m pytest tests/triton_kernels``. Selection and gather
 are exact (integer ranks and copies), so everything is compared bit for bit.
 """
 
