@@ -18,8 +18,9 @@ TOL = dict(rtol=1e-9, atol=1e-12)  # float64: equal up to rounding of differentl
 def grads_of(D, method, real, fake, seed=9, **kwargs):
     """(value, per-sample, parameter gradients) of one penalty call; D's gradients are reset first."""
     D.zero_grad()
+    generator = torch.Generator(real.device).manual_seed(seed)
     value, per_sample = fastgp.gradient_penalty(
-        D, real, fake, method=method, generator=torch.Generator().manual_seed(seed), return_per_sample=True, **kwargs
+        D, real, fake, method=method, generator=generator, return_per_sample=True, **kwargs
     )
     value.backward()
     return value.detach(), per_sample, param_grads(D)
@@ -45,9 +46,9 @@ def assert_same_penalty(D, real, fake, **kwargs):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("problem", PROBLEMS)
-def test_jvp_equals_double_backward(backend_name, kind, problem):
-    D, real, fake, args, kwargs = make_problem(problem)
-    alpha = torch.rand(real.shape[0], dtype=torch.float64) if kind in INTERPOLATING else None
+def test_jvp_equals_double_backward(backend_name, device, kind, problem):
+    D, real, fake, args, kwargs = make_problem(problem, device=device)
+    alpha = torch.rand(real.shape[0], dtype=torch.float64, device=device) if kind in INTERPOLATING else None
     assert_same_penalty(D, real, fake, kind=kind, weight=3.0, alpha=alpha, d_args=args, d_kwargs=kwargs)
 
 
@@ -274,10 +275,10 @@ def test_jvp_real_and_fake_stay_constants_like_double_backward():
 
 
 @pytest.mark.parametrize("problem", ["image", "vector-conditional", "channels_last"])
-def test_r1_penalty_jvp_shared_forward(backend_name, problem):
+def test_r1_penalty_jvp_shared_forward(backend_name, device, problem):
     """Main loss and R1 from one D forward on inputs computed from a leaf: the parameter gradients
     and the leaf's gradient (through R1: the Hessian-vector product H·u) equal double backprop's."""
-    D, real, _, args, kwargs = make_problem(problem)
+    D, real, _, args, kwargs = make_problem(problem, device=device)
     source = (real * 1.0).detach().requires_grad_(True)
     results = []
     for method in ("double-backward", "jvp"):
@@ -405,10 +406,10 @@ def test_jvp_d_output_not_connected_to_inputs():
 
 
 @pytest.mark.parametrize("padding", ["zeros", "reflect", "replicate"])
-def test_translate_forward_ad_gradcheck(backend_name, padding):
-    x = make((2, 2, 5, 4), torch.float64, seed=3).requires_grad_(True)
-    shifts = torch.tensor([[[1, -2], [0, 3]], [[-4, 1], [2, 0]]])
-    boxes = torch.tensor([[[1, 0, 3, 2]], [[0, 2, 2, 4]]])
+def test_translate_forward_ad_gradcheck(backend_name, device, padding):
+    x = make((2, 2, 5, 4), torch.float64, seed=3, device=device).requires_grad_(True)
+    shifts = torch.tensor([[[1, -2], [0, 3]], [[-4, 1], [2, 0]]], device=device)
+    boxes = torch.tensor([[[1, 0, 3, 2]], [[0, 2, 2, 4]]], device=device)
 
     def translate(x):
         return fastgp.augment.translate(x, shifts=shifts, padding=padding)
