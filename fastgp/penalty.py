@@ -363,19 +363,19 @@ def _per_sample_input_penalty(
     With a GradScaler the input gradient is taken of the scaled sum (so reduced-precision
     intermediate gradients do not underflow) and unscaled before the penalty.
     """
-    grad = _input_gradient(logits, inputs, grad_scaler, create_graph=True)
+    grad = _input_gradient(logits, inputs, grad_scaler, create_graph=True, retain_graph=True)
     return _head_per_sample(grad, kind.center, kind.one_sided)
 
 
-def _input_gradient(logits, inputs, grad_scaler, create_graph: bool) -> torch.Tensor:
-    """g = ∂ sum(logits) / ∂inputs (unscaled); without create_graph the graph of logits is kept."""
+def _input_gradient(logits, inputs, grad_scaler, create_graph: bool, retain_graph: bool) -> torch.Tensor:
+    """g = ∂ sum(logits) / ∂inputs (unscaled)."""
     _check_logits(logits, inputs.shape[0])
     if not logits.requires_grad:
         raise ValueError(_NOT_CONNECTED)
     total = logits.sum()
     if grad_scaler is not None:
         total = grad_scaler.scale(total)
-    (grad,) = torch.autograd.grad(total, inputs, create_graph=create_graph, retain_graph=True, allow_unused=True)
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
     if grad is None:
         raise ValueError(_NOT_CONNECTED)
     if grad_scaler is not None:
@@ -766,12 +766,14 @@ def _jvp_head(grad: torch.Tensor, kind: PenaltyKind, weight: float):
 
 
 def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weight, grad_scaler, replay,
-                 return_per_sample, check_logits: bool = False):
-    """Steps 1–3 above. ``logits`` = D(x) from step 1 (its graph is kept: r1_penalty's shared
-    forward backpropagates the main loss through it later). ``primal`` is x, or x detached when
+                 return_per_sample, shared_forward: bool = False):
+    """Steps 1–3 above. ``logits`` = D(x) from step 1; with ``shared_forward`` (r1_penalty) its graph
+    is kept for the caller's loss and the replayed logits are checked. ``primal`` is x, or x detached when
     nothing upstream needs ∇ₓ P: through an x that requires grad the forward-mode pass carries
     ∇ₓ P = H·u to it."""
-    grad = _input_gradient(logits, x, grad_scaler, create_graph=False)
+    # The graph of logits is kept only when the caller's loss still needs it (r1_penalty); a
+    # retained graph also defeats torch.compile's donated buffers.
+    grad = _input_gradient(logits, x, grad_scaler, create_graph=False, retain_graph=shared_forward)
     value, weighted, direction = _jvp_head(grad, kind, weight)
     # With a GradScaler the tangent is scaled like the gradient was, so that a reduced-precision
     # forward-mode pass does not underflow; J is divided by the scale in float32 below.
@@ -784,7 +786,7 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
         primal, tangent = _fwad.unpack_dual(out)
     if tangent is None:
         raise ValueError(_NOT_CONNECTED)
-    if check_logits:
+    if shared_forward:
         _check_replayed_logits(primal, logits)
     jvp = tangent.to(value.dtype).sum()
     if scale != 1.0:
@@ -827,4 +829,4 @@ def _r1_penalty_jvp(D, logits, inputs, d_args, d_kwargs, weight, grad_scaler, re
     replay = _ForwardReplay(D, inputs.device)
     with torch.enable_grad():
         return _jvp_penalty(D, inputs, inputs, logits, d_args, d_kwargs or {}, KINDS["r1"], weight, grad_scaler,
-                            replay, return_per_sample, check_logits=True)
+                            replay, return_per_sample, shared_forward=True)

@@ -366,6 +366,26 @@ def test_compiled_wgan_gp_d_step_with_jvp_matches_eager():
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_r1_shared_forward_step_with_jvp_matches_eager():
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(8 * 4 * 4, 1))
+    real = make((4, 3, 8, 8), seed=1)
+
+    def step(real):
+        D.zero_grad()
+        x = real.detach().requires_grad_(True)
+        logits = D(x)
+        loss = nn.functional.softplus(-logits).mean() + fastgp.r1_penalty(logits, x, 5.0, method="jvp", D=D)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in D.parameters()]
+
+    eager_loss, eager_grads = step(real)
+    compiled_loss, compiled_grads = torch.compile(step, backend="aot_eager")(real)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+    for g, e in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------
 # Bad input
 # ------------------------------------------------------------------------------------------
