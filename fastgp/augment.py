@@ -22,7 +22,8 @@ Copies: ``order="sample-major"`` (default) puts copy k of sample b in row b·K +
 ``DiffAugment(x, policy, copies=K, order="copy-major")`` returns exactly
 ``torch.cat([DiffAugment(x, policy) for _ in range(K)])`` of the original.
 
-Gradient orders: ``translate`` is linear in x and differentiable to any order. Its backward is the
+Gradient orders: ``translate`` is linear in x and differentiable to any order, in reverse and in
+forward mode (its jvp translates the tangent, itself differentiable). Its backward is the
 adjoint op ``translate_backward`` (for zeros padding: the translation by the negated shifts summed
 over the copies; for reflect / replicate a gather over every output pixel that read a source
 pixel), deterministic without atomics, and the backward of that adjoint is ``translate`` again.
@@ -79,6 +80,7 @@ class _Translate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shifts, boxes, padding):
         ctx.save_for_backward(shifts, boxes)
+        ctx.save_for_forward(shifts, boxes)
         ctx.padding = padding
         return backend.kernels(FAMILY, x.device).translate(x, shifts, boxes, padding)
 
@@ -87,6 +89,13 @@ class _Translate(torch.autograd.Function):
         shifts, boxes = ctx.saved_tensors
         return _TranslateBackward.apply(grad_out, shifts, boxes, ctx.padding), None, None, None
 
+    @staticmethod
+    def jvp(ctx, x_tangent, _shifts_tangent, _boxes_tangent, _padding_tangent):
+        # Linear in x: the tangent is translated like x (forward-mode AD, e.g. the exact gradient
+        # penalties of method="jvp"). Through .apply, so it stays differentiable in reverse mode.
+        shifts, boxes = ctx.saved_tensors
+        return _Translate.apply(x_tangent, shifts, boxes, ctx.padding)
+
 
 class _TranslateBackward(torch.autograd.Function):
     """The adjoint of _Translate; its own backward is _Translate again (the adjoint of the adjoint)."""
@@ -94,6 +103,7 @@ class _TranslateBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad_out, shifts, boxes, padding):
         ctx.save_for_backward(shifts, boxes)
+        ctx.save_for_forward(shifts, boxes)
         ctx.padding = padding
         return backend.kernels(FAMILY, grad_out.device).translate_backward(grad_out, shifts, boxes, padding)
 
@@ -101,6 +111,11 @@ class _TranslateBackward(torch.autograd.Function):
     def backward(ctx, grad_grad_x):
         shifts, boxes = ctx.saved_tensors
         return _Translate.apply(grad_grad_x, shifts, boxes, ctx.padding), None, None, None
+
+    @staticmethod
+    def jvp(ctx, grad_tangent, _shifts_tangent, _boxes_tangent, _padding_tangent):
+        shifts, boxes = ctx.saved_tensors
+        return _TranslateBackward.apply(grad_tangent, shifts, boxes, ctx.padding)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,9 +32,14 @@ Gradient orders: ``interpolate`` and ``grad_norm_penalty`` support first and sec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as _fwad
+import torch.nn.functional as _F
+from torch import nn as _nn
+from torch.overrides import TorchFunctionMode as _TorchFunctionMode
 
 from . import _checks, backend
 from ._layout import accumulation_dtype, empty_kernel_output
@@ -358,18 +363,24 @@ def _per_sample_input_penalty(
     With a GradScaler the input gradient is taken of the scaled sum (so reduced-precision
     intermediate gradients do not underflow) and unscaled before the penalty.
     """
+    grad = _input_gradient(logits, inputs, grad_scaler, create_graph=True, retain_graph=True)
+    return _head_per_sample(grad, kind.center, kind.one_sided)
+
+
+def _input_gradient(logits, inputs, grad_scaler, create_graph: bool, retain_graph: bool) -> torch.Tensor:
+    """g = ∂ sum(logits) / ∂inputs (unscaled)."""
     _check_logits(logits, inputs.shape[0])
     if not logits.requires_grad:
         raise ValueError(_NOT_CONNECTED)
     total = logits.sum()
     if grad_scaler is not None:
         total = grad_scaler.scale(total)
-    (grad,) = torch.autograd.grad(total, inputs, create_graph=True, allow_unused=True)
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
     if grad is None:
         raise ValueError(_NOT_CONNECTED)
     if grad_scaler is not None:
         grad = grad * (1.0 / grad_scaler.get_scale())
-    return _head_per_sample(grad, kind.center, kind.one_sided)
+    return grad
 
 
 def _finish(per_sample: torch.Tensor, weight: float, reduction: str, return_per_sample: bool):
@@ -391,6 +402,7 @@ def gradient_penalty(
     return_per_sample: bool = False,
     generator: torch.Generator | None = None,
     grad_scaler=None,
+    method: str = "double-backward",
 ):
     """weight · penalty of D's input gradient, by double backprop, for one of ``KINDS``.
 
@@ -407,6 +419,11 @@ def gradient_penalty(
         generator: a ``torch.Generator`` for α or DRAGAN's noise.
         grad_scaler: a ``torch.amp.GradScaler`` when D runs under autocast with loss scaling: the
             input gradient is taken of the scaled output and unscaled before the penalty.
+        method: ``"double-backward"`` (default: the penalty's graph is differentiated), or
+            ``"jvp"``: the same value and exactly the same gradients from a forward-mode pass of D
+            instead of a double backward, which ``torch.compile`` can compile (see the section
+            "Exact penalties without double backward" below; D runs twice, with its random state
+            and buffers replayed, and ``per_sample`` is returned without graph).
 
     Returns the penalty (a scalar; the max over samples for ``max-gp``), and with
     ``return_per_sample`` a tuple ``(penalty, per_sample)``.
@@ -416,6 +433,7 @@ def gradient_penalty(
     _check_grad_context("gradient_penalty", grad_scaler)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}")
+    _check_method(method)
     spec = KINDS[kind]
     weight = _checks.real_number(weight, "weight", minimum=0.0)
     _checks.generator(generator)
@@ -447,6 +465,8 @@ def gradient_penalty(
         else:
             x = real if spec.point == "real" else fake
     x = x.detach().requires_grad_(True)
+    if method == "jvp":
+        return _gradient_penalty_jvp(D, x, d_args, d_kwargs or {}, spec, weight, grad_scaler, return_per_sample)
     with torch.enable_grad():
         logits = D(x, *d_args, **(d_kwargs or {}))
         per_sample = _per_sample_input_penalty(logits, x, spec, grad_scaler)
@@ -460,14 +480,34 @@ def r1_penalty(
     *,
     grad_scaler=None,
     return_per_sample: bool = False,
+    method: str = "double-backward",
+    D=None,
+    d_args=(),
+    d_kwargs=None,
 ):
     """weight · mean_i ‖∂ sum(logits) / ∂inputs_i‖² from logits already computed from ``inputs``.
 
     The shared forward: run ``D`` once on ``inputs.requires_grad_(True)`` and use the same logits
     for the main loss and for R1 (as StyleGAN2-ADA's combined phase), or for R1 on a real ∪
     Fake-As-Real batch.
+
+    ``method="jvp"`` gives the same value and exactly the same gradients (parameters and
+    ``inputs``) without a double backward, so ``torch.compile`` can compile it: it needs the
+    discriminator, ``D`` (called as ``D(inputs, *d_args, **d_kwargs)``), which it runs once more in
+    forward mode. D must then compute the same function again — no random augmentation or dropout
+    inside D and no forward that updates state (spectral norm in training mode): a mismatch with
+    ``logits`` raises a ValueError (``gradient_penalty(D, real, kind="r1", method="jvp")`` replays
+    D's random state and buffers instead). ``per_sample`` is then returned without graph.
     """
     _check_grad_context("r1_penalty", grad_scaler)
+    _check_method(method)
+    if method == "jvp" and not callable(D):
+        raise ValueError(
+            "r1_penalty(method='jvp') needs the discriminator as D=...: its forward-mode pass re-runs D on inputs"
+            + ("" if D is None else f" (got a {type(D).__name__}, which is not callable)")
+        )
+    if method != "jvp" and (D is not None or d_args != () or d_kwargs is not None):
+        raise ValueError("D, d_args and d_kwargs apply only to r1_penalty(method='jvp')")
     _checks.batch(inputs, "inputs")
     if not inputs.requires_grad:
         raise ValueError(
@@ -476,6 +516,8 @@ def r1_penalty(
         )
     weight = _checks.real_number(weight, "weight", minimum=0.0)
     _check_logits(logits, inputs.shape[0], "logits")
+    if method == "jvp":
+        return _r1_penalty_jvp(D, logits, inputs, d_args, d_kwargs, weight, grad_scaler, return_per_sample)
     per_sample = _per_sample_input_penalty(logits, inputs, KINDS["r1"], grad_scaler)
     return _finish(per_sample, weight, "mean", return_per_sample)
 
@@ -532,3 +574,259 @@ class LazyRegularizer:
                 group["momentum"] = group.get("momentum", 0) ** ratio
             group["fastgp_lazy_interval"] = self.interval
         return optimizer
+
+
+# --------------------------------------------------------------------------------------------
+# Exact penalties without double backward (method="jvp")
+# --------------------------------------------------------------------------------------------
+#
+# For P = reduce_i weight·p(‖g_i‖) with g = ∇ₓ sum D(x, θ), the chain rule gives, with the direction
+# u = ∂P/∂g evaluated at g and then held fixed,
+#     ∇_θ P = ∇_θ ⟨∇ₓ sum D(x, θ), u⟩   and   ∇ₓ P = ∇ₓ ⟨∇ₓ sum D(x, θ), u⟩ = H(x)·u,
+# and ⟨∇ₓ sum D, u⟩ is the forward-mode directional derivative of sum D along u. So the penalty's
+# gradients need no differentiated backward pass:
+#   1. one forward + an ordinary backward give g (no graph kept);
+#   2. the penalty head's forward + backward give the value P and u = ∂P/∂g;
+#   3. one forward-mode pass of D at (x, tangent u) gives the directional derivative J, whose
+#      reverse-mode graph (reverse-over-forward) carries exactly ∇_θ P and ∇ₓ P.
+# The returned scalar is P + (J − J.detach()): its value is P, its backward is the exact one. None
+# of this is a double backward, so torch.compile can compile it.
+#
+# Step 3 runs D a second time, and must compute the same function as step 1:
+# - the default random generators (CPU and x's device) and the torch.Generator attributes of D's
+#   submodules are rewound to their state before step 1 and restored after step 3 (dropout and
+#   random augmentation inside D draw the same numbers);
+# - when D is an nn.Module, step 3 runs on copies of D's buffers taken before step 1
+#   (torch.func.functional_call): BatchNorm running statistics and spectral norm's power
+#   iteration advance once per call, as with double backward, and step 3 sees step 1's state;
+# - PyTorch's forward-mode formulas of batch/layer/instance norm (training statistics) and
+#   softmax are not differentiable in reverse mode (their saved statistics carry no graph: the
+#   parameter gradients came out wrong in float64, or autograd raised): inside step 3 those calls
+#   run as explicit torch ops (``_ForwardADExactOps``).
+
+METHODS = ("double-backward", "jvp")
+
+
+def _check_method(method) -> str:
+    return _checks.choice(method, "method", METHODS)
+
+
+def _has_tangent(t) -> bool:
+    return isinstance(t, torch.Tensor) and _fwad.unpack_dual(t).tangent is not None
+
+
+def _stat_dtype(x: torch.Tensor) -> torch.dtype:
+    """Statistics of reduced-precision inputs in float32, as the fused norm kernels accumulate."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _normalize(x, dims, weight, bias, eps, affine_shape):
+    xs = x.to(_stat_dtype(x))
+    mean = xs.mean(dim=dims, keepdim=True)
+    var = xs.var(dim=dims, unbiased=False, keepdim=True)
+    out = (xs - mean) * torch.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight.reshape(affine_shape)
+    if bias is not None:
+        out = out + bias.reshape(affine_shape)
+    return out.to(x.dtype)
+
+
+def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    if not (training or running_mean is None or running_var is None) or not _has_tangent(input):
+        # Running statistics are constants: the built-in formula is exact.
+        return _F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    # Batch statistics. The running statistics are not updated: step 1 already did (step 3 replays it).
+    shape = [1, input.shape[1]] + [1] * (input.dim() - 2)
+    return _normalize(input, [0, *range(2, input.dim())], weight, bias, eps, shape)
+
+
+def _instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                   use_input_stats=True, momentum=0.1, eps=1e-5):
+    if not use_input_stats or not _has_tangent(input):
+        return _F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
+    shape = [1, input.shape[1]] + [1] * (input.dim() - 2)
+    return _normalize(input, list(range(2, input.dim())), weight, bias, eps, shape)
+
+
+def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if not _has_tangent(input):
+        return _F.layer_norm(input, normalized_shape, weight, bias, eps)
+    dims = list(range(input.dim() - len(normalized_shape), input.dim()))
+    return _normalize(input, dims, weight, bias, eps, tuple(normalized_shape))
+
+
+def _softmax_args(input, dim, dtype):
+    x = input if dtype is None else input.to(dtype)
+    return x, x - x.amax(dim=dim, keepdim=True).detach()  # a constant shift: exact, and no overflow
+
+
+def _softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None or not _has_tangent(input):
+        return _F.softmax(input, dim, _stacklevel, dtype)
+    _, shifted = _softmax_args(input, dim, dtype)
+    e = shifted.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None or not _has_tangent(input):
+        return _F.log_softmax(input, dim, _stacklevel, dtype)
+    _, shifted = _softmax_args(input, dim, dtype)
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+def _softmax_no_stacklevel(input, dim, dtype=None):  # torch.softmax and Tensor.softmax
+    return _softmax(input, dim, dtype=dtype)
+
+
+def _log_softmax_no_stacklevel(input, dim, dtype=None):
+    return _log_softmax(input, dim, dtype=dtype)
+
+
+class _ForwardADExactOps(_TorchFunctionMode):
+    """Inside the forward-mode pass: the functions whose built-in forward-mode formula is not
+    differentiable in reverse mode run as explicit torch ops (see the section comment)."""
+
+    REPLACEMENTS = {
+        _F.batch_norm: _batch_norm,
+        _F.instance_norm: _instance_norm,
+        _F.layer_norm: _layer_norm,
+        _F.softmax: _softmax,
+        _F.log_softmax: _log_softmax,
+        torch.softmax: _softmax_no_stacklevel,
+        torch.log_softmax: _log_softmax_no_stacklevel,
+        torch.Tensor.softmax: _softmax_no_stacklevel,
+        torch.Tensor.log_softmax: _log_softmax_no_stacklevel,
+    }
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        replacement = self.REPLACEMENTS.get(func)
+        return (replacement or func)(*args, **(kwargs or {}))
+
+
+class _ForwardReplay:
+    """What D's forward reads besides its arguments, captured before step 1 and replayed in step 3:
+    random generators and (when D is a module) its buffers."""
+
+    def __init__(self, D, device: torch.device):
+        self.module = D if isinstance(D, _nn.Module) else None
+        generators = [torch.default_generator]
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            generators.append(torch.cuda.default_generators[index])
+        if self.module is not None:
+            for sub in self.module.modules():
+                generators += [g for g in vars(sub).values() if isinstance(g, torch.Generator)]
+        self.generators = list({id(g): g for g in generators}.values())
+        self.states = [g.get_state() for g in self.generators]
+        self.buffers = {}
+        if self.module is not None:
+            self.buffers = {name: b.clone() for name, b in self.module.named_buffers()}
+
+    def call(self, D, x, d_args, d_kwargs):
+        """D(x, ...) from the state captured at construction; every generator ends where it was."""
+        after = [g.get_state() for g in self.generators]
+        try:
+            for g, state in zip(self.generators, self.states):
+                g.set_state(state)
+            if self.buffers:
+                return torch.func.functional_call(D, self.buffers, (x, *d_args), d_kwargs, strict=False)
+            return D(x, *d_args, **d_kwargs)
+        finally:
+            for g, state in zip(self.generators, after):
+                g.set_state(state)
+
+
+_FORWARD_AD_LOADED = False
+
+
+def _load_forward_ad_decompositions() -> None:
+    """PyTorch scripts its forward-AD decompositions at the first make_dual of a process, warning
+    (FutureWarning) about its own use of torch.jit.script: load them once here, quietly. (Under
+    torch.compile this is a graph break on the first call only: the flag is then a constant.)"""
+    global _FORWARD_AD_LOADED
+    load = getattr(_fwad, "_maybe_load_decompositions", None)
+    if load is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+            load()
+    _FORWARD_AD_LOADED = True
+
+
+def _jvp_head(grad: torch.Tensor, kind: PenaltyKind, weight: float):
+    """(penalty, weighted per-sample penalties, u = ∂penalty/∂grad), all without graph: the fused
+    head's forward and backward, the same ops as the double-backward path's value."""
+    with torch.enable_grad():
+        leaf = grad.detach().requires_grad_(True)
+        weighted = weight * _head_per_sample(leaf, kind.center, kind.one_sided)
+        value = _reduce(weighted, kind.reduction)
+        (direction,) = torch.autograd.grad(value, leaf)
+    return value.detach(), weighted.detach(), direction
+
+
+def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weight, grad_scaler, replay,
+                 return_per_sample, shared_forward: bool = False):
+    """Steps 1–3 above. ``logits`` = D(x) from step 1; with ``shared_forward`` (r1_penalty) its graph
+    is kept for the caller's loss and the replayed logits are checked. ``primal`` is x, or x detached when
+    nothing upstream needs ∇ₓ P: through an x that requires grad the forward-mode pass carries
+    ∇ₓ P = H·u to it."""
+    # The graph of logits is kept only when the caller's loss still needs it (r1_penalty); a
+    # retained graph also defeats torch.compile's donated buffers.
+    grad = _input_gradient(logits, x, grad_scaler, create_graph=False, retain_graph=shared_forward)
+    value, weighted, direction = _jvp_head(grad, kind, weight)
+    # With a GradScaler the tangent is scaled like the gradient was, so that a reduced-precision
+    # forward-mode pass does not underflow; J is divided by the scale in float32 below.
+    scale = 1.0 if grad_scaler is None else grad_scaler.get_scale()
+    tangent_in = direction * scale if scale != 1.0 else direction
+    if not _FORWARD_AD_LOADED:
+        _load_forward_ad_decompositions()
+    with torch.enable_grad(), _ForwardADExactOps(), _fwad.dual_level():
+        out = replay.call(D, _fwad.make_dual(primal, tangent_in.to(x.dtype)), d_args, d_kwargs)
+        primal, tangent = _fwad.unpack_dual(out)
+    if tangent is None:
+        raise ValueError(_NOT_CONNECTED)
+    if shared_forward:
+        _check_replayed_logits(primal, logits)
+    jvp = tangent.to(value.dtype).sum()
+    if scale != 1.0:
+        jvp = jvp * (1.0 / scale)
+    penalty = value + (jvp - jvp.detach())
+    return (penalty, weighted) if return_per_sample else penalty
+
+
+def _check_replayed_logits(recomputed: torch.Tensor, logits: torch.Tensor) -> None:
+    """r1_penalty(method="jvp") re-runs D on inputs: it must reproduce the given logits."""
+    tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(logits.dtype, 2e-2)
+    same = torch.allclose(recomputed.detach().reshape(logits.shape).to(logits.dtype), logits.detach(), rtol=tol, atol=tol)
+    if not same:
+        raise ValueError(
+            "method='jvp' re-runs D on inputs, and D(inputs) did not reproduce logits: D must compute the "
+            "same function again (no random augmentation or dropout inside D, no forward that updates "
+            "state such as spectral norm's power iteration in training mode). Use "
+            "gradient_penalty(D, real, kind='r1', method='jvp'), which replays D's random state and "
+            "buffers, or method='double-backward'"
+        )
+
+
+def _gradient_penalty_jvp(D, x, d_args, d_kwargs, kind: PenaltyKind, weight, grad_scaler, return_per_sample):
+    """gradient_penalty's method="jvp": x is gradient_penalty's own leaf (real and fake are
+    constants), so the forward-mode primal is x detached and no Hessian-vector product is formed."""
+    replay = _ForwardReplay(D, x.device)  # before D's first call
+    with torch.enable_grad():
+        logits = D(x, *d_args, **d_kwargs)
+        return _jvp_penalty(D, x, x.detach(), logits, d_args, d_kwargs, kind, weight, grad_scaler, replay,
+                            return_per_sample)
+
+
+def _r1_penalty_jvp(D, logits, inputs, d_args, d_kwargs, weight, grad_scaler, return_per_sample):
+    if d_kwargs is not None and not isinstance(d_kwargs, dict):
+        raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
+    if not isinstance(d_args, (tuple, list)):
+        raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
+    # D already ran: the replay keeps D's buffers from advancing a second time and the random
+    # generators where they are, and the recomputed logits are checked against the given ones.
+    replay = _ForwardReplay(D, inputs.device)
+    with torch.enable_grad():
+        return _jvp_penalty(D, inputs, inputs, logits, d_args, d_kwargs or {}, KINDS["r1"], weight, grad_scaler,
+                            replay, return_per_sample, shared_forward=True)

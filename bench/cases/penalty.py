@@ -14,10 +14,15 @@ Step level (a DCGAN-style 32×32 discriminator without batch norm, batch 64, Ada
                     separates the gain of sharing the forward from the gain of the fused head)
   lazy-r1           R1 every step vs lazy R1 (every 16th step, gain 16), per step amortized over
                     16 steps (target ≥ 4×)
+  wgan-gp-jvp-step  the WGAN-GP step with the penalty by double backward (reference) vs
+                    method="jvp" eager (fastgp) vs method="jvp" under torch.compile (compile; with
+                    mode="reduce-overhead" on a GPU); no target: it reports what compiling buys
+  r1-jvp-step       the same three for the R1 step on the shared forward (fastgp.r1_penalty)
 
 The reference contenders are written inline, the way GAN code writes them today, so that what is
-measured can be read here. ``compile`` is ``torch.compile`` of that reference code; the harness
-runs it and, if it raises, the table quotes the exception.
+measured can be read here. ``compile`` is ``torch.compile`` of that reference code (in the two jvp
+cases: of the method="jvp" code, since the reference's double backward does not compile); the
+harness runs it and, if it raises, the table quotes the exception.
 """
 
 from __future__ import annotations
@@ -436,6 +441,89 @@ def _lazy_case() -> Case:
     )
 
 
+
+# --------------------------------------------------------------------------------------------
+# 6. Penalties without double backward: method="jvp", eager and compiled
+# --------------------------------------------------------------------------------------------
+
+
+def _jvp_step_case(kind: str) -> Case:
+    """A whole D step with the penalty by double backward (reference), by method="jvp" (fastgp)
+    and by method="jvp" under torch.compile (compile): the one form of the three that compiles."""
+
+    def setup(device: torch.device) -> Setup:
+        torch.manual_seed(0)
+        D0 = make_discriminator().to(device)
+        real, fake = _images(device)
+        gp, r1 = _fastgp("gradient_penalty"), _fastgp("r1_penalty")
+        missing = gp if isinstance(gp, Unsupported) else r1 if isinstance(r1, Unsupported) else None
+        if missing is not None:
+            return Setup({name: missing for name in ("fastgp", "reference", "compile")}, copy_bytes=0)
+
+        def wgan_gp_loss(D, method):
+            def loss():
+                penalty = gp(D, real, fake, kind="wgan-gp", weight=GP_WEIGHT, method=method)
+                return D(fake).mean() - D(real).mean() + penalty
+
+            return loss
+
+        def r1_loss(D, method):
+            extra = {"D": D} if method == "jvp" else {}
+
+            def loss():  # the shared forward: one D(real) for the loss and R1
+                x = real.detach().requires_grad_(True)
+                logits = D(x)
+                return F.softplus(-logits).mean() + r1(logits, x, R1_WEIGHT, method=method, **extra)
+
+            return loss
+
+        def step(method, compiled=False):
+            t = _Trainer(D0)
+            loss = (wgan_gp_loss if kind == "wgan-gp" else r1_loss)(t.D, method)
+            if compiled:
+                loss = torch.compile(loss, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+
+            def call():
+                t.opt.zero_grad(set_to_none=True)
+                loss().backward()
+                t.opt.step()
+
+            return call
+
+        contenders = {
+            "reference": step("double-backward"),
+            "fastgp": step("jvp"),
+            "compile": step("jvp", compiled=True),
+        }
+
+        def derive(m: dict[str, float]) -> dict:
+            if "reference" not in m or "compile" not in m:
+                return {}
+            ratio = m["reference"] / m["compile"]
+            return {
+                "double_backward_over_compiled_jvp": ratio,
+                "markdown": [f"speed-up of the compiled jvp step vs the eager double-backward step: {ratio:.2f}×"],
+            }
+
+        notes = [
+            "reference = the step with fastgp's default method='double-backward' (eager: "
+            "torch.compile refuses double backward); fastgp = the same step with method='jvp', eager; "
+            "compile = torch.compile of the method='jvp' loss (the penalty and D's loss terms; "
+            "backward and Adam eager, as in the other contenders"
+            + ("; mode='reduce-overhead')" if device.type == "cuda" else ")"),
+            "copy-roofline moves the penalty head's minimal traffic (3× the batch's bytes)",
+        ]
+        return Setup(contenders, copy_bytes=3 * _numel(real.shape) * FLOAT_BYTES, notes=notes, derive=derive)
+
+    what = "WGAN-GP critic step" if kind == "wgan-gp" else "R1 step (shared forward, non-saturating loss)"
+    return Case(
+        f"{kind}-jvp-step",
+        f"B={BATCH_STEP}, 3×32×32",
+        setup,
+        f"whole {what} (DCGAN-style D, Adam): penalty by double backward vs method='jvp' eager vs compiled",
+    )
+
+
 def cases() -> list[Case]:
     return [
         _head_case((64, 3, 32, 32)),
@@ -446,4 +534,6 @@ def cases() -> list[Case]:
         _r1_step_case(shared_reference=False),
         _r1_step_case(shared_reference=True),
         _lazy_case(),
+        _jvp_step_case("wgan-gp"),
+        _jvp_step_case("r1"),
     ]
