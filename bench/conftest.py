@@ -45,8 +45,9 @@ class CurrentSetup:
 
 @pytest.fixture(scope="session")
 def case_setup():
-    """One :class:`CurrentSetup` per session, timed with as many torch threads as ``python -m bench`` uses."""
+    """One :class:`CurrentSetup` per session. Torch keeps its default thread count, so that
+    ``OMP_NUM_THREADS=1 pytest bench ...`` pins it (on a shared machine, fewer threads than cores
+    can be steadier: an intra-op parallel region waits for its slowest thread)."""
     current = CurrentSetup()
-    with harness.threads(harness.core_count()):
-        yield current
+    yield current
     current.clear()
