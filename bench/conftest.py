@@ -15,6 +15,11 @@ import torch
 from bench import harness
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "large: a large shape, which python -m bench --quick skips")
+    config.addinivalue_line("markers", "cuda: runs on a CUDA device")
+
+
 class CurrentSetup:
     """The Setup of the case being benchmarked, built on first use by one of its contenders.
 

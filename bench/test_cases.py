@@ -17,7 +17,8 @@ copy roofline); these tests are for the workflow users know: ``--benchmark-save`
 ``--benchmark-compare``, ``--benchmark-compare-fail``, histograms, JSON.
 
 With ``--benchmark-disable`` every contender runs exactly once, unmeasured: a check that every
-case still runs (this is what CI does).
+case still runs. CI runs the quick form, ``--benchmark-disable -m "not large" -k "not compile"``:
+the small shapes, fastgp and reference (compiling the references takes most of a full pass).
 """
 
 from __future__ import annotations
@@ -46,14 +47,19 @@ def shape_id(shape: str) -> str:
 
 
 def benchmark_params() -> list[Any]:
-    """pytest params, one per (device, case, contender), a case's contenders next to each other."""
+    """pytest params, one per (device, case, contender), a case's contenders next to each other.
+
+    Marks: ``large`` on the large shapes (those ``python -m bench --quick`` skips: ``-m "not large"``
+    selects the same quick shapes), ``cuda`` on the GPU's benchmarks (as in tests/).
+    """
     params = []
     for device in devices():
         for family in discover_families():
             for case in load_cases(family):
                 for contender in harness.CONTENDERS:
                     test_id = f"{device}-{family}-{case.name}-{shape_id(case.shape)}-{contender}"
-                    params.append(pytest.param(device, case, contender, id=test_id))
+                    marks = [pytest.mark.large] * case.large + [pytest.mark.cuda] * (device == "cuda")
+                    params.append(pytest.param(device, case, contender, id=test_id, marks=marks))
     return params
 
 
