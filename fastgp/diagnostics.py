@@ -45,10 +45,11 @@ _NOT_CONNECTED = "does not depend on its input (it was computed without autograd
 
 @contextlib.contextmanager
 def _forward_mode():
-    """Silence the FutureWarning torch emits (about its own use of torch.jit.script) the first
-    time forward-mode AD decompositions load; it concerns torch's internals, not the caller."""
+    """Silence the warning torch emits (about its own use of torch.jit.script: a FutureWarning on
+    torch 2.14+, a DeprecationWarning on 2.11) the first time forward-mode AD decompositions load;
+    it concerns torch's internals, not the caller."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script(_method)?` is deprecated", category=Warning)
         yield
 
 

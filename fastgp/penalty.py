@@ -743,13 +743,15 @@ _FORWARD_AD_LOADED = False
 
 def _load_forward_ad_decompositions() -> None:
     """PyTorch scripts its forward-AD decompositions at the first make_dual of a process, warning
-    (FutureWarning) about its own use of torch.jit.script: load them once here, quietly. (Under
-    torch.compile this is a graph break on the first call only: the flag is then a constant.)"""
+    about its own use of torch.jit.script (a FutureWarning on torch 2.14+; on 2.11 also
+    DeprecationWarnings for torch.jit.script_method, from torch.utils.mkldnn): load them once here,
+    quietly. (Under torch.compile this is a graph break on the first call only: the flag is then a
+    constant.)"""
     global _FORWARD_AD_LOADED
     load = getattr(_fwad, "_maybe_load_decompositions", None)
     if load is not None:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+            warnings.filterwarnings("ignore", r"`torch\.jit\.script(_method)?` is deprecated", Warning)
             load()
     _FORWARD_AD_LOADED = True
 
