@@ -19,6 +19,9 @@ stylegan2-ada-pytorch (``training/training_loop.py``, ``training/loss.py``,
   as p = 1 does, since each sample is augmented where U(0, 1) < p);
 - p lives in a float32 tensor (``augment_pipe.p``), so each update is rounded to float32.
 
+(PyTorch-StudioGAN's re-implementation differs on two points: it clamps p to [0, 1] and steps by
+the number of signs counted instead of batch · interval. fastgp follows the original.)
+
 The original's pipeline applies each of its transforms to each sample independently with
 probability p; :func:`random_apply` does the same with fastgp's augmentations (each DiffAugment
 word gated on its own, or one user callable gated once).

@@ -171,8 +171,8 @@ def consistency_penalty(
 def perturb_latent(z: torch.Tensor, sigma: float = 0.03, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """z + Δz with Δz ~ N(0, σ²I): zCR's perturbed latent (σ = 0.03 in Zhao et al., 2021).
 
-    Draws ``torch.randn(z.shape)`` on the generator's device (x's device without one), as
-    StudioGAN's ``z + radius · randn(B, dim)``.
+    Draws ``torch.randn(z.shape)`` in z's dtype on the generator's device (z's device without
+    one), as StudioGAN's ``z + radius · randn(B, dim)`` for a float32 z.
     """
     _checks.batch(z, "z", min_rank=1)
     sigma = _checks.real_number(sigma, "sigma", minimum=0.0)

@@ -9,7 +9,8 @@ change it (D and G are measured in eval mode, where spectral norm does not itera
 
 One D step (``_d_batch``): sample reals and fakes; sample correction swaps realistic fakes;
 pixel-wise combinations of the reals are made; Fake-As-Real swaps reals for the lowest-scored
-candidates; then every D input goes through the augmentation.
+candidates; then every D input goes through the augmentation (with ADA on, each sample with
+probability p). Consistency regularization and ADA reuse the logits of D's loss (``_d_main_loss``).
 """
 
 from __future__ import annotations
