@@ -19,14 +19,21 @@ from .penalty import (  # noqa: E402
     r1_penalty,
 )
 from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
+from . import ada, consistency  # noqa: E402
+from .ada import AdaptiveAugment  # noqa: E402
+from .consistency import consistency_penalty, latent_consistency, latent_diversity, perturb_latent  # noqa: E402
 
 __all__ = [
+    "AdaptiveAugment",
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "ada",
     "augment",
 
     "combine",
+    "consistency",
+    "consistency_penalty",
     "correction",
     "diagnostics",
     "get_backend",
@@ -34,8 +41,11 @@ __all__ = [
     "gradient_penalty",
     "info",
     "interpolate",
+    "latent_consistency",
+    "latent_diversity",
     "losses",
     "nn",
+    "perturb_latent",
     "r1_penalty",
     "select",
     "set_backend",

@@ -9,7 +9,8 @@ change it (D and G are measured in eval mode, where spectral norm does not itera
 
 One D step (``_d_batch``): sample reals and fakes; sample correction swaps realistic fakes;
 pixel-wise combinations of the reals are made; Fake-As-Real swaps reals for the lowest-scored
-candidates; then every D input goes through the augmentation.
+candidates; then every D input goes through the augmentation (with ADA on, each sample with
+probability p). Consistency regularization and ADA reuse the logits of D's loss (``_d_main_loss``).
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ class Run:
         if comb.enabled:
             comb.generator = self._own_generator("combine", seed + 5)
         self.combine = comb
+        cons = regs.ConsistencyRegularization(reg_cfg["consistency"])
+        if cons.enabled:
+            cons.generator = self._own_generator("consistency", seed + 6)
+        self.consistency = cons
+        # ADA steers the augmentation's probability from the signs of D's real logits.
+        self.ada = regs.AdaptiveAugmentation(reg_cfg["ada"], cfg["batch_size"] * self.dist.world_size)
+        self.ada.attach(self.augment)
+        self._logits = self._fake_perturbed = None  # D's (real, fake) logits and G(z + Δz) of this D step
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
@@ -88,7 +97,8 @@ class Run:
         self.step = self.d_step = 0
         self.acc = {"d_loss": 0.0, "g_loss": 0.0, "penalty": 0.0, "n": 0, "n_penalty": 0}
         # Per-D-step statistics of the regularizers that are on, logged as means.
-        self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled)) if on]
+        self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled),
+                                          ("consistency", self.consistency.enabled)) if on]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
         self.last: dict = {}
         self.started = time.perf_counter()
@@ -134,19 +144,28 @@ class Run:
             total, main, gp = self.penalty.d_loss(
                 self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"]
             )
+            if self.consistency.enabled:
+                cr = self.consistency.d_loss(self.D_train, real, fake, *self._logits, self._fake_perturbed)
+                total = total + cr
+                self.acc["consistency"] += float(cr.detach())
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
             self.d_step += 1
+            if self.ada.enabled:
+                self.ada.after_d_step(self._logits[0])
             self.acc["d_loss"] += float(main.detach())
             if gp is not None:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
         self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
         # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
-        g_loss = self.g_loss_fn(self.D_train(self.augment(self.G_train(self._noise(B, gen)))))
+        z = self._noise(B, gen)
+        fake = self.G_train(z)
+        g_loss = self.g_loss_fn(self.D_train(self.augment(fake)))
+        g_total = g_loss + self.consistency.g_loss(self.G_train, z, fake) if self.consistency.latent else g_loss
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_total.backward()
         self.opt_g.step()
         if self.G_ema is not None:
             # Warm-up as TensorFlow's ExponentialMovingAverage: the average forgets the random
@@ -167,8 +186,12 @@ class Run:
         random draws: reals, fakes, correction's pool, combination pairs, FAR candidates."""
         real = self.data.sample(B, gen).to(self.device)
         comb = None
+        perturbed = None
         with torch.no_grad():
-            fake = self.G_train(self._noise(B, gen))
+            z = self._noise(B, gen)
+            fake = self.G_train(z)
+            if self.consistency.latent:
+                perturbed = self.consistency.perturbed(self.G_train, z)  # zCR's G(z + Δz)
             if self.correction.enabled:
                 pool = self.G_train(self._noise(self.correction.pool, gen)) if self.correction.pool else None
                 fake, replaced = self.correction.correct(fake, pool)
@@ -180,14 +203,25 @@ class Run:
                 real, far_logit = self.far.mixed_batch(self.D_train, real, candidates)
                 self.acc["far_logit"] += far_logit
         aug = self.augment
-        return aug(real), aug(fake), None if comb is None else aug(comb)
+        out = aug(real), aug(fake), None if comb is None else aug(comb)
+        self._fake_perturbed = None if perturbed is None else aug(perturbed)  # after the others' draws
+        return out
 
     def _d_main_loss(self, comb):
         """D's loss from (real logits, fake logits): the run's loss, or the PCR loss with the
         combinations' logits as extra negatives."""
         if comb is None:
-            return self.d_loss_fn
-        return lambda real_logits, fake_logits: self.combine.d_loss(real_logits, fake_logits, self.D_train(comb))
+            loss = self.d_loss_fn
+        else:
+            loss = lambda real_logits, fake_logits: self.combine.d_loss(real_logits, fake_logits, self.D_train(comb))  # noqa: E731
+        if not (self.consistency.enabled or self.ada.enabled):
+            return loss
+
+        def kept(real_logits, fake_logits):
+            self._logits = (real_logits, fake_logits)  # reused by consistency and ADA: no second forward
+            return loss(real_logits, fake_logits)
+
+        return kept
 
     # ----------------------------------------------------------------------------------------
     # Measurements
@@ -246,6 +280,8 @@ class Run:
         for key in self.reg_stats:
             if a["n"]:
                 rec[key] = a[key] / (a["n"] * self.cfg["optim"]["n_dis"])
+        if self.ada.enabled:
+            rec.update(self.ada.metrics())
         # Measurements in eval mode: batch norm uses its running statistics and is not updated,
         # and spectral norm does not advance its power iteration (measuring leaves training as is).
         self.G.eval()
@@ -285,7 +321,9 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "regularizers": {"spectral-norm": self.spectral_norm.state_dict()},
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(),
+                             # ADA's state_dict is a collective (the signs summed over the ranks)
+                             **({"ada": self.ada.controller.state_dict()} if self.ada.enabled else {})},
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "log_acc": dict(self.acc),
@@ -308,6 +346,8 @@ class Run:
         try:
             # After the models: the once-per-step σ is tied to the loaded weights.
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
+            if self.ada.enabled:
+                self.ada.controller.load_state_dict(payload.get("regularizers", {})["ada"])
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.check_optimizer_state(self.opt_g, self.G, "G")
