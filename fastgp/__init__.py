@@ -18,12 +18,16 @@ from .penalty import (  # noqa: E402
     interpolate,
     r1_penalty,
 )
+from .lecam import LeCam, lecam_penalty  # noqa: E402
+from .select import TopKSchedule, top_k  # noqa: E402
 from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "LeCam",
+    "TopKSchedule",
     "augment",
 
     "combine",
@@ -34,11 +38,13 @@ __all__ = [
     "gradient_penalty",
     "info",
     "interpolate",
+    "lecam_penalty",
     "losses",
     "nn",
     "r1_penalty",
     "select",
     "set_backend",
     "spectral",
+    "top_k",
     "use_backend",
 ]

@@ -252,7 +252,40 @@ AUGMENT = Experiment(
     records=8,
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, AUGMENT)}
+LECAM_KEY = "regularizers.lecam"
+LECAM = Experiment(
+    name="lecam",
+    title="LeCam regularization on 200 digits (MLP GAN, hinge loss, spectral norm on D)",
+    claim=(
+        "Tseng et al. (CVPR 2021): with limited training data D's outputs on reals and fakes drift apart as D "
+        "overfits; the LeCam penalty, which pulls each towards a moving average of the other, keeps the gap small "
+        "and improves the generated images (lower FID on 10-20% of CIFAR)."
+    ),
+    base={
+        "data.name": "digits", "data.resolution": 28, "data.subset": 200, "model.name": "mlp-gan",
+        "noise.dim": 100, "batch_size": 64, "loss.name": "hinge", "optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4,
+        "optim.beta1": 0.5, "optim.beta2": 0.999, f"{PENALTY}.kind": "none", "regularizers.spectral-norm.d": True,
+        "log.eval_samples": 1000, f"{LECAM_KEY}.enabled": True, f"{LECAM_KEY}.start": 100,
+    },
+    settings=(
+        # Weight 0: the anchors and D's outputs are tracked and logged, training is that without LeCam.
+        Setting("none", "no LeCam (λ = 0, outputs logged)", {f"{LECAM_KEY}.weight": 0.0}),
+        Setting("lecam", "LeCam, λ = 0.3", {f"{LECAM_KEY}.weight": 0.3}),
+    ),
+    metrics=(
+        Metric("d_gap", "D(real) − D(fake), training batches", ".3g"),
+        Metric("kl", "KL(classes ‖ uniform) (G)", ".3f"),
+        Metric("ema_kl", "KL(classes ‖ uniform) (EMA)", ".3f"),
+        Metric("ema_confidence", "classifier confidence (EMA)", ".3f"),
+        Metric("ema_nn_dist", "distance to nearest training image (EMA)", ".3g"),
+    ),
+    steps=800,
+    seeds=3,
+    quick={f"{LECAM_KEY}.start": 1, "data.subset": 64},
+    records=8,
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, AUGMENT, LECAM)}
 
 
 def get(name: str) -> Experiment:

@@ -80,6 +80,8 @@ class Run:
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
+        self.lecam = regs.LeCamRegularization(reg_cfg["lecam"])
+        self.top_k = regs.TopKTraining(reg_cfg["top-k"], cfg["batch_size"], regs.training_set(self.data))
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
         g_eval = torch.Generator().manual_seed(seed + 3)
         n_eval = cfg["log"]["eval_samples"]
@@ -89,6 +91,8 @@ class Run:
         self.acc = {"d_loss": 0.0, "g_loss": 0.0, "penalty": 0.0, "n": 0, "n_penalty": 0}
         # Per-D-step statistics of the regularizers that are on, logged as means.
         self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled)) if on]
+        if self.lecam.enabled:
+            self.reg_stats += ["d_real", "d_fake", "d_gap", "lecam"]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
         self.last: dict = {}
         self.started = time.perf_counter()
@@ -131,20 +135,25 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
+            # LeCam counts iterations from 1, as the authors' BigGAN code.
+            d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step + 1)
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"]
+                self.D_train, real, fake, d_loss_fn, self.d_step, self.generators["penalty"]
             )
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
             self.d_step += 1
             self.acc["d_loss"] += float(main.detach())
+            for key, value in self.lecam.stats.items():
+                self.acc[key] += value
             if gp is not None:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
         self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
         # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
-        g_loss = self.g_loss_fn(self.D_train(self.augment(self.G_train(self._noise(B, gen)))))
+        fake_logits = self.D_train(self.augment(self.G_train(self._noise(B, gen))))
+        g_loss = self.g_loss_fn(self.top_k.select(fake_logits, self.step))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -285,7 +294,7 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "regularizers": {"spectral-norm": self.spectral_norm.state_dict()},
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(), "lecam": self.lecam.state_dict()},
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "log_acc": dict(self.acc),
@@ -308,6 +317,7 @@ class Run:
         try:
             # After the models: the once-per-step σ is tied to the loaded weights.
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
+            self.lecam.load_state_dict(payload.get("regularizers", {}).get("lecam"))
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.check_optimizer_state(self.opt_g, self.G, "G")
