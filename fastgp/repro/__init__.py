@@ -63,6 +63,18 @@ mean ‖∂G/∂z‖ over the evaluation noise (L, a local average stand-in for 
 z) times B_z = s·√d (the largest norm of such noise); the claim is that G absorbs the scale, so
 L·B_z, the term of the generalization bound, does not change with s. Reduced: 1,000 steps of batch
 64 and 2 seeds.
+
+``lecam`` — Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data" (CVPR
+2021). Limited data: a fixed subset of 200 of the 1,797 digits (``data.subset``, the same for
+every seed), with the MLP GAN of ``augment``, the hinge loss of the authors' BigGAN code and
+spectral normalization on D; LeCam (λ = 0.3, decay 0.99, anchors averaging from G step 100) vs
+none (the LeCam switch on with λ = 0: D's outputs are tracked and logged, training is that
+without it). Metrics: the gap between D's mean outputs on its training reals and fakes (``d_gap``,
+the paper's motivation: it grows as D overfits a small set), and the classifier-based quality and
+coverage of the digits (KL of the class histogram from uniform, classifier confidence, distance
+to the nearest training image). Reduced: 800 G steps of batch 64 (256 epochs of the subset) and 3
+seeds; the paper trains BigGAN/StyleGAN2 on 10–20% of CIFAR and ImageNet for 100k+ iterations and
+reports FID.
 """
 
 from __future__ import annotations
