@@ -18,6 +18,8 @@ from .penalty import (  # noqa: E402
     interpolate,
     r1_penalty,
 )
+from .lecam import LeCam, lecam_penalty  # noqa: E402
+from .select import TopKSchedule, top_k  # noqa: E402
 from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
 from . import ada, consistency  # noqa: E402
 from .ada import AdaptiveAugment  # noqa: E402
@@ -28,6 +30,8 @@ __all__ = [
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "LeCam",
+    "TopKSchedule",
     "ada",
     "augment",
 
@@ -43,6 +47,7 @@ __all__ = [
     "interpolate",
     "latent_consistency",
     "latent_diversity",
+    "lecam_penalty",
     "losses",
     "nn",
     "perturb_latent",
@@ -50,5 +55,6 @@ __all__ = [
     "select",
     "set_backend",
     "spectral",
+    "top_k",
     "use_backend",
 ]

@@ -247,11 +247,18 @@ ICR_ADA = RECT_SMALL + [
 ]
 
 
+# LeCam's anchors are checkpointed state; top-k's k depends on the step.
+LECAM_TOPK = RECT_SMALL + [
+    "regularizers.lecam.enabled=true", "regularizers.lecam.start=3", "regularizers.top-k.enabled=true",
+    "regularizers.top-k.gamma=0.5", "regularizers.top-k.steps_per_epoch=3", "optim.n_dis=2",
+]
+
+
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
                                           "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
-                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, ICR_ADA],
+                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, ICR_ADA, LECAM_TOPK],
                          ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
-                              "icr-ada"])
+                              "icr-ada", "lecam-top-k"])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 

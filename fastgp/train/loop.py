@@ -89,6 +89,8 @@ class Run:
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
+        self.lecam = regs.LeCamRegularization(reg_cfg["lecam"])
+        self.top_k = regs.TopKTraining(reg_cfg["top-k"], cfg["batch_size"], regs.training_set(self.data))
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
         g_eval = torch.Generator().manual_seed(seed + 3)
         n_eval = cfg["log"]["eval_samples"]
@@ -99,6 +101,8 @@ class Run:
         # Per-D-step statistics of the regularizers that are on, logged as means.
         self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled),
                                           ("consistency", self.consistency.enabled)) if on]
+        if self.lecam.enabled:
+            self.reg_stats += ["d_real", "d_fake", "d_gap", "lecam"]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
         self.last: dict = {}
         self.started = time.perf_counter()
@@ -141,8 +145,10 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
+            # LeCam counts iterations from 1, as the authors' BigGAN code.
+            d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step + 1)
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"]
+                self.D_train, real, fake, d_loss_fn, self.d_step, self.generators["penalty"]
             )
             if self.consistency.enabled:
                 cr = self.consistency.d_loss(self.D_train, real, fake, *self._logits, self._fake_perturbed)
@@ -155,6 +161,8 @@ class Run:
             if self.ada.enabled:
                 self.ada.after_d_step(self._logits[0])
             self.acc["d_loss"] += float(main.detach())
+            for key, value in self.lecam.stats.items():
+                self.acc[key] += value
             if gp is not None:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
@@ -162,7 +170,7 @@ class Run:
         # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
         z = self._noise(B, gen)
         fake = self.G_train(z)
-        g_loss = self.g_loss_fn(self.D_train(self.augment(fake)))
+        g_loss = self.g_loss_fn(self.top_k.select(self.D_train(self.augment(fake)), self.step))
         g_total = g_loss + self.consistency.g_loss(self.G_train, z, fake) if self.consistency.latent else g_loss
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
@@ -321,7 +329,7 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(),
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(), "lecam": self.lecam.state_dict(),
                              # ADA's state_dict is a collective (the signs summed over the ranks)
                              **({"ada": self.ada.controller.state_dict()} if self.ada.enabled else {})},
             "rng": rng_by_rank[0],
@@ -348,6 +356,7 @@ class Run:
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
             if self.ada.enabled:
                 self.ada.controller.load_state_dict(payload.get("regularizers", {})["ada"])
+            self.lecam.load_state_dict(payload.get("regularizers", {}).get("lecam"))
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.check_optimizer_state(self.opt_g, self.G, "G")

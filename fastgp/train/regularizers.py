@@ -16,6 +16,8 @@ combine           pixel-wise combinations as extra negatives  the D loss
 correction        realistic fakes replaced from a pool        the fake batch
 consistency       CR / bCR / zCR consistency terms            the D loss (zCR: the G loss too)
 ada               augment's probability p steered by r_t      augment, after each D step
+lecam             D's outputs pulled to anchors (LeCam)       the D loss
+top-k             G's loss on its k best-scored fakes only    the G loss
 ================  ==========================================  ===================================
 
 Every random draw comes from a generator the run owns and checkpoints (``loop.Run``).
@@ -29,10 +31,11 @@ import torch
 import torch.distributed as dist
 
 from .. import ada, augment, combine, consistency, correction, losses, penalty
+from ..lecam import LeCam
 from ..nn import SpectralNormStep, apply_spectral_norm
 from ..penalty import LazyRegularizer
-from ..select import FakeAsReal
-from .options import ConfigError, Option, at_least, choice, positive, unit_interval
+from ..select import FakeAsReal, TopKSchedule, top_k
+from .options import ConfigError, Option, at_least, choice, open_unit_interval, positive, unit_interval
 
 
 def _policy(value):
@@ -523,6 +526,114 @@ class AdaptiveAugmentation:
         return rec
 
 
+class LeCamRegularization:
+    """LeCam regularization (Tseng et al., "Regularizing Generative Adversarial Networks under
+    Limited Data", CVPR 2021) with ``fastgp.LeCam``: every D step adds
+    λ·[E ReLU(D(x) − α_F)² + E ReLU(α_R − D(G(z)))²] to D's loss, the anchors α being EMAs of D's
+    mean outputs on reals and fakes (the authors' code; ``rectified: false`` drops the ReLUs, the
+    paper's formula). The iteration is the G step counted from 1 (BigGAN's ``itr``), shared by the
+    ``n_dis`` D steps of a G step; the anchors are in every checkpoint.
+
+    With the switch on, the mean outputs of D on its training reals and fakes per D step are
+    logged (``d_real``, ``d_fake``, their gap ``d_gap``) with the penalty (``lecam``); weight 0
+    logs them without changing training (the penalty is not computed).
+    """
+
+    OPTIONS = {
+        "enabled": Option(False, "add the LeCam penalty to D's loss (and log D's mean real/fake outputs)"),
+        "weight": Option(0.3, "λ (0.3: the authors' BigGAN CIFAR scripts; 0 only logs)", at_least(0.0)),
+        "decay": Option(0.99, "EMA decay of the anchors (the paper's 0.99)", open_unit_interval),
+        "start": Option(1000, "G step from which the anchors average and after which the penalty applies",
+                        at_least(0)),
+        "rectified": Option(True, "the authors' ReLU on both terms (false: the paper's plain squares)"),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        return None
+
+    def __init__(self, cfg: dict):
+        self.enabled = cfg["enabled"]
+        self.lecam = LeCam(cfg["weight"], cfg["decay"], cfg["start"], rectified=cfg["rectified"]) if self.enabled else None
+        self.stats: dict = {}
+
+    def wrap(self, d_loss_fn, iteration: int):
+        """D's loss from (real logits, fake logits) plus the LeCam penalty at ``iteration``."""
+        if not self.enabled:
+            return d_loss_fn
+
+        def loss(real_logits, fake_logits):
+            reg = self.lecam(real_logits, fake_logits, iteration)
+            d_real, d_fake = float(real_logits.detach().mean()), float(fake_logits.detach().mean())
+            self.stats = {"d_real": d_real, "d_fake": d_fake, "d_gap": d_real - d_fake, "lecam": float(reg.detach())}
+            return d_loss_fn(real_logits, fake_logits) + reg
+
+        return loss
+
+    def state_dict(self) -> dict | None:
+        return self.lecam.state_dict() if self.enabled else None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if (state is None) != (not self.enabled):
+            raise ValueError("regularizers.lecam.enabled does not match the checkpoint's LeCam state")
+        if state is not None:
+            self.lecam.load_state_dict(state)
+
+
+class TopKTraining:
+    """Top-k generator training (Sinha et al., "Top-k Training of GANs: Improving GAN Performance
+    by Throwing Away Bad Samples", NeurIPS 2020): G's loss is taken over the k of its fakes that D
+    scores highest only (``fastgp.top_k``, on every backend), k = max(γ^epoch, ν)·B rounded down
+    (``fastgp.TopKSchedule``; B counts D's rows, so augmentation copies are ranked one by one).
+
+    An epoch is ``steps_per_epoch`` G steps; 0 means one pass over the finite training set,
+    ⌈N / batch_size⌉ G steps (as the paper's epochs over CIFAR/ImageNet). Datasets that are sampled
+    afresh (the 2-D mixtures) have no epochs: set it.
+    """
+
+    OPTIONS = {
+        "enabled": Option(False, "G's loss over the k highest-scored fakes of each batch"),
+        "gamma": Option(0.99, "γ: k decays by this factor each epoch", unit_interval),
+        "min_fraction": Option(0.5, "ν: the smallest kept fraction of the batch (the paper: 0.5 or 0.75)",
+                               unit_interval),
+        "steps_per_epoch": Option(0, "G steps per epoch (0: ⌈training set size / batch_size⌉; finite data only)",
+                                  at_least(0)),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        key = "regularizers.top-k."
+        if not flat[key + "enabled"]:
+            return None
+        for name in ("gamma", "min_fraction"):
+            if flat[key + name] <= 0:
+                return f"{key}{name}: must be in (0, 1], got {flat[key + name]}"
+        if flat[key + "steps_per_epoch"] == 0 and not data.finite:
+            return (f"{key}steps_per_epoch: data.name={data.name!r} has no finite training set, hence no epochs; "
+                    "set the G steps per epoch")
+        return None
+
+    def __init__(self, cfg: dict, batch_size: int, bank: torch.Tensor | None):
+        self.enabled = cfg["enabled"]
+        self.schedule = TopKSchedule(cfg["gamma"], cfg["min_fraction"]) if self.enabled else None
+        self.steps_per_epoch = cfg["steps_per_epoch"]
+        if self.enabled and not self.steps_per_epoch:
+            if bank is None:
+                raise ConfigError("regularizers.top-k.steps_per_epoch: this dataset has no finite training set")
+            self.steps_per_epoch = -(-bank.shape[0] // batch_size)
+
+    def k(self, rows: int, step: int) -> int:
+        """Fakes kept of ``rows`` at G step ``step`` (0-based)."""
+        return self.schedule.k(rows, step // self.steps_per_epoch)
+
+    def select(self, fake_logits: torch.Tensor, step: int) -> torch.Tensor:
+        """The logits G's loss is taken over: the k highest (all of them when off)."""
+        if not self.enabled:
+            return fake_logits
+        kept, _ = top_k(fake_logits.reshape(-1), self.k(fake_logits.shape[0], step))
+        return kept
+
+
 REGISTRY = {
     "penalty": GradientPenalty,
     "spectral-norm": SpectralNormalization,
@@ -532,6 +643,8 @@ REGISTRY = {
     "correction": SampleCorrection,
     "consistency": ConsistencyRegularization,
     "ada": AdaptiveAugmentation,
+    "lecam": LeCamRegularization,
+    "top-k": TopKTraining,
 }
 
 # Losses configurable by name: the custom "lgan" pair needs Python functions (phi, varphi).
