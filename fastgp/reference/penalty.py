@@ -143,7 +143,13 @@ def grad_norm_penalty_forward(
     sum_sq = (rows * rows).sum(dim=1)
     norm = sum_sq.sqrt()
     rescale = needs_rescaling(sum_sq)
-    if rescale.any():  # over/underflowed rows (rare): the scaled norm, s = norm² (as the kernels)
+    # Over/underflowed rows (rare) get the scaled norm and s = norm², as the kernels. Traced by
+    # torch.compile: no data-dependent branch, every row's scaled norm computed and selected.
+    if torch.compiler.is_compiling():
+        scaled = scaled_norm(rows)
+        norm = torch.where(rescale, scaled, norm)
+        sum_sq = torch.where(rescale, scaled * scaled, sum_sq)
+    elif rescale.any():
         scaled = scaled_norm(rows[rescale])
         norm = norm.index_put((rescale,), scaled)
         sum_sq = sum_sq.index_put((rescale,), scaled * scaled)
