@@ -35,7 +35,7 @@ import torch
 from . import _checks, backend
 from ._layout import accumulation_dtype
 from .reference.correction import fold_chunk
-from .reference.penalty import LOWEST_TRUSTED_SUM_SQUARES, scaled_norm
+from .reference.penalty import LOWEST_TRUSTED_SUM_SQUARES, needs_rescaling, scaled_norm
 
 FAMILY = "correction"
 
@@ -139,8 +139,16 @@ def _robust_distances(samples, bank, d2, index):
     if flagged.any():
         index = index.clone()
         index[flagged] = _exact_nearest_index(rows[flagged], bank)
-    nearest = bank.index_select(0, index).reshape(rows.shape).to(acc)
-    return scaled_norm(rows - nearest), index
+    diff = rows - bank.index_select(0, index).reshape(rows.shape).to(acc)
+    # Few passes over [B, D] (each elementwise op is a parallel region, costly on a loaded
+    # machine): the plain sum of squares, then the scaled norm only for the rows where it over-
+    # or underflowed (as the penalty's norm).
+    sum_sq = torch.einsum("bd,bd->b", diff, diff)
+    distance = sum_sq.sqrt()
+    rescale = needs_rescaling(sum_sq)
+    if rescale.any():
+        distance[rescale] = scaled_norm(diff[rescale])
+    return distance, index
 
 
 def _exact_nearest_index(rows, bank):
