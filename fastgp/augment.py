@@ -387,7 +387,8 @@ def DiffAugment(
     in x's dtype), translation (ratio 0.125, zero padding) and cutout (ratio 0.5).
 
     Translation and a cutout that follows it run as one pass of the translate kernel (the cutout
-    box is zeroed while the translated image is written; the backward skips it).
+    box is zeroed while the translated image is written; the backward passes grad·0 there, so a
+    NaN/inf gradient in the box gives NaN, as DiffAugment's grad·mask).
     ``channels_first=False`` takes and returns [B, H, W, C] tensors. Differentiable to any order.
 
     ``copies=K`` returns K augmented copies of every image [B·K, ...] whose draws are those of K

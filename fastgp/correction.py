@@ -11,7 +11,15 @@ the minimum distance up to floating-point rounding; among distances that come ou
 the kernel's own arithmetic the lowest index wins, but rows whose distances differ only by rounding
 (two identical bank rows whose dot products a BLAS rounds differently, or another backend's
 summation order) may come back either way: callers must not rely on which of two such rows is
-chosen. A NaN distance propagates (distance NaN, index of the first NaN). The normalized
+chosen. A NaN distance propagates (distance NaN, index of the first NaN).
+
+Range: the expansion overflows for elements of ~1e19 and above in float32 (inf − inf: NaN), underflows
+for ~1e-19 and below (every d² 0), and cancels to rounding for near-duplicates. So the returned
+row's distance is always recomputed from the difference a − b with max-abs scaling (exact up to
+rounding, O(B·D)), and the samples whose d² is NaN, inf or below 2⁻¹⁰⁰ (2⁻⁹⁶⁹ in float64) are
+searched again exactly over the whole bank (scaled differences, O(N·D) each; NaN inputs keep NaN
+and the first NaN's index). Distances are then right for any finite input up to the largest finite
+value of the accumulation dtype (beyond it: inf). Ordinary inputs never take that search. The normalized
 distance is the root-mean-square per-element distance divided by ``value_range``:
 sqrt(d² / D) / value_range, in [0, 1] for samples inside a range of width ``value_range``.
 
@@ -20,11 +28,14 @@ Not differentiable: the results never require grad (they decide which samples to
 
 from __future__ import annotations
 
+import math
 
 import torch
 
 from . import _checks, backend
 from ._layout import accumulation_dtype
+from .reference.correction import fold_chunk
+from .reference.penalty import LOWEST_TRUSTED_SUM_SQUARES, needs_rescaling, scaled_norm
 
 FAMILY = "correction"
 
@@ -106,9 +117,54 @@ def _nearest_distance(samples, bank, normalized, value_range, chunk, name: str):
     chunk = _checks.integer(chunk, "chunk", minimum=1)
     with torch.no_grad():
         d2, index = backend.kernels(FAMILY, samples.device).nearest_distance(samples.detach(), bank.detach(), chunk)
+        distance, index = _robust_distances(samples.detach(), bank.detach(), d2, index)
         if normalized:
-            return torch.sqrt(d2 / features) / value_range, index
-        return torch.sqrt(d2), index
+            return distance / math.sqrt(features) / value_range, index
+        return distance, index
+
+
+def _robust_distances(samples, bank, d2, index):
+    """(distance, index) from the kernel's fast-path (d², index): the returned rows' distances
+    recomputed from the difference a − b (no cancellation, scaled: no over/underflow, O(B·D)),
+    and the samples whose d² is not trustworthy searched again exactly over the whole bank.
+
+    The expansion |a|² + |b|² − 2a·b overflows for elements of ~1e19 and above in float32 (inf − inf
+    = NaN: the wrong row), underflows for ~1e-19 and below (every d² 0: the first row), and its
+    cancellation leaves only rounding near 0. Those samples are flagged by their d²: NaN, inf or
+    below the range where it is reliable; NaN inputs land there too and keep NaN (the first NaN's
+    index). Ordinary inputs never take the exact search."""
+    acc = accumulation_dtype(samples.dtype)
+    rows = samples.reshape(samples.shape[0], -1).to(acc)
+    flagged = ~(d2 >= LOWEST_TRUSTED_SUM_SQUARES[acc]) | (d2 == float("inf"))
+    if flagged.any():
+        index = index.clone()
+        index[flagged] = _exact_nearest_index(rows[flagged], bank)
+    diff = rows - bank.index_select(0, index).reshape(rows.shape).to(acc)
+    # Few passes over [B, D] (each elementwise op is a parallel region, costly on a loaded
+    # machine): the plain sum of squares, then the scaled norm only for the rows where it over-
+    # or underflowed (as the penalty's norm).
+    sum_sq = torch.einsum("bd,bd->b", diff, diff)
+    distance = sum_sq.sqrt()
+    rescale = needs_rescaling(sum_sq)
+    if rescale.any():
+        distance[rescale] = scaled_norm(diff[rescale])
+    return distance, index
+
+
+def _exact_nearest_index(rows, bank):
+    """Index of each row's nearest bank row by the scaled norm of the difference (exact up to
+    rounding at any magnitude; lowest index among equal distances, first NaN if any), the bank
+    visited in chunks of at most 2^22 differences: O(R·N·D) work, only for flagged rows."""
+    features = rows.shape[1]
+    chunk = max(1, 2**22 // max(1, rows.shape[0] * features))
+    best = torch.full((rows.shape[0],), float("inf"), dtype=rows.dtype, device=rows.device)
+    best_j = torch.full((rows.shape[0],), -1, dtype=torch.int64, device=rows.device)
+    for j0 in range(0, bank.shape[0], chunk):
+        kc = bank[j0 : j0 + chunk].reshape(-1, features).to(rows.dtype)
+        diff = (rows[:, None, :] - kc[None, :, :]).reshape(-1, features)
+        d = scaled_norm(diff).reshape(rows.shape[0], kc.shape[0])
+        best, best_j = fold_chunk(best, best_j, d, j0)
+    return best_j
 
 
 def replace_realistic(

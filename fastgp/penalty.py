@@ -317,7 +317,11 @@ def grad_norm_penalty(
         reduction: ``"mean"``, ``"sum"``, ``"none"`` (per-sample [B]) or ``"max"`` (max-GP).
 
     Returns a float32 result for float16/bfloat16/float32 gradients, float64 for float64.
-    Non-finite gradients give non-finite penalties (nothing is masked).
+    Non-finite gradients give non-finite penalties (nothing is masked). Finite gradients of any
+    magnitude get the right norm: rows whose sum of squares over- or underflows (elements beyond
+    ~1e±19 in float32) are recomputed with max-abs scaling, so the gradient 2(‖g‖ − c)·g/‖g‖ is right
+    wherever it is representable; a penalty value beyond the dtype's range (e.g. (1e20 − 1)² in
+    float32) is inf.
     """
     _checks.batch(grad, "grad")
     center, one_sided = _check_grad_norm_args(center, one_sided, reduction)

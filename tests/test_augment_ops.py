@@ -301,3 +301,25 @@ def test_cutout_keeps_nan_and_inf_as_the_reference(backend_name, device, padding
     inside = ref.keep_mask(boxes, 5, 6, torch.float32).expand_as(out) == 0
     assert out[inside].isnan().sum() >= 6 and not out[inside].isinf().any()  # NaN·0, inf·0 are NaN
     assert torch.equal(out[inside].nan_to_num(0.0), torch.zeros_like(out[inside]))  # finite pixels: 0
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_cutout_backward_keeps_nan_and_inf_gradients_as_the_reference(backend_name, device, padding, layout):
+    # Issue 16: the backward of DiffAugment's x * mask is grad * mask, so a NaN/inf incoming gradient
+    # inside the box gives NaN (NaN·0, inf·0) on its source pixel; the kernels used to skip box pixels.
+    grad = make((4, 3, 5, 6), torch.float32, layout, seed=4, device=device)  # B = 2, K = 2
+    grad[0, 1, 2, 3] = float("nan")  # in box (1, 2, 3, 3)
+    grad[1, 0, 0, 0] = float("inf")  # in box (0, 0, 5, 6), copy shifted (1, -1)
+    grad[2, 2, 4, 5] = -float("inf")  # in box (2, 1, 3, 4)? no: column 5 is outside: stays -inf
+    grad[3, 1, 1, 4] = float("nan")  # in box (-1, -1, 3, 9)
+    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]], device=device)
+    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]], device=device)
+    grad_x = kernels(device).translate_backward(grad, shifts, boxes, padding)
+    expected = ref.translate_backward(grad, shifts, boxes, padding)
+    torch.testing.assert_close(grad_x, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert grad_x.isnan().sum() >= 2 and bool(grad_x.isinf().any())  # both kinds reach the image
+    # Finite gradients in the box still contribute exactly 0: the finite pixels match the mask's adjoint.
+    finite = grad.nan_to_num(0.0, 0.0, 0.0)
+    torch.testing.assert_close(kernels(device).translate_backward(finite, shifts, boxes, padding),
+                               ref.translate_backward(finite, shifts, boxes, padding), rtol=1e-6, atol=1e-6)

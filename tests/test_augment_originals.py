@@ -126,6 +126,51 @@ def test_diffaugment_seed_for_seed(backend_name, device, policy, dtype):
             torch.testing.assert_close(got_grad, expected_grad)
 
 
+def padded_translation(x, ratio=0.125):
+    """rand_translation exactly as DiffAugment writes it (mit-han-lab/data-efficient-gans,
+    DiffAugment_pytorch.py): one ring of zeros by F.pad, then a gather with indices clamped onto the
+    ring. The same draws and values as original_translation; only the backward of out-of-image reads
+    differs for non-finite gradients (theirs goes to the ring, which F.pad's backward discards)."""
+    batch, _, height, width = x.shape
+    s_h, s_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    tx = torch.randint(-s_h, s_h + 1, size=[batch, 1, 1], device=x.device)
+    ty = torch.randint(-s_w, s_w + 1, size=[batch, 1, 1], device=x.device)
+    grid_b, grid_y, grid_x = torch.meshgrid(
+        torch.arange(batch, device=x.device), torch.arange(height, device=x.device),
+        torch.arange(width, device=x.device), indexing="ij",
+    )  # fmt: skip
+    grid_y = torch.clamp(grid_y + tx + 1, 0, height + 1)
+    grid_x = torch.clamp(grid_x + ty + 1, 0, width + 1)
+    x_pad = torch.nn.functional.pad(x, [1, 1, 1, 1])
+    return x_pad.permute(0, 2, 3, 1).contiguous()[grid_b, grid_y, grid_x].permute(0, 3, 1, 2)
+
+
+def _chain(x, policy, fns):
+    for word in policy.split(","):
+        x = fns[word](x)
+    return x
+
+
+@pytest.mark.parametrize("policy", ["translation,cutout", "cutout", "translation"])
+def test_diffaugment_nan_and_inf_upstream_gradients_as_the_original(backend_name, device, policy):
+    """Issue 16: the original's backward is grad·mask (cutout) then the gather's adjoint (translation,
+    whose zero-padding reads send their gradient to the discarded padding): a NaN/inf gradient in
+    the box gives NaN on its source pixel, one on a padding read reaches nothing."""
+    fns = {**ORIGINAL_FNS, "translation": padded_translation}
+    original = lambda t: _chain(t, policy, fns)  # noqa: E731
+    x = make((4, 3, 9, 8), torch.float32, seed=2, device=device)
+    upstream = make((4, 3, 9, 8), torch.float32, seed=3, device=device)
+    upstream[:, :, ::2, ::3] = float("nan")
+    upstream[:, 1, 1::2, 1::3] = float("inf")
+    upstream[:, 2, 1::2, 2::3] = -float("inf")
+    for seed in range(4):
+        got, got_grad, _ = run(lambda t: augment.DiffAugment(t, policy), x, seed, upstream)
+        expected, expected_grad, _ = run(original, x, seed, upstream)
+        assert torch.equal(got, expected)
+        torch.testing.assert_close(got_grad, expected_grad, rtol=0, atol=0, equal_nan=True)
+    assert got_grad.isnan().any()
+
+
 @pytest.mark.parametrize("policy", ["color,translation,cutout", "translation"])
 def test_diffaugment_seed_for_seed_odd_sizes_and_layouts(backend_name, device, policy):
     for shape, layout in [((3, 2, 9, 7), "channels_last"), ((2, 3, 5, 11), "strided"), ((4, 1, 16, 16), "contiguous")]:

@@ -82,6 +82,76 @@ def test_public_distance_normalized_and_memory_chunk(backend_name, device):
     assert fastgp.correction.default_chunk(64, 25600) == 4096
 
 
+def test_public_distance_issue_example_huge_magnitudes(backend_name, device):
+    """Elements of 1e20: |a|² = 1e40 overflows float32 (inf − inf = NaN in the expansion), and even
+    rescaled the expansion cancels to 0; the true nearest row is 1 at distance 1."""
+    samples = torch.tensor([[1e20, 0.0]], device=device)
+    bank = torch.tensor([[0.0, 0.0], [1e20, 1.0]], device=device)
+    distance, index = fastgp.correction.nearest_distance(samples, bank)
+    assert index.tolist() == [1] and distance.tolist() == [1.0]
+    normalized, index = fastgp.correction.nearest_distance(samples, bank, normalized=True, value_range=2.0)
+    assert index.tolist() == [1]
+    torch.testing.assert_close(normalized.cpu(), torch.tensor([1.0 / 2**0.5 / 2.0]))
+
+
+EXTREME_SCALES = [
+    (torch.float32, 1e20), (torch.float32, 1e-20), (torch.float32, 1e-30), (torch.float64, 1e200),
+    (torch.float64, 1e-200), (torch.bfloat16, 1e20), (torch.bfloat16, 1e-30), (torch.float16, 1e-3),
+]
+
+
+@pytest.mark.parametrize("dtype,scale", EXTREME_SCALES, ids=str)
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_public_distance_extreme_magnitudes(backend_name, device, dtype, scale, chunk):
+    """At magnitudes where |a|² over- or underflows the accumulation dtype, the returned row is the
+    nearest and its distance right, against float64 distances of the rescaled values (samples near
+    distinct bank rows, at distances ~1e-2 of the magnitude: no ties, not within rounding)."""
+    gen = torch.Generator().manual_seed(11)
+    u = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    v = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    v[[3, 17, 9, 12]] = u + 0.05 * torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    samples, bank = (u * scale).to(dtype).to(device), (v * scale).to(dtype).to(device)
+    a, b = samples.double().cpu() / scale, bank.double().cpu() / scale  # the stored values, rescaled
+    exact = (a[:, None, :] - b[None, :, :]).norm(dim=-1)
+    distance, index = fastgp.correction.nearest_distance(samples, bank, chunk=chunk)
+    assert index.tolist() == [3, 17, 9, 12] == exact.argmin(1).tolist()
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    assert distance.dtype == acc
+    torch.testing.assert_close(distance.cpu(), (exact.min(1).values * scale).to(acc), rtol=1e-5, atol=0)
+    normalized, _ = fastgp.correction.nearest_distance(samples, bank, normalized=True, value_range=scale, chunk=chunk)
+    torch.testing.assert_close(normalized.cpu(), (exact.min(1).values / 6**0.5).to(acc), rtol=1e-5, atol=0)
+
+
+def test_public_distance_nan_propagates_and_near_duplicates_are_exact(backend_name, device):
+    """NaN inputs still give NaN (index of the first NaN row); a sample 0.1 from a bank row of norm
+    ~1e3 (whose expansion |a|² + |b|² − 2a·b ~ 1e6 cancels to its rounding, ~0.1 in float32) gets
+    its distance from the difference."""
+    samples = make((3, 4), seed=5, device=device) * 1000
+    bank = make((10, 4), seed=6, device=device) * 1000
+    bank[6, 0] = float("nan")
+    distance, index = fastgp.correction.nearest_distance(samples, bank)
+    assert distance.isnan().all() and index.tolist() == [6, 6, 6]
+    bank[6, 0] = 0.0
+    bank[4] = samples[1]
+    bank[4, 2] += 0.1
+    offset = float((bank[4, 2] - samples[1, 2]).abs())
+    distance, index = fastgp.correction.nearest_distance(samples, bank)
+    assert int(index[1]) == 4 and float(distance[1]) == pytest.approx(offset, rel=1e-6)
+
+
+def test_public_distance_ordinary_inputs_take_the_fast_path(backend_name, device, monkeypatch):
+    """Ordinary inputs are answered by the kernel's expansion: the exact search never runs."""
+
+    def refuse(rows, bank):
+        raise AssertionError("the exact search ran on ordinary inputs")
+
+    monkeypatch.setattr(fastgp.correction, "_exact_nearest_index", refuse)
+    samples = make((8, 3, 4, 4), seed=1, device=device)
+    bank = make((300, 3, 4, 4), seed=2, device=device)
+    for scale in (1.0, 1e-12, 1e12):
+        fastgp.correction.nearest_distance(samples * scale, bank * scale, chunk=64)
+
+
 def test_nearest_distance_not_differentiable(backend_name, device):
     samples = torch.randn(3, 5, requires_grad=True, device=device)
     distance, _ = fastgp.correction.nearest_distance(samples, torch.randn(4, 5, device=device))

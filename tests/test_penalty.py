@@ -273,6 +273,68 @@ def test_grad_norm_penalty_values(backend_name, device, reduction, dtype):
     assert grad.grad.dtype == dtype and grad.grad.shape == grad.shape
 
 
+def test_grad_norm_penalty_issue_example_huge_gradient(backend_name, device):
+    """g = [1e20, 0] in float32: ‖g‖² = 1e40 overflows, the norm 1e20 does not. The penalty
+    (1e20 − 1)² = 1e40 is itself out of range (inf, honestly), its gradient 2(‖g‖ − 1)·g/‖g‖ = 2e20
+    is not (it was NaN: inf/inf)."""
+    g = torch.tensor([[1e20, 0.0]], device=device, requires_grad=True)
+    value = fastgp.grad_norm_penalty(g, reduction="sum")
+    assert value.item() == float("inf")
+    value.backward()
+    torch.testing.assert_close(g.grad.cpu(), torch.tensor([[2e20, 0.0]]), rtol=1e-6, atol=0)
+
+
+# Magnitudes whose plain sum of squares over- or underflows in the accumulation dtype (float32 for
+# bfloat16), each exercising the scaled norm; 1.0 is the ordinary fast path.
+EXTREME_SCALES = [
+    (torch.float32, 1e20), (torch.float32, 1e-20), (torch.float32, 1e-30), (torch.float32, 1.0),
+    (torch.float64, 1e200), (torch.float64, 1e-200), (torch.bfloat16, 1e20), (torch.bfloat16, 1e-30),
+    (torch.float16, 1e3), (torch.float16, 1e-6),
+]
+
+
+@pytest.mark.parametrize("dtype,scale", EXTREME_SCALES, ids=str)
+@pytest.mark.parametrize("center", [0.0, 1.0])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_grad_norm_penalty_extreme_magnitudes_against_float64(backend_name, device, dtype, scale, center, reduction):
+    """Norm, penalty and gradient against float64 closed forms computed on x / scale (so that the
+    oracle itself neither over- nor underflows): ‖g‖ = scale·‖g/scale‖, penalty (‖g‖ − c)² or ‖g‖²
+    (inf or 0 where that value is out of the accumulation dtype's range), d/dg = 2(1 − c/‖g‖)·g."""
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    rows = [(3, 5), (2, 3, 40, 40)]  # short rows and long ones (chunked reductions)
+    for shape in rows:
+        unit = make(shape, torch.float64, seed=7, device=device)
+        unit[0] = 0.0  # a zero row: norm 0, gradient 0 (centre 1) as torch's norm
+        g = (unit * scale).to(dtype).requires_grad_(True)
+        u = g.detach().double() / scale  # exactly the stored values, rescaled (powers aside)
+        norm = u.flatten(1).norm(dim=1)  # of g / scale
+        true_norm = norm * scale
+        value = fastgp.grad_norm_penalty(g, center=center, reduction=reduction)
+        per_sample = (true_norm - center) ** 2 if center else norm**2 * scale * scale
+        expected = per_sample.to(acc) if reduction == "none" else per_sample.sum().to(acc)
+        torch.testing.assert_close(value, expected, rtol=2e-5, atol=0)
+        value.sum().backward()
+        # d/dg: 2(1 − c/‖g‖)·g, written on u so that 1/‖g‖ stays finite; 0 for the zero row.
+        coef = torch.where(norm > 0, 2 * (scale - center / norm.clamp_min(1e-300)), torch.zeros_like(norm))
+        expected_grad = (coef.view(-1, *[1] * (u.dim() - 1)) * u).to(dtype)
+        torch.testing.assert_close(g.grad, expected_grad, rtol=2e-2 if dtype != acc else 2e-5, atol=0)
+        assert torch.equal(g.grad.isfinite(), expected_grad.isfinite())  # inf only where out of range
+
+
+def test_grad_norm_penalty_ordinary_rows_skip_the_scaled_norm(monkeypatch):
+    """Ordinary gradients take the plain sum of squares: the rescaling pass is never run."""
+    from fastgp.reference import penalty as ref
+
+    def refuse(rows):
+        raise AssertionError("the scaled norm ran on ordinary rows")
+
+    monkeypatch.setattr(ref, "scaled_norm", refuse)
+    g = make((4, 3, 8, 8), torch.float32, seed=1)
+    ref.grad_norm_penalty_forward(g, 1.0, False)
+    ref.grad_norm_penalty_forward(g * 1e-15, 1.0, False)
+    ref.grad_norm_penalty_forward(g * 1e15, 0.0, False)
+
+
 @pytest.mark.parametrize("generator_on", ["cpu", "device"])
 def test_interpolate_generator_reproducible_and_uniform(backend_name, device, generator_on):
     real, fake = torch.ones(4096, 2, device=device), torch.zeros(4096, 2, device=device)

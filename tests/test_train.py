@@ -472,7 +472,10 @@ def test_full_disk_keeps_the_old_checkpoint_and_says_so(finished_run, tmp_path, 
     real_write = os.write
 
     def fills_up(fd, data):
-        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(run_dir)):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        # The checkpoint's writes (metrics.jsonl has its own test: the full disk here is met first
+        # by the checkpoint, as when the log's small appends still fit).
+        if target.startswith(str(run_dir)) and not target.endswith("metrics.jsonl"):
             real_write(fd, bytes(data[:100]))  # a partial write, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
@@ -488,6 +491,33 @@ def test_full_disk_keeps_the_old_checkpoint_and_says_so(finished_run, tmp_path, 
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []  # no temporary left
     code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)  # space freed: it continues
     assert code == 0, err
+
+
+def test_full_disk_while_logging_metrics_is_one_line_and_keeps_the_records(finished_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    run_dir = _copy(finished_run, tmp_path)
+    metrics = run_dir / "metrics.jsonl"
+    real_write = os.write
+
+    def fills_up(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}") == str(metrics):
+            real_write(fd, bytes(data[:10]))  # a partial record, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    records_before = read_metrics(run_dir)
+    monkeypatch.setattr(os, "write", fills_up)
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)
+    monkeypatch.undo()
+    assert code == 2 and err.endswith(
+        f"fastgp-train: error: cannot append to {metrics}: the disk is full (No space left on device); the records "
+        f"written before are kept: free some space, then continue with --resume {run_dir}\n")
+    assert "Traceback" not in err
+    assert read_metrics(run_dir) == records_before  # whole records only: the torn one was cut off
+    code, err = run_cli(["--resume", str(run_dir), "--set", "steps=9"], capsys)  # space freed: it continues
+    assert code == 0, err
+    assert read_metrics(run_dir)[-1]["step"] == 9
 
 
 def test_resume_refuses_changed_options_and_missing_runs(finished_run, tmp_path, capsys):

@@ -101,21 +101,26 @@ void translate_kernel(const scalar_t* x, const int64_t* shifts, const int64_t* b
   });
 }
 
-// Adds grad row pixels [c0, c1) onto the accumulator row of their sources (shift dx).
-template <typename scalar_t, typename acc_t>
+// Adds grad row pixels [c0, c1) onto the accumulator row of their sources (shift dx); kCut: the
+// pixels are in the cutout box, whose mask multiplies them by 0 (so a NaN/inf gradient there
+// still gives NaN, as DiffAugment's grad * mask).
+template <bool kCut = false, typename scalar_t, typename acc_t>
 inline void scatter_row(const scalar_t* src, acc_t* dst, int64_t dx, int64_t W, int64_t E,
                         int mode, int64_t c0, int64_t c1) {
+  const auto value = [](scalar_t v) {
+    return kCut ? static_cast<acc_t>(v) * acc_t(0) : static_cast<acc_t>(v);
+  };
   // In-image span: output pixels [lo, hi) onto source pixels [lo - dx, hi - dx); a plain loop the
   // compiler vectorizes.
   const int64_t lo = std::min(c1, std::max(c0, dx));
   const int64_t hi = std::max(lo, std::min(c1, W + dx));
   const scalar_t* s_span = src + lo * E;
   acc_t* d_span = dst + (lo - dx) * E;
-  for (int64_t t = 0; t < (hi - lo) * E; ++t) d_span[t] += static_cast<acc_t>(s_span[t]);
+  for (int64_t t = 0; t < (hi - lo) * E; ++t) d_span[t] += value(s_span[t]);
   auto border = [&](int64_t j) {
     const int64_t sx = source_index(j, dx, W, mode);
     if (sx < 0) return;
-    for (int64_t e = 0; e < E; ++e) dst[sx * E + e] += static_cast<acc_t>(src[j * E + e]);
+    for (int64_t e = 0; e < E; ++e) dst[sx * E + e] += value(src[j * E + e]);
   };
   for (int64_t j = c0; j < lo; ++j) border(j);
   for (int64_t j = hi; j < c1; ++j) border(j);
@@ -147,8 +152,9 @@ void translate_backward_kernel(const scalar_t* grad, const int64_t* shifts, cons
           acc_t* dst = acc.data() + sy * L;
           int64_t c0, c1;
           cut_columns(boxes, n, i, W, &c0, &c1);
-          if (c1 > c0) {  // the cut pixels had no effect on the output: they get no gradient
+          if (c1 > c0) {  // the cut pixels pass grad * 0: 0, or NaN for a NaN/inf gradient
             scatter_row(src, dst, dx, W, E, g.mode, 0, c0);
+            scatter_row<true>(src, dst, dx, W, E, g.mode, c0, c1);
             scatter_row(src, dst, dx, W, E, g.mode, c1, W);
           } else {
             scatter_row(src, dst, dx, W, E, g.mode, 0, W);

@@ -156,7 +156,7 @@ void grad_norm_forward_kernel(const scalar_t* grad, int64_t B, int64_t N,
     at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const acc_t s = fns.sum_squares(grad + b * N, N);
-        penalty::head_forward(s, params, penalty_out + b, norm_out + b);
+        penalty::head_forward_row(s, grad + b * N, N, params, penalty_out + b, norm_out + b);
       }
     });
     return;
@@ -174,7 +174,7 @@ void grad_norm_forward_kernel(const scalar_t* grad, int64_t B, int64_t N,
   for (int64_t b = 0; b < B; ++b) {
     acc_t s = 0;
     for (int64_t c = 0; c < chunks; ++c) s += partial[b * chunks + c];
-    penalty::head_forward(s, params, penalty_out + b, norm_out + b);
+    penalty::head_forward_row(s, grad + b * N, N, params, penalty_out + b, norm_out + b);
   }
 }
 

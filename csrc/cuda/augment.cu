@@ -77,7 +77,7 @@ __global__ void translate_kernel(const scalar_t* __restrict__ x,
 }
 
 // grad_x[b, p, y, x, e] = sum over k, and over the output pixels (i, j) of copy k whose source
-// is (y, x) and that are not in the box, of grad[b*K + k, p, i, j, e].
+// is (y, x), of grad[b*K + k, p, i, j, e] (times 0 in the box).
 template <typename scalar_t>
 __global__ void translate_backward_kernel(const scalar_t* __restrict__ grad,
                                           const int64_t* __restrict__ shifts,
@@ -108,9 +108,9 @@ __global__ void translate_backward_kernel(const scalar_t* __restrict__ grad,
         for (int64_t i = ylo[a]; i <= yhi[a]; ++i) {
           for (int c = 0; c < nx; ++c) {
             for (int64_t j = xlo[c]; j <= xhi[c]; ++j) {
-              if (!in_box(boxes, n, i, j)) {
-                acc += static_cast<acc_t>(plane[(i * g.W + j) * g.E + e]);
-              }
+              const acc_t v = static_cast<acc_t>(plane[(i * g.W + j) * g.E + e]);
+              // grad * mask: times 0 in the box (NaN/inf there gives NaN, as DiffAugment).
+              acc += in_box(boxes, n, i, j) ? v * acc_t(0) : v;
             }
           }
         }

@@ -154,7 +154,8 @@ __global__ void sum_squares_warp_kernel(const scalar_t* __restrict__ grad, int64
       s0 += v * v;
     }
     const acc_t s = warp_reduce_sum(s0 + s1);
-    if (lane == 0) penalty::head_forward(s, params, penalty_out + row, norm_out + row);
+    // An over/underflowed row (rare) is rescaled by lane 0 alone: see head_forward_row.
+    if (lane == 0) penalty::head_forward_row(s, x, N, params, penalty_out + row, norm_out + row);
   }
 }
 
@@ -190,7 +191,7 @@ __global__ void sum_squares_kernel(const scalar_t* __restrict__ grad, int64_t B,
     const acc_t s = block_reduce_sum((s0 + s1) + (s2 + s3), shared);
     if (threadIdx.x == 0) {
       if (chunks == 1) {
-        penalty::head_forward(s, params, penalty_out + row, norm_out + row);
+        penalty::head_forward_row(s, x, N, params, penalty_out + row, norm_out + row);
       } else {
         partial[row * chunks + blockIdx.x] = s;
       }
@@ -199,8 +200,9 @@ __global__ void sum_squares_kernel(const scalar_t* __restrict__ grad, int64_t B,
   }
 }
 
-template <typename acc_t>
-__global__ void finalize_head_kernel(const acc_t* __restrict__ partial, int64_t B, int64_t chunks,
+template <typename scalar_t, typename acc_t>
+__global__ void finalize_head_kernel(const acc_t* __restrict__ partial, const scalar_t* __restrict__ grad,
+                                     int64_t B, int64_t N, int64_t chunks,
                                      HeadParams<acc_t> params, acc_t* __restrict__ penalty_out,
                                      acc_t* __restrict__ norm_out) {
   const int64_t num_threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -208,7 +210,7 @@ __global__ void finalize_head_kernel(const acc_t* __restrict__ partial, int64_t 
        row += num_threads) {
     acc_t s = 0;
     for (int64_t c = 0; c < chunks; ++c) s += partial[row * chunks + c];
-    penalty::head_forward(s, params, penalty_out + row, norm_out + row);
+    penalty::head_forward_row(s, grad + row * N, N, params, penalty_out + row, norm_out + row);
   }
 }
 
@@ -311,8 +313,8 @@ void launch_grad_norm_penalty_forward_cuda(const at::Tensor& grad, double center
             penalty.mutable_data_ptr<acc_t>(), norm.mutable_data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         if (chunks > 1) {
-          finalize_head_kernel<acc_t><<<grid_for(B), kThreads, 0, stream>>>(
-              partial_ptr, B, chunks, params, penalty.mutable_data_ptr<acc_t>(),
+          finalize_head_kernel<scalar_t, acc_t><<<grid_for(B), kThreads, 0, stream>>>(
+              partial_ptr, grad.const_data_ptr<scalar_t>(), B, N, chunks, params, penalty.mutable_data_ptr<acc_t>(),
               norm.mutable_data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }

@@ -93,6 +93,72 @@ FASTGP_HOST_DEVICE inline void head_forward(acc_t sumsq, const HeadParams<acc_t>
   }
 }
 
+// Overflow/underflow-safe norm. The plain sum of squares s of a row is trusted when it is in
+// [lowest_trusted_sum_squares, max finite]: a finite sum of non-negative terms never overflowed
+// on the way, and above the bound the squares that underflowed to subnormals/0 weigh less than
+// rounding (2^-100 leaves 2^26 elements of relative error 2^-23 each for float). A NaN s (a NaN
+// in the row) is left alone: NaN propagates. Otherwise (s == inf from finite elements of ~1e19+,
+// or s tiny or 0 from elements of ~1e-19 or below) the row's norm is recomputed scaled by its
+// largest magnitude m: norm = m * sqrt(sum (x/m)^2), as LAPACK's nrm2. Ordinary rows never take
+// that second pass.
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline acc_t lowest_trusted_sum_squares() {
+  return sizeof(acc_t) == 4 ? acc_t(0x1p-100) : acc_t(0x1p-969);
+}
+
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline bool sum_squares_needs_rescaling(acc_t s) {
+  // s > max finite is s == inf; written with a constant the device compiler knows.
+  const acc_t max_finite = sizeof(acc_t) == 4 ? acc_t(0x1.fffffep127) : acc_t(0x1.fffffffffffffp1023);
+  return s < lowest_trusted_sum_squares<acc_t>() || s > max_finite;
+}
+
+// The scaled norm of x[0, n) (no NaN in it: the caller only rescales a non-NaN s), two passes.
+template <typename acc_t, typename scalar_t>
+FASTGP_HOST_DEVICE inline acc_t scaled_norm(const scalar_t* x, int64_t n) {
+  acc_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t a = static_cast<acc_t>(x[i]) < acc_t(0) ? -static_cast<acc_t>(x[i])
+                                                        : static_cast<acc_t>(x[i]);
+    if (a > m) m = a;
+  }
+  if (m == acc_t(0) || (m - m != acc_t(0))) return m;  // all zero, or an inf
+  acc_t s = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t v = static_cast<acc_t>(x[i]) / m;
+    s += v * v;
+  }
+  return m * sqrt_acc(s);
+}
+
+// Forward head of one sample from its norm n and sum of squares s (penalty = s at centre 0).
+template <typename acc_t>
+FASTGP_HOST_DEVICE inline void head_forward_norm(acc_t sumsq, acc_t n, const HeadParams<acc_t>& p,
+                                                 acc_t* penalty, acc_t* norm) {
+  *norm = n;
+  if (p.zero_center) {
+    *penalty = sumsq;
+  } else {
+    const acc_t d = centered(n, p);
+    *penalty = d * d;
+  }
+}
+
+// head_forward for the row x[0, n) whose plain sum of squares is s: the plain head for ordinary
+// rows, the scaled norm (and penalty norm^2 at centre 0, inf or 0 only where the value itself is
+// out of range) where s over- or underflowed.
+template <typename acc_t, typename scalar_t>
+FASTGP_HOST_DEVICE inline void head_forward_row(acc_t s, const scalar_t* x, int64_t n,
+                                                const HeadParams<acc_t>& p, acc_t* penalty,
+                                                acc_t* norm) {
+  if (!sum_squares_needs_rescaling(s)) {
+    head_forward(s, p, penalty, norm);
+    return;
+  }
+  const acc_t r = scaled_norm<acc_t>(x, n);
+  head_forward_norm(r * r, r, p, penalty, norm);
+}
+
 // d penalty / d g = coef * g, with
 //   coef = 2                 when center == 0 (d s / d g = 2 g),
 //   coef = 2 d / norm        otherwise, and 0 where norm == 0 (as torch's vector_norm backward,

@@ -11,7 +11,7 @@ Raw functions with the names, signatures and semantics of ``torch.ops.fastgp.*``
     boxes (optional) int64 [B, K, 4] of (top, left, height, width): a cutout rectangle per output
     image, zeroed after the translation.
 ``translate_backward(grad, shifts, boxes, padding) -> grad_x``
-    the adjoint w.r.t. x: grad [B·K, C, H, W] (zeroed inside the boxes) scattered back onto the
+    the adjoint w.r.t. x: grad [B·K, C, H, W] (times 0 inside the boxes) scattered back onto the
     source pixels and summed over the K copies, [B, C, H, W].
 """
 
@@ -118,7 +118,10 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
         values = g[:, k]
         if valid_y is not None:
             mask = (valid_y[:, :, None] & valid_x[:, None, :]).reshape(batch, 1, -1)
-            values = values * mask
+            # Dropped, not multiplied by 0: a pixel read from the zero padding sends its gradient
+            # to the padding (DiffAugment's F.pad backward discards it), so even a NaN/inf there
+            # never reaches the image (index is clamped onto a real pixel for the scatter).
+            values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
         out = out.scatter_add(2, index, values)
     return same_layout(out.reshape(batch, channels, height, width).to(grad.dtype), grad)
 

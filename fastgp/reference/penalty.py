@@ -101,6 +101,25 @@ def interpolate_random(
     return interpolate(real, fake, alpha), alpha
 
 
+# Below this a sum of squares may have lost precision to underflow (csrc/fastgp/penalty.h).
+LOWEST_TRUSTED_SUM_SQUARES = {torch.float32: 2.0**-100, torch.float64: 2.0**-969}
+
+
+def needs_rescaling(sum_sq: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the plain sum of squares overflowed (inf, not NaN) or fell below the trusted range."""
+    return (sum_sq < LOWEST_TRUSTED_SUM_SQUARES[sum_sq.dtype]) | (sum_sq == float("inf"))
+
+
+def scaled_norm(rows: torch.Tensor) -> torch.Tensor:
+    """Overflow/underflow-safe L2 norm of each row of a NaN-free [R, D]: m·sqrt(Σ (x/m)²) with
+    m = max |x| (LAPACK's nrm2 scaling); 0 and inf rows come back as m."""
+    m = rows.abs().amax(dim=1)
+    usable = (m > 0) & m.isfinite()
+    safe = torch.where(usable, m, torch.ones_like(m))
+    norm = m * (rows / safe[:, None]).square().sum(dim=1).sqrt()
+    return torch.where(usable, norm, m)
+
+
 def _penalty_coefficient(norm: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
     """d penalty_b / d grad_b = coef_b · grad_b; coef is 0 where the norm is 0 (as torch's norm)."""
     if center == 0:
@@ -123,6 +142,17 @@ def grad_norm_penalty_forward(
     rows = grad.reshape(grad.shape[0], -1).to(accumulation_dtype(grad.dtype))
     sum_sq = (rows * rows).sum(dim=1)
     norm = sum_sq.sqrt()
+    rescale = needs_rescaling(sum_sq)
+    # Over/underflowed rows (rare) get the scaled norm and s = norm², as the kernels. Traced by
+    # torch.compile: no data-dependent branch, every row's scaled norm computed and selected.
+    if torch.compiler.is_compiling():
+        scaled = scaled_norm(rows)
+        norm = torch.where(rescale, scaled, norm)
+        sum_sq = torch.where(rescale, scaled * scaled, sum_sq)
+    elif rescale.any():
+        scaled = scaled_norm(rows[rescale])
+        norm = norm.index_put((rescale,), scaled)
+        sum_sq = sum_sq.index_put((rescale,), scaled * scaled)
     if center == 0:
         return sum_sq, norm
     distance = norm - center

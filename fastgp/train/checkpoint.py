@@ -17,6 +17,7 @@ restarted.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -136,13 +137,42 @@ def save(run_dir: str, payload: dict) -> str:
     try:
         save_atomically(payload, path)
     except OSError as e:
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        why = "the disk is full" if full else "the write failed"
+        why, remedy = _write_failure(e)
         raise CheckpointError(
-            f"cannot write {path}: {why} ({e.strerror or e}); the previous checkpoint is kept: "
-            f"{'free some space' if full else 'fix the cause'}, then continue with --resume {run_dir}"
+            f"cannot write {path}: {why}; the previous checkpoint is kept: {remedy}, then continue with "
+            f"--resume {run_dir}"
         ) from None
     return path
+
+
+def _write_failure(e: OSError) -> tuple[str, str]:
+    """(what happened, what to do) for a failed write: a full disk or quota said as such."""
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    why = "the disk is full" if full else "the write failed"
+    return f"{why} ({e.strerror or e})", "free some space" if full else "fix the cause"
+
+
+def append_line(run_dir: str, name: str, line: str) -> None:
+    """Append ``line`` to run_dir/name (the metrics log) through ``os.write``. A failed write (a full
+    disk) cuts the file back to its length before, so the records already written are kept whole
+    (no torn last line), and is a CheckpointError saying why and how to continue."""
+    path = os.path.join(run_dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            _write_all(fd, line.encode("utf-8"))
+        except OSError as e:
+            with contextlib.suppress(OSError):  # a resume drops a torn last line anyway
+                os.ftruncate(fd, size)
+            why, remedy = _write_failure(e)
+            then = (f"continue with --resume {run_dir}" if os.path.exists(os.path.join(run_dir, NAME))
+                    else "start the run again")
+            raise CheckpointError(
+                f"cannot append to {path}: {why}; the records written before are kept: {remedy}, then {then}"
+            ) from None
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(run_dir: str) -> None:

@@ -307,8 +307,8 @@ class Run:
         self.acc = dict.fromkeys(self.acc, 0.0)
         self.acc["n"] = self.acc["n_penalty"] = 0
         self.last = rec
-        with open(os.path.join(self.out_dir, METRICS), "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        # One os.write per record: a full disk is one clear error line, earlier records kept whole.
+        checkpoint.append_line(self.out_dir, METRICS, json.dumps(rec) + "\n")
         return rec
 
     # ----------------------------------------------------------------------------------------

@@ -94,29 +94,36 @@ def _translate_kernel(
 
 
 @triton.jit
+def _cut(v, boxes_ptr, n, i, j, HAS_BOXES: tl.constexpr):
+    """v, times 0 where output pixel (i, j) of image n is in its cutout box (NaN/inf stay NaN)."""
+    return tl.where(_in_box(boxes_ptr, n, i, j, HAS_BOXES), v * 0.0, v)
+
+
+@triton.jit
 def _gather_row(
     acc, g_ptr, boxes_ptr, n, i, x, e, dx, W, E, in_row,
     MODE: tl.constexpr, HAS_BOXES: tl.constexpr,
 ):  # fmt: skip
-    """acc += the grad of output row i (a [W·E] row at g_ptr) over each source column's preimage."""
+    """acc += the grad of output row i (a [W·E] row at g_ptr) over each source column's preimage,
+    times 0 inside the cutout box (grad * mask, as DiffAugment: a NaN/inf gradient there gives NaN)."""
     # The direct preimage j = x + dx (every mode).
     j = x + dx
-    m = in_row & (j >= 0) & (j < W) & ~_in_box(boxes_ptr, n, i, j, HAS_BOXES)
-    acc += tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype)
+    acc += _cut(tl.load(g_ptr + j * E + e, mask=in_row & (j >= 0) & (j < W), other=0.0).to(acc.dtype),
+                boxes_ptr, n, i, j, HAS_BOXES)
     if MODE == 1:  # reflect: the mirror images -x + dx (x > 0) and 2(W-1) - x + dx (x < W-1)
         j = -x + dx
-        m = in_row & (x > 0) & (j >= 0) & (j < W) & ~_in_box(boxes_ptr, n, i, j, HAS_BOXES)
-        acc += tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype)
+        m = in_row & (x > 0) & (j >= 0) & (j < W)
+        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, HAS_BOXES)
         j = 2 * (W - 1) - x + dx
-        m = in_row & (x < W - 1) & (j >= 0) & (j < W) & ~_in_box(boxes_ptr, n, i, j, HAS_BOXES)
-        acc += tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype)
+        m = in_row & (x < W - 1) & (j >= 0) & (j < W)
+        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, HAS_BOXES)
     if MODE == 2:  # replicate: column 0 also collects j < dx, column W-1 also j >= W + dx
         for t in range(0, tl.minimum(dx, W)):
-            m = in_row & (x == 0) & ~_in_box(boxes_ptr, n, i, t + x * 0, HAS_BOXES)
-            acc += tl.load(g_ptr + t * E + e, mask=m, other=0.0).to(acc.dtype)
+            v = tl.load(g_ptr + t * E + e, mask=in_row & (x == 0), other=0.0).to(acc.dtype)
+            acc += _cut(v, boxes_ptr, n, i, t + x * 0, HAS_BOXES)
         for t in range(tl.maximum(W + dx, 0), W):
-            m = in_row & (x == W - 1) & ~_in_box(boxes_ptr, n, i, t + x * 0, HAS_BOXES)
-            acc += tl.load(g_ptr + t * E + e, mask=m, other=0.0).to(acc.dtype)
+            v = tl.load(g_ptr + t * E + e, mask=in_row & (x == W - 1), other=0.0).to(acc.dtype)
+            acc += _cut(v, boxes_ptr, n, i, t + x * 0, HAS_BOXES)
     return acc
 
 

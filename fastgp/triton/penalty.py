@@ -10,7 +10,8 @@ semantics of ``torch.ops.fastgp.*`` and ``fastgp.reference.penalty``:
     alpha[b] = tl.rand(seed, b) (Philox4x32-10) rounded to real.dtype; out uses the rounded alpha.
 ``grad_norm_penalty_forward(grad, center, one_sided) -> (penalty, norm)``
     per-sample sum of squares s, norm = sqrt(s); penalty = s when center == 0, else d², d = norm − center
-    (clamped at 0 when one_sided).
+    (clamped at 0 when one_sided). Rows whose s over- or underflowed get the scaled norm instead
+    (``_scaled_norm``) and s = norm².
 ``grad_norm_penalty_backward(grad_penalty, grad, norm, center, one_sided) -> grad_in``
     grad_in[b] = grad[b] · (grad_penalty[b] · coef_b), coef_b = 2 (center 0) or 2·d_b / norm_b (0 at norm 0).
 
@@ -134,23 +135,64 @@ def _sum_sq_tiles(
     return tl.sum(acc, axis=0)
 
 
+# Below this a row's sum of squares may have lost precision to underflow (csrc/fastgp/penalty.h).
+_LOWEST_TRUSTED_SUM_SQUARES = {torch.float32: 2.0**-100, torch.float64: 2.0**-969}
+
+
+@triton.jit
+def _scaled_norm(x_ptr, row_start, N, BLOCK: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """Overflow/underflow-safe norm of a NaN-free row: m·sqrt(Σ (x/m)²), m = max |x| (0 and inf
+    returned as they are), as csrc/fastgp/penalty.h's scaled_norm."""
+    m = tl.zeros([BLOCK], dtype=ACC_DTYPE)
+    for start in range(0, N, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + row_start + cols, mask=cols < N, other=0.0).to(ACC_DTYPE)
+        m = tl.maximum(m, tl.abs(x))
+    m_row = tl.max(m, axis=0)
+    safe = tl.where(m_row > 0, m_row, 1.0)
+    acc = tl.zeros([BLOCK], dtype=ACC_DTYPE)
+    for start in range(0, N, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        v = tl.load(x_ptr + row_start + cols, mask=cols < N, other=0.0).to(ACC_DTYPE) / safe
+        acc += v * v
+    if ACC_DTYPE == tl.float64:
+        norm = m_row * tl.sqrt(tl.sum(acc, axis=0))
+    else:
+        norm = m_row * tl.sqrt_rn(tl.sum(acc, axis=0))
+    return tl.where((m_row > 0) & (m_row - m_row == 0), norm, m_row)
+
+
 @triton.jit
 def _penalty_from_sum_sq(
     sum_sq,
+    x_ptr,
+    row_start,
+    N,
     center,
+    lowest_trusted,
+    BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     CENTER_ZERO: tl.constexpr,
     ONE_SIDED: tl.constexpr,
 ):
-    """(penalty, norm) of one row from its sum of squares. NaN and inf propagate.
+    """(penalty, norm) of one row (x_ptr + row_start, N elements) from its sum of squares. NaN and
+    inf propagate. A sum that overflowed (inf without NaN) or fell below ``lowest_trusted``
+    (underflow) is replaced by the scaled norm's square, as head_forward_row in
+    csrc/fastgp/penalty.h; ordinary rows never take that second pass over the row.
 
     ``center`` is a float64 argument, rounded to float32 for float32 math (as torch rounds a Python
     scalar). Never assign it to a local: the interpreter turns assigned Python floats into float32.
     """
     if ACC_DTYPE == tl.float64:
         norm = tl.sqrt(sum_sq)  # IEEE for float64
+        rescale = sum_sq < lowest_trusted
     else:
         norm = tl.sqrt_rn(sum_sq)  # IEEE, not the approximate sqrt.approx.f32
+        rescale = sum_sq < tl.cast(lowest_trusted, tl.float32)
+    rescale = rescale | ((sum_sq - sum_sq != 0) & (sum_sq == sum_sq))  # inf, not NaN
+    if rescale:
+        norm = _scaled_norm(x_ptr, row_start, N, BLOCK, ACC_DTYPE)
+        sum_sq = norm * norm
     if CENTER_ZERO:
         penalty = sum_sq  # never sqrt then square
     else:
@@ -171,6 +213,7 @@ def _grad_norm_forward_row_kernel(
     norm_ptr,
     N,
     center: tl.float64,
+    lowest_trusted: tl.float64,
     BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     CENTER_ZERO: tl.constexpr,
@@ -179,7 +222,8 @@ def _grad_norm_forward_row_kernel(
     # grid (B,): one program reduces a whole (short) row and applies the penalty
     row = tl.program_id(0).to(tl.int64)
     sum_sq = _sum_sq_tiles(grad_ptr, row * N, N, 0, tl.cdiv(N, BLOCK), BLOCK, ACC_DTYPE)
-    penalty, norm = _penalty_from_sum_sq(sum_sq, center, ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
+    penalty, norm = _penalty_from_sum_sq(sum_sq, grad_ptr, row * N, N, center, lowest_trusted, BLOCK,
+                                         ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
     tl.store(penalty_ptr + row, penalty)
     tl.store(norm_ptr + row, norm)
 
@@ -205,11 +249,15 @@ def _grad_norm_partial_kernel(
 @triton.jit
 def _grad_norm_finish_kernel(
     partial_ptr,
+    grad_ptr,
     penalty_ptr,
     norm_ptr,
+    N,
     num_chunks,
     center: tl.float64,
+    lowest_trusted: tl.float64,
     BLOCK: tl.constexpr,
+    ROW_BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     CENTER_ZERO: tl.constexpr,
     ONE_SIDED: tl.constexpr,
@@ -222,7 +270,8 @@ def _grad_norm_finish_kernel(
         cols = start + tl.arange(0, BLOCK)
         acc += tl.load(base + cols, mask=cols < num_chunks, other=0.0)
     sum_sq = tl.sum(acc, axis=0)
-    penalty, norm = _penalty_from_sum_sq(sum_sq, center, ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
+    penalty, norm = _penalty_from_sum_sq(sum_sq, grad_ptr, row * N, N, center, lowest_trusted, ROW_BLOCK,
+                                         ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
     tl.store(penalty_ptr + row, penalty)
     tl.store(norm_ptr + row, norm)
 
@@ -351,9 +400,10 @@ def grad_norm_penalty_forward(grad: torch.Tensor, center: float, one_sided: bool
     n = grad.numel() // batch
     block, num_warps = tile(n)
     modes = dict(ACC_DTYPE=TL_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided)
+    lowest = _LOWEST_TRUSTED_SUM_SQUARES[acc]
     if n <= block * _REDUCE_TILES:  # one program per row
         wrap_triton(_grad_norm_forward_row_kernel)[(batch,)](
-            grad, penalty, norm, n, center, BLOCK=block, num_warps=num_warps, **modes
+            grad, penalty, norm, n, center, lowest, BLOCK=block, num_warps=num_warps, **modes
         )
         return penalty, norm
     chunks, tiles_per_program = chunking(n, block, _REDUCE_TILES)
@@ -364,8 +414,9 @@ def grad_norm_penalty_forward(grad: torch.Tensor, center: float, one_sided: bool
     )  # fmt: skip
     finish_block = min(_FINISH_BLOCK, max(MIN_BLOCK, triton.next_power_of_2(chunks)))
     wrap_triton(_grad_norm_finish_kernel)[(batch,)](
-        partial, penalty, norm, chunks, center, BLOCK=finish_block, num_warps=1, **modes
-    )
+        partial, grad, penalty, norm, n, chunks, center, lowest, BLOCK=finish_block, ROW_BLOCK=block,
+        num_warps=1, **modes,
+    )  # fmt: skip
     return penalty, norm
 
 

@@ -216,3 +216,22 @@ def test_diffaugment_cutout_of_nan_images_on_triton_matches_reference():
         got = augment.DiffAugment(x, "translation,cutout", generator=torch.Generator().manual_seed(2))
     expected = ref.diff_augment(x, "translation,cutout", generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_cutout_backward_keeps_nan_and_inf_gradients_as_the_reference(dtype, padding):
+    # Issue 16: the backward of x * mask is grad * mask: a NaN/inf gradient inside the box gives NaN
+    # on its source pixel; the kernel used to skip box pixels (0).
+    grad = image((4, 3, 5, 6), dtype, "contiguous", seed=4)
+    grad[0, 1, 2, 3] = float("nan")
+    grad[1, 0, 0, 0] = float("inf")
+    grad[2, 2, 4, 5] = -float("inf")  # outside its box: stays -inf
+    grad[3, 1, 1, 4] = float("nan")
+    shifts = torch.tensor([[[0, 0], [1, -1]], [[0, 0], [-1, 2]]], device=DEVICE)
+    boxes = torch.tensor([[[1, 2, 3, 3], [0, 0, 5, 6]], [[2, 1, 3, 4], [-1, -1, 3, 9]]], device=DEVICE)
+    grad_x = ta.translate_backward(grad, shifts, boxes, padding)
+    expected = ref.translate_backward(grad, shifts, boxes, padding)
+    assert grad_x.dtype == dtype
+    torch.testing.assert_close(grad_x, expected, **TOL[dtype], equal_nan=True)
+    assert grad_x.isnan().sum() >= 2 and bool(grad_x.isinf().any())

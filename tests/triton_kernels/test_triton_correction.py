@@ -55,6 +55,19 @@ def test_public_api_on_triton_backend():
     assert_nearest(samples, bank, distance.double() ** 2, index, rtol=2e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype,scale", [(torch.float32, 1e20), (torch.float32, 1e-30), (torch.bfloat16, 1e20)],
+                         ids=str)
+def test_public_api_on_triton_backend_extreme_magnitudes(dtype, scale):
+    """The issue's example (1e20: the expansion overflows to NaN) and its tiny twin: the Triton
+    backend's fast-path results are repaired by the public layer, as on every backend."""
+    samples = (torch.tensor([[1.0, 0.0]]) * scale).to(dtype).to(DEVICE)
+    bank = (torch.tensor([[0.0, 0.0], [1.0, 1e-2], [1.0, 3e-2]]) * scale).to(dtype).to(DEVICE)
+    with fastgp.use_backend("triton"):
+        distance, index = fastgp.correction.nearest_distance(samples, bank)
+    expected = float((bank[1].double() - samples[0].double()).norm())
+    assert index.tolist() == [1] and float(distance[0]) == pytest.approx(expected, rel=1e-6)
+
+
 def test_registered_as_custom_op():
     if not hasattr(torch.library, "triton_op"):
         pytest.skip("torch.library.triton_op needs torch >= 2.6")

@@ -627,3 +627,30 @@ def test_public_errors_name_the_problem_on_triton_backend():
         with torch.inference_mode():
             with pytest.raises(RuntimeError, match=r"^gradient_penalty needs gradients, which torch.inference_mode"):
                 fastgp.gradient_penalty(D, real, fake)
+
+
+@pytest.mark.parametrize(
+    "dtype,scale",
+    [(torch.float32, 1e20), (torch.float32, 1e-30), (torch.float64, 1e200), (torch.float64, 1e-200),
+     (torch.bfloat16, 1e20), (torch.bfloat16, 1e-30)],
+    ids=str,
+)
+@pytest.mark.parametrize("shape", [(3, 7), (2, 4107)], ids=str)  # one program per row; two-stage
+def test_grad_norm_head_extreme_magnitudes(dtype, scale, shape):
+    """Rows whose plain sum of squares over- or underflows get the scaled norm (as the reference and
+    the C++ kernels): norm, penalty and backward against float64 closed forms on g / scale."""
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    unit = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    unit[0] = 0.0
+    g = (unit * scale).to(dtype).to(DEVICE)
+    u = g.double().cpu() / scale
+    norm = u.norm(dim=1)
+    for center in (0.0, 1.0):
+        penalty, got_norm = tp.grad_norm_penalty_forward(g, center, False)
+        expected = norm**2 * scale * scale if center == 0 else (norm * scale - center) ** 2
+        torch.testing.assert_close(got_norm.cpu(), (norm * scale).to(acc), rtol=2e-5, atol=0)
+        torch.testing.assert_close(penalty.cpu(), expected.to(acc), rtol=2e-5, atol=0)
+        grad_in = tp.grad_norm_penalty_backward(torch.ones_like(penalty), g, got_norm, center, False)
+        coef = torch.where(norm > 0, 2 * (scale - center / norm.clamp_min(1e-300)), torch.zeros_like(norm))
+        torch.testing.assert_close(grad_in.cpu(), (coef[:, None] * u).to(dtype), rtol=2e-2 if dtype != acc else 2e-5,
+                                   atol=0)
