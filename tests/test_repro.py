@@ -28,9 +28,10 @@ def read_results(out):
 
 
 def table_rows(text):
-    """The body rows of the Markdown table (after the |---| line)."""
+    """The body rows of the training-run table (after its |---| line): the last table of the
+    report, since an experiment's own study (lipschitz's fixed-G table) comes before it."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|---"))
+    start = max(i for i, line in enumerate(lines) if line.startswith("|---"))
     rows = []
     for line in lines[start + 1:]:
         if not line.startswith("|"):
@@ -99,7 +100,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(["lipschitz", "--quick", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 4 more): " \
+    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 5 more): " \
            "overwrite it with --force" in err
     assert (out / "table.md").read_bytes() == table and (out / "wgan-gp" / "seed1").is_dir()  # untouched
 
@@ -107,8 +108,8 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     capsys.readouterr()
     assert read_results(out)["seeds"] == [0]
     settings = [s.name for s in repro.EXPERIMENTS["lipschitz"].settings]
-    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "notes.txt", "results.json", "table.md"]
-                                                            + settings)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "lipschitz-field.png", "notes.txt",
+                                                            "results.json", "table.md"] + settings)
     assert all([p.name for p in (out / name).iterdir()] == ["seed0"] for name in settings)  # stale seed1 gone
     assert (out / "notes.txt").read_text() == "mine"  # nothing but the earlier run is deleted
     with pytest.raises(ReproError, match="force=True from Python"):

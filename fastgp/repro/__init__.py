@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 
+from . import optimal_d
 from .runner import Experiment, Metric, ReproError, Setting, aggregate, run, summarize
 
 __all__ = ["EXPERIMENTS", "Experiment", "Metric", "ReproError", "Setting", "aggregate", "get", "run", "summarize"]
@@ -134,7 +135,9 @@ LIPSCHITZ = Experiment(
         HQ,
     ),
     steps=3000,
-    seeds=5,
+    seeds=3,
+    study=optimal_d.study,
+    study_files=(optimal_d.FIELD_PNG,),
 )
 
 FINITE = {"data.name": "finite-gaussian", "data.scale": 1.0, "data.std": 0.05, "data.n_points": 64}
@@ -172,6 +175,18 @@ FAR = Experiment(
     seeds=4,
 )
 
+def run_mean(records: list, key: str) -> float | None:
+    """The mean of ``key`` over a run's metrics records that have it (None if none has)."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def share_positive(records: list, key: str) -> float | None:
+    """The share of a run's metrics records whose ``key`` is > 0 (None if none has it)."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return sum(v > 0 for v in values) / len(values) if values else None
+
+
 RECTANGLES = {
     "data.name": "rectangles", "data.n_rect": 2, "data.n_images": 25600, "model.name": "dcgan",
     "model.channels": 32, "noise.dim": 64, "batch_size": 64, "optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4,
@@ -201,6 +216,10 @@ PCR_SC = Experiment(
         Metric("correct", "correct count (G)", ".2f"),
         Metric("ema_correct", "correct count (EMA)", ".2f"),
         Metric("ema_nn_dist", "distance to nearest training image (EMA)", ".3g"),
+        Metric("sc_replaced_run", "SC: share of fakes replaced, whole run", ".3f",
+               over_run=lambda records: run_mean(records, "sc_replaced")),
+        Metric("sc_fired", "SC: share of log intervals where it fired", ".2f",
+               over_run=lambda records: share_positive(records, "sc_replaced")),
     ),
     steps=1500,
     seeds=2,
