@@ -248,3 +248,26 @@ def test_derived_metric():
     bound = Metric("lbz", "L·B_z", derive=lambda rec, cfg: rec["jac_g_z"] * cfg["noise"]["scale"])
     assert bound.value({"jac_g_z": 2.0}, {"noise": {"scale": 3.0}}) == 6.0
     assert Metric("x", "x").value({}, {}) is None
+
+
+def test_metric_over_a_whole_run():
+    records = [{"step": 1, "sc_replaced": 0.0}, {"step": 2, "sc_replaced": 0.25}, {"step": 3},
+               {"step": 4, "sc_replaced": 0.5}]
+    share = Metric("fired", "fired", over_run=lambda recs: repro.share_positive(recs, "sc_replaced"))
+    mean = Metric("mean", "mean", over_run=lambda recs: repro.run_mean(recs, "sc_replaced"))
+    assert share.value(records[-1], {}, records) == pytest.approx(2 / 3)  # records without the key are skipped
+    assert mean.value(records[-1], {}, records) == pytest.approx(0.25)
+    assert share.value({"step": 1}, {}, [{"step": 1}]) is None and repro.run_mean([], "x") is None
+    pcr = repro.EXPERIMENTS["pcr-sc"]
+    assert {"sc_replaced_run", "sc_fired"} <= {m.key for m in pcr.metrics}
+
+
+def test_verdict_is_printed_for_full_runs_only():
+    exp = Experiment(name="toy", title="t", claim="c", base={}, settings=(Setting("a", "A"),),
+                     metrics=(Metric("hq", "HQ"),), steps=10, seeds=1, verdict="reproduced in part: because")
+    results = {"experiment": "toy", "title": "t", "claim": "c", "quick": False, "steps": 10, "seeds": [0],
+               "base": {}, "settings": [{"name": "a", "label": "A", "options": {},
+                                         "summary": {"hq": {"mean": 0.5, "std": None, "n": 1}}}]}
+    assert "Verdict (recorded full run): reproduced in part: because" in markdown(results, exp)
+    assert "Verdict" not in markdown({**results, "quick": True}, exp)
+    assert all(e.verdict for e in repro.EXPERIMENTS.values())  # every experiment says what its run showed

@@ -180,7 +180,7 @@ def field_plot(panels: list, path: str, title: str) -> None:
         ax.set_title(label, fontsize=9)
         ax.legend(loc="lower left", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -221,7 +221,8 @@ def study(out_dir: str, seeds: int, quick: bool, log=print, steps: int | None = 
                                     "runs": runs})
     os.makedirs(out_dir, exist_ok=True)
     field_plot(panels, os.path.join(out_dir, FIELD_PNG),
-               f"fixed G, seed 0: ∇D of the trained D ({steps} D steps) — arrows show direction, colour ‖∇D‖")
+               f"fixed G, seed 0: ∇D of the trained D ({steps} D steps) — arrows: direction; colour: ‖∇D‖, "
+               "each panel its own scale")
     lines = [
         "## Fixed G: the trained D for frozen real and fake samples (the paper's statement)",
         "",
