@@ -78,7 +78,7 @@ L·B_z, the term of the generalization bound, does not change with s. Reduced: 1
 64 and 2 seeds. This G has batch norm right after its first layer, which removes the scale of z
 (G(10·z) = G(z) in training mode), so the flat L·B_z says nothing about the argument; the run that
 tests it, with ``model.g_norm=none`` (no normalization on the path from z) and long enough for
-‖∂G/∂z‖ to move, is not made yet (the digits data needs scikit-learn).
+‖∂G/∂z‖ to move, is not made yet (it did not fit the session's share of the machine).
 """
 
 from __future__ import annotations
