@@ -28,9 +28,10 @@ def read_results(out):
 
 
 def table_rows(text):
-    """The body rows of the Markdown table (after the |---| line)."""
+    """The body rows of the training-run table (after its |---| line): the last table of the
+    report, since an experiment's own study (lipschitz's fixed-G table) comes before it."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|---"))
+    start = max(i for i, line in enumerate(lines) if line.startswith("|---"))
     rows = []
     for line in lines[start + 1:]:
         if not line.startswith("|"):
@@ -99,7 +100,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(["lipschitz", "--quick", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 4 more): " \
+    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 5 more): " \
            "overwrite it with --force" in err
     assert (out / "table.md").read_bytes() == table and (out / "wgan-gp" / "seed1").is_dir()  # untouched
 
@@ -107,8 +108,8 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     capsys.readouterr()
     assert read_results(out)["seeds"] == [0]
     settings = [s.name for s in repro.EXPERIMENTS["lipschitz"].settings]
-    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "notes.txt", "results.json", "table.md"]
-                                                            + settings)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "lipschitz-field.png", "notes.txt",
+                                                            "results.json", "table.md"] + settings)
     assert all([p.name for p in (out / name).iterdir()] == ["seed0"] for name in settings)  # stale seed1 gone
     assert (out / "notes.txt").read_text() == "mine"  # nothing but the earlier run is deleted
     with pytest.raises(ReproError, match="force=True from Python"):
@@ -247,3 +248,26 @@ def test_derived_metric():
     bound = Metric("lbz", "L·B_z", derive=lambda rec, cfg: rec["jac_g_z"] * cfg["noise"]["scale"])
     assert bound.value({"jac_g_z": 2.0}, {"noise": {"scale": 3.0}}) == 6.0
     assert Metric("x", "x").value({}, {}) is None
+
+
+def test_metric_over_a_whole_run():
+    records = [{"step": 1, "sc_replaced": 0.0}, {"step": 2, "sc_replaced": 0.25}, {"step": 3},
+               {"step": 4, "sc_replaced": 0.5}]
+    share = Metric("fired", "fired", over_run=lambda recs: repro.share_positive(recs, "sc_replaced"))
+    mean = Metric("mean", "mean", over_run=lambda recs: repro.run_mean(recs, "sc_replaced"))
+    assert share.value(records[-1], {}, records) == pytest.approx(2 / 3)  # records without the key are skipped
+    assert mean.value(records[-1], {}, records) == pytest.approx(0.25)
+    assert share.value({"step": 1}, {}, [{"step": 1}]) is None and repro.run_mean([], "x") is None
+    pcr = repro.EXPERIMENTS["pcr-sc"]
+    assert {"sc_replaced_run", "sc_fired"} <= {m.key for m in pcr.metrics}
+
+
+def test_verdict_is_printed_for_full_runs_only():
+    exp = Experiment(name="toy", title="t", claim="c", base={}, settings=(Setting("a", "A"),),
+                     metrics=(Metric("hq", "HQ"),), steps=10, seeds=1, verdict="reproduced in part: because")
+    results = {"experiment": "toy", "title": "t", "claim": "c", "quick": False, "steps": 10, "seeds": [0],
+               "base": {}, "settings": [{"name": "a", "label": "A", "options": {},
+                                         "summary": {"hq": {"mean": 0.5, "std": None, "n": 1}}}]}
+    assert "Verdict (recorded full run): reproduced in part: because" in markdown(results, exp)
+    assert "Verdict" not in markdown({**results, "quick": True}, exp)
+    assert all(e.verdict for e in repro.EXPERIMENTS.values())  # every experiment says what its run showed

@@ -406,6 +406,27 @@ def test_mlp_gan_has_the_papers_layer_widths():
     assert D(fake).shape == (5, 1)  # image-shaped input, flattened inside
 
 
+def test_mlp_gan_without_batch_norm_keeps_the_scale_of_z():
+    # With batch norm after the first Linear (training mode) the scale of z is normalized away:
+    # G(10·z) = G(z) up to BN's eps, which is why L·B_z came out flat structurally in the augment
+    # experiment. model.g_norm=none removes it, and then the scale of z reaches the output.
+    torch.manual_seed(0)
+    z = torch.randn(16, 100)
+    shape = (1, 28, 28)
+    with_bn = models.build(config.resolve(sets=["data.name=digits", "noise.dim=100"]), shape)[0]
+    without = models.build(config.resolve(sets=["data.name=digits", "noise.dim=100", "model.g_norm=none"]), shape)[0]
+    assert config.resolve(sets=["data.name=digits"])["model"]["g_norm"] == "batch"  # the default is the paper's
+    assert not [m for m in without.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert [(m.in_features, m.out_features) for m in without.modules() if isinstance(m, nn.Linear)] == \
+        [(100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+    assert [type(m) for m in without.net][:2] == [nn.Linear, nn.LeakyReLU]
+    with torch.no_grad():
+        assert torch.allclose(with_bn(10 * z), with_bn(z), atol=1e-3)
+        assert (without(10 * z) - without(z)).abs().max() > 0.1
+    with pytest.raises(config.ConfigError, match="model.g_norm: must be one of 'batch', 'none'"):
+        config.resolve(sets=["data.name=digits", "model.g_norm=layer"])
+
+
 def test_resnet_pair_shapes_and_per_sample_discriminator():
     cfg = config.resolve(sets=["data.name=digits", "data.resolution=32", "model.name=resnet", "model.channels=8",
                                "noise.dim=16"])

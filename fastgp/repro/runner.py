@@ -34,17 +34,30 @@ class ReproError(ValueError):
 
 @dataclass(frozen=True)
 class Metric:
-    """One column of the table: ``key`` of the final metrics record, or ``derive(record, cfg)``
-    for a quantity computed from it (None where it does not apply)."""
+    """One column of the table: ``key`` of the final metrics record, ``derive(record, cfg)`` for a
+    quantity computed from it, or ``over_run(records)`` for one computed from every metrics record
+    of the run (e.g. how often a regularizer acted); None where it does not apply."""
 
     key: str
     label: str
     fmt: str = ".3g"
     derive: Callable[[dict, dict], float | None] | None = None
+    over_run: Callable[[list], float | None] | None = None
 
-    def value(self, record: dict, cfg: dict) -> float | None:
-        value = self.derive(record, cfg) if self.derive is not None else record.get(self.key)
+    def value(self, record: dict, cfg: dict, records: list | None = None) -> float | None:
+        if self.over_run is not None:
+            value = self.over_run(records if records is not None else [record])
+        elif self.derive is not None:
+            value = self.derive(record, cfg)
+        else:
+            value = record.get(self.key)
         return None if value is None else float(value)
+
+
+def read_records(run_dir: str) -> list[dict]:
+    """Every metrics record of a run (its metrics.jsonl), in order."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,13 @@ class Experiment:
     seeds: int  # full run: seeds 0 .. seeds-1
     quick: dict = field(default_factory=dict)  # extra options of a --quick run (smaller data)
     records: int = 20  # metrics records per run (image metrics are slow: fewer)
+    # A measurement outside the trainer's runs (e.g. D trained for a frozen G), run first:
+    # study(out_dir, seeds, quick, log) -> dict with "markdown" (its section of the report, put
+    # before the training-run table) and "files" (what it wrote into out_dir, listed in study_files).
+    study: Callable | None = None
+    study_files: tuple[str, ...] = ()
+    # What the recorded full run in docs/repro showed, in words: reproduced / in part / not, and why.
+    verdict: str = ""
 
     def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
         """The validated trainer config of every setting for one seed; fails before any training,
@@ -144,7 +164,8 @@ def aggregate(runs: list[dict], metrics: tuple[Metric, ...]) -> dict:
 def previous_outputs(exp: Experiment, out_dir: str) -> list[str]:
     """What an earlier run of ``exp`` left in ``out_dir`` (paths relative to it): its reports and
     its runs' directories ``<setting>/seed<k>``, finished or not."""
-    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png") if os.path.exists(os.path.join(out_dir, name))]
+    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png", *exp.study_files)
+             if os.path.exists(os.path.join(out_dir, name))]
     for setting in exp.settings:
         folder = os.path.join(out_dir, setting.name)
         if os.path.isdir(folder):
@@ -195,6 +216,8 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
         "settings": [],
     }
     total, done, started = len(exp.settings) * n_seeds, 0, time.perf_counter()
+    if exp.study is not None:
+        results["study"] = exp.study(out_dir, n_seeds, quick, log)
     for setting in exp.settings:
         runs = []
         for seed, configs in enumerate(per_seed):
@@ -202,7 +225,8 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             rel = os.path.join(setting.name, f"seed{seed}")
             t0 = time.perf_counter()
             final = dict(train(cfg, os.path.join(out_dir, rel)).last)
-            values = {m.key: m.value(final, cfg) for m in exp.metrics}
+            records = read_records(os.path.join(out_dir, rel)) if any(m.over_run for m in exp.metrics) else None
+            values = {m.key: m.value(final, cfg, records) for m in exp.metrics}
             runs.append({"seed": seed, "dir": rel, "seconds": round(time.perf_counter() - t0, 1),
                          "values": values, "final": final})
             done += 1
@@ -248,9 +272,12 @@ def markdown(results: dict, exp: Experiment) -> str:
     if results["quick"]:
         lines += [f"**QUICK run ({results['steps']} steps, {_plural(n_seeds, 'seed')}): a smoke test of the "
                   "pipeline, not a result.**", ""]
+    lines += [f"Paper: {results['claim']}", ""]
+    if exp.verdict and not results["quick"]:
+        lines += [f"Verdict (recorded full run): {exp.verdict}", ""]
+    if results.get("study"):
+        lines += [results["study"]["markdown"], "## Training runs", ""]
     lines += [
-        f"Paper: {results['claim']}",
-        "",
         f"{results['steps']} generator steps per run, seeds {_seed_range(results['seeds'])}; each cell is the mean "
         f"± sample standard deviation over seeds of the run's final metrics.",
         "",

@@ -80,6 +80,10 @@ SCHEMA: dict[str, Option] = {
         32, "dcgan: channels of the first D / last G convolution (then ×2, ×4); resnet: channels of every block",
         at_least(1),
     ),
+    "model.g_norm": Option(
+        "batch", "mlp-gan: G's normalization after each hidden Linear: batch (the paper's) or none (nothing on the "
+        "path from z removes its scale)", choice(("batch", "none")),
+    ),
     "model.activation": Option("relu", "hidden activation: relu or leaky-relu (slope 0.2)", choice(("relu", "leaky-relu"))),
     "loss.name": Option(
         "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), choice(regularizers.LOSS_NAMES)

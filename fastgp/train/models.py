@@ -3,8 +3,10 @@
 - ``mlp``: the 2-D pair of the zero-centred-GP paper (Thanh-Tung et al. 2019): G and D are MLPs
   with two hidden layers; the width and activation are options.
 - ``mlp-gan``: the generalization paper's MLP GAN for images of any size: G maps the noise through
-  128 → 256 → 512 → 1024 units (each Linear followed by batch norm and LeakyReLU 0.2) to one tanh
-  output per pixel, reshaped to the image; D flattens the image and maps it through 512 → 256
+  128 → 256 → 512 → 1024 units (each Linear followed by batch norm and LeakyReLU 0.2; with
+  ``model.g_norm=none`` without the batch norm, so that the scale of z reaches the output and G must
+  absorb it in its weights, the setting of the noise-bound argument) to one tanh output per pixel,
+  reshaped to the image; D flattens the image and maps it through 512 → 256
   units (LeakyReLU 0.2) to one logit. D takes image-shaped input [B, C, H, W] so that augmentations
   of D's input see images.
 - ``dcgan``, for 32×32: G projects the noise to 4×4 and doubles the resolution three times with
@@ -69,12 +71,12 @@ def dcgan_discriminator(in_channels: int, channels: int) -> nn.Sequential:
 
 
 class MLPGANGenerator(nn.Module):
-    def __init__(self, z_dim: int, image_shape: tuple):
+    def __init__(self, z_dim: int, image_shape: tuple, norm: str = "batch"):
         super().__init__()
         self.image_shape = tuple(image_shape)
         layers, width = [], z_dim
         for out in MLP_GAN_G_WIDTHS:
-            layers += [nn.Linear(width, out), nn.BatchNorm1d(out), nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(width, out), *([nn.BatchNorm1d(out)] if norm == "batch" else []), nn.LeakyReLU(0.2)]
             width = out
         self.net = nn.Sequential(*layers, nn.Linear(width, math.prod(image_shape)), nn.Tanh())
 
@@ -159,7 +161,7 @@ def build(cfg: dict, data_shape: tuple) -> tuple[nn.Module, nn.Module]:
     if name == "mlp":
         return mlp(z_dim, m["hidden"], data_shape[0], m["activation"]), mlp(data_shape[0], m["hidden"], 1, m["activation"])
     if name == "mlp-gan":
-        return MLPGANGenerator(z_dim, data_shape), mlp_gan_discriminator(data_shape)
+        return MLPGANGenerator(z_dim, data_shape, m["g_norm"]), mlp_gan_discriminator(data_shape)
     if name == "resnet":
         return ResNetGenerator(z_dim, m["channels"], data_shape[0]), ResNetDiscriminator(data_shape[0], m["channels"])
     return DCGANGenerator(z_dim, m["channels"], data_shape[0]), dcgan_discriminator(data_shape[0], m["channels"])
