@@ -15,7 +15,10 @@ from .penalty import (  # noqa: E402
     LazyRegularizer,
     grad_norm_penalty,
     gradient_penalty,
+    gradient_penalty_at,
     interpolate,
+    latent_path_penalty,
+    latent_path_points,
     r1_penalty,
 )
 from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
@@ -32,8 +35,11 @@ __all__ = [
     "get_backend",
     "grad_norm_penalty",
     "gradient_penalty",
+    "gradient_penalty_at",
     "info",
     "interpolate",
+    "latent_path_penalty",
+    "latent_path_points",
     "losses",
     "nn",
     "r1_penalty",
