@@ -185,3 +185,115 @@ def test_bad_arguments_are_named():
         fastgp.gradient_penalty_at(D, real, weight=-1.0)
     with pytest.raises(ValueError, match="method"):
         fastgp.latent_path_penalty(D, G, E, real, z, method="nope")
+
+
+# ------------------------------------------------------------------------------------------
+# Trainer: regularizers.penalty.path = latent, the encoder, its checkpoint, config checks
+# ------------------------------------------------------------------------------------------
+
+from fastgp.train import checkpoint, config, models, train  # noqa: E402
+from fastgp.train import regularizers as regs  # noqa: E402
+from fastgp.train.options import ConfigError  # noqa: E402
+from test_train import QUICK, _assert_same_state, _final_state, run_cli  # noqa: E402
+
+LATENT = ["regularizers.penalty.path=latent"]
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["regularizers.penalty.kind=r1"], "regularizers.penalty.path: 'latent' replaces the line between real and fake, "
+                                       "so it needs a kind taken there (wgan-gp, zero-gp, lp, max-gp); kind is 'r1'"),
+    (["regularizers.penalty.kind=none"], "kind is 'none'"),
+    (["regularizers.penalty.kind=dragan"], "kind is 'dragan'"),
+    (["data.name=rectangles", "regularizers.augment.kind=translate"],
+     "regularizers.penalty.path: 'latent' is not combined with regularizers.augment"),
+    (["regularizers.penalty.encoder_lr=0"], "regularizers.penalty.encoder_lr: must be > 0"),
+    (["regularizers.penalty.encoder_prior=-1"], "regularizers.penalty.encoder_prior: must be >= 0"),
+    (["regularizers.penalty.path=curved"], "regularizers.penalty.path: must be one of 'linear', 'latent'"),
+])
+def test_config_checks(sets, message):
+    with pytest.raises(ConfigError) as info:
+        config.resolve(sets=LATENT + sets)
+    assert str(info.value).startswith("regularizers.") and message in str(info.value)
+
+
+@pytest.mark.parametrize("kind", regs.GradientPenalty.BETWEEN)
+def test_every_kind_between_real_and_fake_is_accepted(kind):
+    assert config.resolve(sets=LATENT + [f"regularizers.penalty.kind={kind}"])["regularizers"]["penalty"]["path"] == "latent"
+
+
+@pytest.mark.parametrize("sets, shape", [([], (2,)), (["data.name=rectangles", "model.channels=4"], (1, 32, 32)),
+                                         (["data.name=rectangles", "model.name=resnet", "model.channels=4"], (1, 32, 32)),
+                                         (["data.name=rectangles", "model.name=mlp-gan"], (1, 32, 32))])
+def test_encoder_reads_what_d_reads_and_returns_latent_codes(sets, shape):
+    cfg = config.resolve(sets=sets + ["noise.dim=5"])
+    E = models.encoder(cfg, shape)
+    assert E(torch.randn(3, *shape)).shape == (3, 5)
+
+
+def test_encoder_objective_is_latent_regression_plus_moment_matching():
+    torch.manual_seed(0)
+    G, E = nn.Linear(2, 3), nn.Linear(3, 2)
+    enc = regs.LatentPathEncoder(E, E, torch.optim.SGD(E.parameters(), lr=0.1), noise_std=2.0, prior=0.5,
+                                 generator=torch.Generator())
+    real, z = torch.randn(7, 3), torch.randn(7, 2) * 2
+    with torch.no_grad():
+        regression = (((E(G(z)) - z) / 2) ** 2).sum(1).mean() / 2
+        u = E(real) / 2
+        moments = (u.mean(0) ** 2 + (u.var(0, unbiased=False) - 1) ** 2).mean()
+    torch.testing.assert_close(enc.loss(G, real, z), regression + 0.5 * moments)
+    before = [p.detach().clone() for p in E.parameters()]
+    enc.step(G, real, z)
+    assert all(not torch.equal(a, b) for a, b in zip(before, E.parameters()))
+    assert all(p.grad is None for p in G.parameters())  # G's samples are constants for E
+
+
+def test_d_loss_takes_the_penalty_on_the_latent_path():
+    G, E, D, real, z = nets(torch.float32)
+    cfg = config.resolve(sets=LATENT)["regularizers"]["penalty"]
+    pen = regs.GradientPenalty({**cfg, "weight": 2.0})
+    fake = G(z).detach()
+    loss_fn = lambda r, f: r.mean() - f.mean()  # noqa: E731
+    total, main, gp = pen.d_loss(D, real.float(), fake, loss_fn, 0, torch.Generator().manual_seed(4), (G, E, z))
+    expected = fastgp.latent_path_penalty(D, G, E, real.float(), z, weight=2.0, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(gp, expected)
+    torch.testing.assert_close(total, main + expected)
+
+
+def test_latent_run_trains_the_encoder_and_logs_its_loss(tmp_path):
+    cfg = config.resolve(sets=QUICK + LATENT)
+    run = train(cfg, str(tmp_path / "r"))
+    assert run.encoder is not None and "enc_loss" in run.last and "penalty" in run.last
+    saved = checkpoint.load(str(tmp_path / "r"))
+    assert set(saved["regularizers"]["encoder"]) == {"model", "optimizer"}
+    assert "encoder" in saved["rng"]["generators"]
+    linear = train(config.resolve(sets=QUICK), str(tmp_path / "linear"))
+    assert linear.encoder is None and "enc_loss" not in linear.last
+
+
+@pytest.mark.parametrize("variant", [[], ["optim.n_dis=2", "regularizers.penalty.interval=2", "noise.dist=uniform",
+                                          "regularizers.penalty.kind=wgan-gp"]], ids=["zero-gp", "lazy-wgan-gp"])
+def test_resume_gives_exactly_the_uninterrupted_run_with_the_encoder(variant, tmp_path, capsys):
+    sets = [a for s in QUICK + LATENT + variant for a in ("--set", s)]
+    assert run_cli(["--out", str(tmp_path / "whole"), *sets, "--set", "steps=9"])[0] == 0
+    assert run_cli(["--out", str(tmp_path / "part"), *sets])[0] == 0  # 6 steps
+    code, err = run_cli(["--resume", str(tmp_path / "part"), "--set", "steps=9"], capsys)
+    assert code == 0, err
+    a, b = _final_state(tmp_path / "whole"), _final_state(tmp_path / "part")
+    _assert_same_state(a, b)
+    ea, eb = a["regularizers"]["encoder"], b["regularizers"]["encoder"]
+    for key, value in ea["model"].items():
+        assert torch.equal(value, eb["model"][key]), key
+    for idx, state in ea["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(eb["optimizer"]["state"][idx][key])), (idx, key)
+
+
+def test_resume_refuses_a_checkpoint_without_the_encoder(tmp_path, capsys):
+    from fastgp.train.loop import Run
+
+    assert run_cli(["--out", str(tmp_path / "r"), *[a for s in QUICK + LATENT for a in ("--set", s)]])[0] == 0
+    payload = checkpoint.load(str(tmp_path / "r"))
+    del payload["regularizers"]["encoder"]
+    run = Run(config.resolve(sets=QUICK + LATENT), str(tmp_path / "r"))
+    with pytest.raises(checkpoint.CheckpointError, match="the checkpoint has none"):
+        run.restore(payload)

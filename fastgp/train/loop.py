@@ -77,6 +77,7 @@ class Run:
         if comb.enabled:
             comb.generator = self._own_generator("combine", seed + 5)
         self.combine = comb
+        self.encoder = self._latent_path_encoder(reg_cfg["penalty"], seed) if self.penalty.path == "latent" else None
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
@@ -90,6 +91,8 @@ class Run:
         # Per-D-step statistics of the regularizers that are on, logged as means.
         self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled)) if on]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
+        if self.encoder is not None:
+            self.acc["enc_loss"] = 0.0  # the encoder's loss, per G step
         self.last: dict = {}
         self.started = time.perf_counter()
 
@@ -103,11 +106,21 @@ class Run:
     def D_train(self) -> torch.nn.Module:
         return self.D if self._ddp["D"] is None else self._ddp["D"]
 
-    def _optimizer(self, model, lr_key):
+    def _optimizer(self, model, lr_key, lr=None):
         o = self.cfg["optim"]
+        lr = o[lr_key] if lr is None else lr
         if o["name"] == "adam":
-            return torch.optim.Adam(model.parameters(), lr=o[lr_key], betas=(o["beta1"], o["beta2"]))
-        return torch.optim.RMSprop(model.parameters(), lr=o[lr_key], alpha=o["beta2"], momentum=o["beta1"])
+            return torch.optim.Adam(model.parameters(), lr=lr, betas=(o["beta1"], o["beta2"]))
+        return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=o["beta2"], momentum=o["beta1"])
+
+    def _latent_path_encoder(self, pen_cfg: dict, seed: int) -> regs.LatentPathEncoder:
+        """E (D's architecture, noise.dim outputs), its optimizer and its own noise stream."""
+        E = models.encoder(self.cfg, self.data.shape).to(self.device)
+        E_train = distributed.wrap(E, self.dist, self.device) if self.dist.enabled else E
+        nz = self.cfg["noise"]
+        noise_std = nz["scale"] if nz["dist"] == "normal" else nz["scale"] / 3**0.5
+        return regs.LatentPathEncoder(E, E_train, self._optimizer(E, None, lr=pen_cfg["encoder_lr"]), noise_std,
+                                      pen_cfg["encoder_prior"], self._own_generator("encoder", seed + 17))
 
     def _own_generator(self, name: str, seed: int) -> torch.Generator:
         # On the CPU: fastgp's augmentation and pair draws accept a CPU generator for any device.
@@ -131,8 +144,9 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
+            latent = None if self.encoder is None else (self.G_train, self.encoder.E, self._d_noise)
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"]
+                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"], latent
             )
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
@@ -157,6 +171,8 @@ class Run:
                     p_ema.lerp_(p, 1 - decay)
                 for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                     b_ema.copy_(b)  # batch-norm statistics follow G
+        if self.encoder is not None:  # the latent path's encoder, on the last D step's reals
+            self.acc["enc_loss"] += self.encoder.step(self.G_train, real, self._noise(B, self.encoder.generator))
         self.acc["g_loss"] += float(g_loss.detach())
         self.acc["n"] += 1
         self.step += 1
@@ -168,7 +184,8 @@ class Run:
         real = self.data.sample(B, gen).to(self.device)
         comb = None
         with torch.no_grad():
-            fake = self.G_train(self._noise(B, gen))
+            self._d_noise = self._noise(B, gen)  # the fakes' z: the latent path runs from E(real) to it
+            fake = self.G_train(self._d_noise)
             if self.correction.enabled:
                 pool = self.G_train(self._noise(self.correction.pool, gen)) if self.correction.pool else None
                 fake, replaced = self.correction.correct(fake, pool)
@@ -246,6 +263,8 @@ class Run:
         for key in self.reg_stats:
             if a["n"]:
                 rec[key] = a[key] / (a["n"] * self.cfg["optim"]["n_dis"])
+        if self.encoder is not None and a["n"]:
+            rec["enc_loss"] = a["enc_loss"] / a["n"]
         # Measurements in eval mode: batch norm uses its running statistics and is not updated,
         # and spectral norm does not advance its power iteration (measuring leaves training as is).
         self.G.eval()
@@ -285,7 +304,8 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "regularizers": {"spectral-norm": self.spectral_norm.state_dict()},
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(),
+                             **({} if self.encoder is None else {"encoder": self.encoder.state_dict()})},
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "log_acc": dict(self.acc),
@@ -308,6 +328,13 @@ class Run:
         try:
             # After the models: the once-per-step σ is tied to the loaded weights.
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
+            if self.encoder is not None:
+                saved = payload.get("regularizers", {}).get("encoder")
+                if saved is None:
+                    raise ValueError("the run has the latent path's encoder, the checkpoint has none")
+                checkpoint.load_module(self.encoder.E, saved["model"], "E", path)
+                self.encoder.optimizer.load_state_dict(saved["optimizer"])
+                checkpoint.check_optimizer_state(self.encoder.optimizer, self.encoder.E, "E")
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.check_optimizer_state(self.opt_g, self.G, "G")
