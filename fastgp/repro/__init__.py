@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 
+from . import latent_path
 from .runner import Experiment, Metric, ReproError, Setting, aggregate, run, summarize
 
 __all__ = ["EXPERIMENTS", "Experiment", "Metric", "ReproError", "Setting", "aggregate", "get", "run", "summarize"]
@@ -252,7 +253,32 @@ AUGMENT = Experiment(
     records=8,
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, AUGMENT)}
+LATENT_PATH = Experiment(
+    name="latent-path",
+    title="the zero-centred penalty on the straight line vs on G's latent path, 8 Gaussians ×10",
+    claim=(
+        "Thanh-Tung et al. (ICLR 2019, Appendix F, Algorithm 1): taking the zero-centred penalty at "
+        "G(α·E(x) + (1−α)·z), on G's manifold between a real and a fake sample, instead of on the straight line "
+        "between them; their Figure 9 shows G's samples along a straight latent line between two modes."
+    ),
+    base={**ZERO_GP.base, f"{PENALTY}.kind": "zero-gp"},
+    settings=(
+        Setting("r1", "0-GP on real samples (R1)", {f"{PENALTY}.kind": "r1"}),
+        Setting("linear", "0-GP at interpolates (straight line)", {f"{PENALTY}.path": "linear"}),
+        Setting("latent", "0-GP on the latent path (encoder)", {f"{PENALTY}.path": "latent"}),
+    ),
+    metrics=(
+        MODES, HQ, EMA_MODES, EMA_HQ,
+        Metric("line_off", "off-mode share along latent lines", ".2f"),
+        Metric("line_switches", "mode switches per latent line", ".2f"),
+    ),
+    steps=6000,
+    seeds=3,
+    measure=latent_path.measure,
+    figure=latent_path.figure,
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, AUGMENT, LATENT_PATH)}
 
 
 def get(name: str) -> Experiment:

@@ -68,6 +68,10 @@ class Experiment:
     seeds: int  # full run: seeds 0 .. seeds-1
     quick: dict = field(default_factory=dict)  # extra options of a --quick run (smaller data)
     records: int = 20  # metrics records per run (image metrics are slow: fewer)
+    # Optional: measure(finished fastgp.train Run) -> extra final values of that run, for metrics
+    # the trainer does not log; figure(results, out_dir) -> a further picture's file name.
+    measure: Callable | None = None
+    figure: Callable | None = None
 
     def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
         """The validated trainer config of every setting for one seed; fails before any training,
@@ -201,7 +205,10 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             cfg = configs[setting.name]
             rel = os.path.join(setting.name, f"seed{seed}")
             t0 = time.perf_counter()
-            final = dict(train(cfg, os.path.join(out_dir, rel)).last)
+            finished = train(cfg, os.path.join(out_dir, rel))
+            final = dict(finished.last)
+            if exp.measure is not None:
+                final.update(exp.measure(finished))
             values = {m.key: m.value(final, cfg) for m in exp.metrics}
             runs.append({"seed": seed, "dir": rel, "seconds": round(time.perf_counter() - t0, 1),
                          "values": values, "final": final})
@@ -216,6 +223,8 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             "runs": runs,
         })
     results["seconds"] = round(time.perf_counter() - started, 1)
+    if exp.figure is not None:
+        results["figure"] = exp.figure(results, out_dir)
     write_reports(results, exp, out_dir)
     return results
 
@@ -264,6 +273,8 @@ def markdown(results: dict, exp: Experiment) -> str:
     lines += [f"- `{s['name']}`: " + (", ".join(f"`{k}={_yaml(v)}`" for k, v in s["options"].items()) or "the base")
               for s in results["settings"]]
     lines += ["", "Base: " + ", ".join(f"`{k}={_yaml(v)}`" for k, v in results["base"].items()), ""]
+    if results.get("figure"):
+        lines += [f"![{results['experiment']}: the experiment's own picture]({results['figure']})", ""]
     return "\n".join(lines)
 
 
