@@ -272,7 +272,7 @@ LATENT_PATH = Experiment(
         Metric("line_off", "off-mode share along latent lines", ".2f"),
         Metric("line_switches", "mode switches per latent line", ".2f"),
     ),
-    steps=6000,
+    steps=4000,
     seeds=3,
     measure=latent_path.measure,
     figure=latent_path.figure,
