@@ -23,6 +23,10 @@ draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalt
 the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
 penalty-kinds table (repository and file of each original).
 
+``gradient_penalty_at`` takes any kind's formula at points the caller gives; ``latent_path_points``
+builds the points of Thanh-Tung et al.'s latent path, G(α·E(real) + (1−α)·z), and
+``latent_path_penalty`` takes an interpolating kind there.
+
 A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
 g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
 
