@@ -297,3 +297,53 @@ def test_resume_refuses_a_checkpoint_without_the_encoder(tmp_path, capsys):
     run = Run(config.resolve(sets=QUICK + LATENT), str(tmp_path / "r"))
     with pytest.raises(checkpoint.CheckpointError, match="the checkpoint has none"):
         run.restore(payload)
+
+
+# ------------------------------------------------------------------------------------------
+# The repro experiment's line measurement (Figure 9-style) and its reports
+# ------------------------------------------------------------------------------------------
+
+
+def _eight_gaussians():
+    from fastgp.train import data as datasets
+
+    cfg = config.resolve(sets=[])
+    return datasets.build(cfg["data"], 0), cfg
+
+
+def test_lines_of_a_generator_that_jumps_between_two_modes():
+    from fastgp.repro import latent_path
+
+    data, cfg = _eight_gaussians()
+    # Every code lands exactly on mode 0 (z₁ < 0) or mode 4 (z₁ >= 0): lines jump once and never leave a mode.
+    G = lambda z: torch.where(z[:, :1] < 0, data.ref[0], data.ref[4])  # noqa: E731
+    found = latent_path.lines(G, data, cfg)
+    assert found["line_off"] == 0.0 and found["line_switches"] == 1.0
+    assert set(found["mode"].unique().tolist()) == {0, 4}
+
+
+def test_lines_of_a_generator_that_draws_the_straight_segment_between_modes():
+    from fastgp.repro import latent_path
+
+    data, cfg = _eight_gaussians()
+    # G(z) on the segment from mode 0 to mode 4 through the centre: the middle of every line is off the modes.
+    G = lambda z: data.ref[0] * torch.tanh(z[:, :1])  # noqa: E731
+    found = latent_path.lines(G, data, cfg)
+    assert found["line_off"] > 0.5
+    assert latent_path.lines(lambda z: data.ref[0].expand(z.shape[0], 2), data, cfg) is None  # one mode: no pair
+
+
+def test_quick_repro_writes_the_line_picture_and_metrics(tmp_path, capsys):
+    from fastgp.repro.__main__ import main
+
+    out = tmp_path / "lp"
+    assert main(["latent-path", "--quick", "--steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["figure"] == "latent-path-lines.png"
+    assert (out / "latent-path-lines.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "latent-path-lines.png" in (out / "table.md").read_text()
+    for s in results["settings"]:
+        assert {"line_off", "line_switches"} <= set(s["runs"][0]["final"])
