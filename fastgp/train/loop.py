@@ -144,9 +144,10 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
-            latent = None if self.encoder is None else (self.G_train, self.encoder.E, self._d_noise)
+            # The latent path's (G, E, z), passed only when it is on (the linear path's call is unchanged).
+            latent = {} if self.encoder is None else {"latent": (self.G_train, self.encoder.E, self._d_noise)}
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"], latent
+                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"], **latent
             )
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
