@@ -21,15 +21,26 @@ from .penalty import (  # noqa: E402
     latent_path_points,
     r1_penalty,
 )
+from .lecam import LeCam, lecam_penalty  # noqa: E402
+from .select import TopKSchedule, top_k  # noqa: E402
 from . import augment, combine, correction, diagnostics, losses, nn, select, spectral  # noqa: E402
+from . import ada, consistency  # noqa: E402
+from .ada import AdaptiveAugment  # noqa: E402
+from .consistency import consistency_penalty, latent_consistency, latent_diversity, perturb_latent  # noqa: E402
 
 __all__ = [
+    "AdaptiveAugment",
     "BACKENDS",
     "KINDS",
     "LazyRegularizer",
+    "LeCam",
+    "TopKSchedule",
+    "ada",
     "augment",
 
     "combine",
+    "consistency",
+    "consistency_penalty",
     "correction",
     "diagnostics",
     "get_backend",
@@ -38,13 +49,18 @@ __all__ = [
     "gradient_penalty_at",
     "info",
     "interpolate",
+    "latent_consistency",
+    "latent_diversity",
     "latent_path_penalty",
     "latent_path_points",
+    "lecam_penalty",
     "losses",
     "nn",
+    "perturb_latent",
     "r1_penalty",
     "select",
     "set_backend",
     "spectral",
+    "top_k",
     "use_backend",
 ]

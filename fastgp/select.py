@@ -26,7 +26,7 @@ from ._layout import image_memory_format
 FAMILY = "select"
 _MAX_GLOBAL_RANK = 8
 
-__all__ = ["FakeAsReal", "far_batch", "far_select", "far_select_global"]
+__all__ = ["FakeAsReal", "TopKSchedule", "far_batch", "far_select", "far_select_global", "top_k"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,3 +317,66 @@ class FakeAsReal:
         if self.weight > 0:
             loss = loss + r1_penalty(real_logits, batch, self.weight)
         return loss
+
+
+# --------------------------------------------------------------------------------------------
+# Top-k generator training
+# --------------------------------------------------------------------------------------------
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` highest of ``scores``: ``(kept [k], indices [k] int64)``, for top-k generator
+    training (Sinha, Zhao, Goyal, Raffel & Odena, "Top-k Training of GANs: Improving GAN
+    Performance by Throwing Away Bad Samples", NeurIPS 2020): G's loss is taken over the k fakes
+    that D scores highest only, ``loss_G = g_loss(kept)``.
+
+    The selection runs on every backend with Fake-As-Real's fused selection (:func:`far_select`,
+    which picks the lowest) applied to the negated scores: ``indices`` are in descending score
+    order, ties by ascending index, NaN never before a number (``torch.topk`` would rank NaN
+    highest: a NaN score is the last one kept here). ``kept = scores.flatten()[indices]`` is
+    differentiable: the gradient reaches the kept samples only, which is the point of the method.
+
+    Args:
+        scores: D's outputs on the fakes, shape [B] or [B, 1] (float).
+        k: how many to keep, 1 <= k <= B (see :class:`TopKSchedule`).
+    """
+    _checks.floating(scores, "scores")
+    if scores.dim() not in (1, 2) or (scores.dim() == 2 and scores.shape[1] != 1) or scores.shape[0] == 0:
+        raise ValueError(f"scores must have shape [B] or [B, 1] with B >= 1, got {list(scores.shape)}")
+    flat = scores.reshape(scores.shape[0])
+    # Lowest of −scores = highest of scores; zero-width rows: only the indices are wanted.
+    _, indices = far_select(-flat.detach(), flat.new_empty((flat.shape[0], 0)), k)
+    return flat.index_select(0, indices), indices
+
+
+class TopKSchedule:
+    """The annealed k of top-k training (Sinha et al., NeurIPS 2020):
+
+        k(epoch) = max(γ^epoch, ν) · B, rounded down (at least 1)
+
+    k starts at the whole batch B and decays by γ each epoch down to the fraction ν. The paper uses
+    γ = 0.99 and ν ∈ {0.5, 0.75}; 0.5 is the default of the public implementations (the
+    ``TopKGenerator`` of torch-mimicry based code: ``max(0.99 ** epoch, 0.5)``, ``int(rate * N)``).
+
+    Args:
+        gamma: γ, the per-epoch decay, in (0, 1].
+        min_fraction: ν, the smallest kept fraction, in (0, 1].
+    """
+
+    def __init__(self, gamma: float = 0.99, min_fraction: float = 0.5):
+        self.gamma = _checks.real_number(gamma, "gamma")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        self.min_fraction = _checks.real_number(min_fraction, "min_fraction")
+        if not 0.0 < self.min_fraction <= 1.0:
+            raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+
+    def fraction(self, epoch: int) -> float:
+        """max(γ^epoch, ν)."""
+        epoch = _checks.integer(epoch, "epoch", minimum=0)
+        return max(self.gamma**epoch, self.min_fraction)
+
+    def k(self, batch_size: int, epoch: int) -> int:
+        """How many of ``batch_size`` fakes to keep at ``epoch`` (0-based)."""
+        batch_size = _checks.integer(batch_size, "batch_size", minimum=1)
+        return max(1, int(self.fraction(epoch) * batch_size))

@@ -239,12 +239,26 @@ SN_ONCE_DIFFAUGMENT_PCR_SC = RECT_SMALL + [
     "regularizers.combine.mode=and", "regularizers.correction.enabled=true", "regularizers.correction.pool=8",
     "optim.n_dis=2",
 ]
+# Consistency's own stream (T's draws, Δz) and ADA's p and signs of an unfinished interval
+# (checkpoint at D step 8 with an update every 3).
+ICR_ADA = RECT_SMALL + [
+    "regularizers.consistency.mode=icr", "regularizers.augment.kind=diffaugment", "regularizers.ada.enabled=true",
+    "regularizers.ada.interval=3", "regularizers.ada.kimg=0.01",
+]
+
+
+# LeCam's anchors are checkpointed state; top-k's k depends on the step.
+LECAM_TOPK = RECT_SMALL + [
+    "regularizers.lecam.enabled=true", "regularizers.lecam.start=3", "regularizers.top-k.enabled=true",
+    "regularizers.top-k.gamma=0.5", "regularizers.top-k.steps_per_epoch=3", "optim.n_dis=2",
+]
 
 
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
                                           "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
-                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC],
-                         ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc"])
+                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, ICR_ADA, LECAM_TOPK],
+                         ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
+                              "icr-ada", "lecam-top-k"])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 

@@ -5,6 +5,7 @@ step or two, spying on what reaches the discriminator. Resume equality with thes
 tested with the other resume variants in test_train.py.
 """
 
+import copy
 import itertools
 import json
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import fastgp
 from fastgp import combine, losses
 from fastgp.nn.spectral_norm import spectral_norms
 from fastgp.train import cli, config
@@ -75,7 +77,7 @@ def shifted(x, dy, dx):
 # --help and bad configurations
 # ----------------------------------------------------------------------------------------------
 
-NEW = ("spectral-norm", "augment", "fake-as-real", "combine", "correction")
+NEW = ("spectral-norm", "augment", "fake-as-real", "combine", "correction", "consistency", "ada")
 
 
 def test_help_lists_every_regularizer_option(capsys):
@@ -126,6 +128,21 @@ BAD = [
      "regularizers.spectral-norm.once_per_step: applies to spectral-normalized networks"),
     (["regularizers.spectral-norm.n_power_iterations=0"], "regularizers.spectral-norm.n_power_iterations: must be >= 1"),
     (["regularizers.spectral-norm.d=maybe"], "regularizers.spectral-norm.d: expected a bool (true/false), got 'maybe'"),
+    (["regularizers.consistency.mode=cr"],
+     "regularizers.consistency.mode: 'cr' augments images [B, C, H, W]; data.name='8gaussians' is 2-D"),
+    (["regularizers.consistency.mode=icr"], "regularizers.consistency.mode: 'icr' augments images"),
+    (["regularizers.consistency.mode=rcr"], "regularizers.consistency.mode: must be one of 'none', 'cr', 'bcr', 'zcr'"),
+    (["regularizers.consistency.mode=zcr", "data.name=finite-gaussian", "regularizers.correction.enabled=true"],
+     "regularizers.consistency.mode: 'zcr' pairs each fake G(z) with G(z + Δz); regularizers.correction replaces"),
+    (RECT + ["regularizers.consistency.mode=cr", "regularizers.consistency.augment=flip"],
+     "regularizers.consistency.augment: unknown DiffAugment policy word 'flip'"),
+    (["regularizers.consistency.weight=-1"], "regularizers.consistency.weight: must be >= 0.0, got -1.0"),
+    (["regularizers.consistency.sigma=-0.1"], "regularizers.consistency.sigma: must be >= 0.0, got -0.1"),
+    (RECT + ["regularizers.ada.enabled=true"],
+     "regularizers.ada.enabled: adapts the probability of regularizers.augment; set regularizers.augment.kind"),
+    (["regularizers.ada.target=1.5"], "regularizers.ada.target: must be in [-1, 1] (a mean of signs), got 1.5"),
+    (["regularizers.ada.kimg=0"], "regularizers.ada.kimg: must be > 0, got 0"),
+    (["regularizers.ada.interval=0"], "regularizers.ada.interval: must be >= 1, got 0"),
 ]
 
 
@@ -347,3 +364,110 @@ def test_correction_bank_of_finite_gaussian_is_its_sample(tmp_path):
     assert run.acc["sc_replaced"] == pytest.approx(1 / 8)
     # pool 0: the replacement is the batch's own first non-realistic fake
     assert run.correction.correct(fakes, None)[0][0].tolist() == fakes[1].tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Consistency regularization and ADA
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_pair(tmp_path, *sets):
+    """The runs after two steps each, that differ only in ``sets``."""
+    out = []
+    for i, extra in enumerate(sets):
+        run = make_run(tmp_path / str(i), *RECT, "regularizers.penalty.kind=none", *extra)
+        run.train_step()
+        run.train_step()
+        out.append(run)
+    return out
+
+
+def test_cr_term_is_the_formula_on_d_inputs_and_reaches_d(tmp_path):
+    run = make_run(tmp_path, *RECT, "regularizers.consistency.mode=bcr", "regularizers.consistency.weight=3",
+                   "regularizers.consistency.fake_weight=2", "regularizers.penalty.kind=none")
+    seen = []
+    original = run.consistency.d_loss
+
+    def spy(D, real, fake, real_logits, fake_logits, perturbed):
+        state = run.consistency.generator.get_state()
+        with torch.no_grad():
+            assert torch.equal(real_logits, D(real)) and torch.equal(fake_logits, D(fake))  # the loss's forward
+            g = torch.Generator()
+            g.set_state(state)
+            T = lambda x: fastgp.consistency.cr_augment(x, generator=g)  # noqa: E731
+            expected = 3 * ((D(real) - D(T(real))) ** 2).mean() + 2 * ((D(fake) - D(T(fake))) ** 2).mean()
+        result = original(D, real, fake, real_logits, fake_logits, perturbed)
+        seen.append((result.detach(), expected))
+        return result
+
+    run.consistency.d_loss = spy
+    run.train_step()
+    torch.testing.assert_close(seen[0][0], seen[0][1], rtol=1e-6, atol=0)
+    assert run.acc["consistency"] == pytest.approx(float(seen[0][0]))
+    # Its own random stream: weight 0 leaves the run as without CR; a weight changes D's update.
+    none, zero, on = _run_pair(tmp_path, [], ["regularizers.consistency.mode=cr", "regularizers.consistency.weight=0"],
+                               ["regularizers.consistency.mode=cr"])
+    for a, b in zip(none.D.parameters(), zero.D.parameters()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(none.D.parameters(), on.D.parameters()))
+
+
+def test_zcr_pairs_each_fake_with_its_perturbed_latent_in_both_steps(tmp_path):
+    run = make_run(tmp_path, *RECT, "regularizers.consistency.mode=zcr", "regularizers.consistency.sigma=0.5",
+                   "regularizers.penalty.kind=none")
+    noises = spy_calls(run, "_noise")
+    states = []
+    perturb = run.consistency.perturbed
+
+    def spy_perturbed(G, z):
+        states.append(run.consistency.generator.get_state())
+        return perturb(G, z)
+
+    run.consistency.perturbed = spy_perturbed
+    d_terms = spy_calls(run.consistency, "d_loss")
+    g_terms = spy_calls(run.consistency, "g_loss")
+    run.G.eval()  # batch norm on its running statistics: G(z) can be recomputed outside the step
+    run.G.train = lambda mode=True: run.G  # and stays so
+    G_before = copy.deepcopy(run.G)  # G as both of its steps' terms see it (before G's update)
+    D_before = copy.deepcopy(run.D)
+    run.train_step()
+    z_d, z_g = noises[0][1], noises[-1][1]  # (args, result): the z of the D step and of the G step
+    (_, _, fake, _, fake_logits, perturbed), d_result = d_terms[0]
+    g = torch.Generator()
+    g.set_state(states[0])
+    with torch.no_grad():
+        expected_perturbed = G_before(z_d + 0.5 * torch.randn(z_d.shape, generator=g))
+        assert torch.equal(fake, G_before(z_d)) and torch.allclose(perturbed, expected_perturbed, atol=1e-6)
+        assert not torch.allclose(perturbed, fake, atol=1e-3)
+        assert torch.equal(fake_logits, D_before(fake))
+        torch.testing.assert_close(d_result, 5.0 * ((fake_logits - D_before(perturbed)) ** 2).mean(), rtol=1e-6, atol=0)
+    (G, z, fake_g), g_result = g_terms[0]
+    assert z is z_g and fake_g.requires_grad and g_result.requires_grad
+    g.set_state(states[1])
+    with torch.no_grad():
+        expected = -0.5 * ((G_before(z_g) - G_before(z_g + 0.5 * torch.randn(z_g.shape, generator=g))) ** 2).mean()
+    torch.testing.assert_close(g_result.detach(), expected, rtol=1e-5, atol=0)
+
+
+def test_ada_gates_the_augmentation_with_the_steered_p(tmp_path):
+    K = 2
+    run = make_run(tmp_path, *RECT, "regularizers.augment.kind=translate", f"regularizers.augment.copies={K}",
+                   "regularizers.ada.enabled=true", "regularizers.ada.interval=2", "regularizers.ada.kimg=0.004",
+                   "regularizers.penalty.kind=none", "optim.n_dis=2")
+    seen = spy_d_inputs(run)
+    accumulated = spy_calls(run.ada.controller, "accumulate")
+    run.train_step()  # 2 D steps at p = 0, then an update by ±8 · 2 / 4
+    # p = 0: every row is its sample's original, so the K copies of a sample are equal.
+    for entry in seen:
+        assert torch.equal(entry["real"][0::K], entry["real"][1::K])
+    replica = fastgp.AdaptiveAugment(8, interval=2, kimg=0.004)
+    for (logits,), _ in accumulated:
+        assert logits.shape == (8 * K, 1)  # D's logits on every copy of the real batch
+        replica.accumulate(logits)
+        replica.step()
+    assert run.ada.controller.p == replica.p and run.ada.controller.rt == replica.rt is not None
+    run.ada.controller._p.fill_(1.0)  # every row augmented: the copies differ
+    run.train_step()
+    assert not torch.equal(seen[-1]["real"][0::K], seen[-1]["real"][1::K])
+    rec = run.record()
+    assert rec["ada_p"] == run.ada.controller.p and rec["ada_rt"] == run.ada.controller.rt

@@ -56,6 +56,9 @@ SCHEMA: dict[str, Option] = {
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", at_least(1)),
     "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", at_least(1)),
     "data.n_images": Option(25600, "rectangles: training images, generated from the seed", at_least(1)),
+    "data.subset": Option(
+        0, "digits: train on a fixed random subset of N images, the same for every seed (0: all 1,797)", at_least(0)
+    ),
     "data.resolution": Option(
         28, "digits/folder/array: images are resized to R×R (28: the MLP GAN's 784 pixels; 32 for dcgan/resnet)",
         at_least(4),
@@ -360,6 +363,8 @@ def _check_data(flat: dict) -> None:
         raise ConfigError(f"data.path: only read for data.name 'folder' or 'array', not {name!r}")
     if flat["data.key"] and name != "array":
         raise ConfigError(f"data.key: only read for data.name 'array' (a .npz archive), not {name!r}")
+    if flat["data.subset"] and name != "digits":
+        raise ConfigError(f"data.subset: only read for data.name 'digits', not {name!r}")
     if name == "digits":
         from .digits import require_sklearn
 

@@ -146,7 +146,7 @@ def build(d: dict, seed: int):
     if name == "digits":
         from .digits import Digits
 
-        return Digits(d["resolution"])
+        return Digits(d["resolution"], d["subset"])
     from .userdata import UserImages
 
     return UserImages(name, d["path"], d["key"], d["channels"], d["resolution"])

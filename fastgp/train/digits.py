@@ -34,12 +34,14 @@ from torch import nn
 
 from .checkpoint import save_atomically
 from .images import ImageData
+from .options import ConfigError
 
 VERSION = 2  # bump when the classifier's architecture, data or training changes: old caches are ignored
 N_CLASSES = 10
 CACHE_ENV = "FASTGP_CACHE_DIR"
 HELD_OUT = 0.2
 SEED = 0
+SUBSET_SEED = 1  # data.subset: which images a limited-data run keeps
 EPOCHS, BATCH, LR = 20, 64, 3e-3
 OUTLIER_WEIGHT = 0.5
 
@@ -185,8 +187,15 @@ class Digits(ImageData):
 
     main_metric = "classes"
 
-    def __init__(self, resolution: int):
+    def __init__(self, resolution: int, subset: int = 0):
         images, self.labels = load_digits(resolution)
+        if subset:
+            # A limited-data training set: a fixed subset (its own seed), the same for every run seed.
+            if subset > images.shape[0]:
+                raise ConfigError(f"data.subset: the digits have {images.shape[0]} images, got {subset}")
+            keep = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(SUBSET_SEED))[:subset]
+            keep = keep.sort().values
+            images, self.labels = images[keep], self.labels[keep]
         super().__init__(images)
         self.classifier = classifier(resolution)
 

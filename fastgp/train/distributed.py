@@ -12,7 +12,9 @@ What the trainer does with N processes:
   would hang when only rank 0 evaluates). DDP broadcasts rank 0's parameters and buffers
   (batch-norm statistics, spectral-norm vectors) at construction and the buffers at every
   training forward, and averages the gradients in each backward, so the parameters — and with
-  them the spectral-norm state — stay identical on every rank.
+  them the spectral-norm state — stay identical on every rank. A batch-norm buffer is rank 0's at
+  the start of each training forward, which then updates it from the rank's own batch: between
+  steps the ranks' running statistics differ (evaluation and checkpoints use rank 0's).
 - ``batch_size`` is per process (the global batch is ``batch_size × N``); each rank draws its own
   data, noise and penalty randomness (generators seeded with the seed and the rank).
 - Only rank 0 writes: the config, ``metrics.jsonl`` (its own losses and the metrics of the shared

@@ -9,7 +9,8 @@ change it (D and G are measured in eval mode, where spectral norm does not itera
 
 One D step (``_d_batch``): sample reals and fakes; sample correction swaps realistic fakes;
 pixel-wise combinations of the reals are made; Fake-As-Real swaps reals for the lowest-scored
-candidates; then every D input goes through the augmentation.
+candidates; then every D input goes through the augmentation (with ADA on, each sample with
+probability p). Consistency regularization and ADA reuse the logits of D's loss (``_d_main_loss``).
 """
 
 from __future__ import annotations
@@ -77,10 +78,20 @@ class Run:
         if comb.enabled:
             comb.generator = self._own_generator("combine", seed + 5)
         self.combine = comb
+        cons = regs.ConsistencyRegularization(reg_cfg["consistency"])
+        if cons.enabled:
+            cons.generator = self._own_generator("consistency", seed + 6)
+        self.consistency = cons
+        # ADA steers the augmentation's probability from the signs of D's real logits.
+        self.ada = regs.AdaptiveAugmentation(reg_cfg["ada"], cfg["batch_size"] * self.dist.world_size)
+        self.ada.attach(self.augment)
+        self._logits = self._fake_perturbed = None  # D's (real, fake) logits and G(z + Δz) of this D step
         self.encoder = self._latent_path_encoder(reg_cfg["penalty"], seed) if self.penalty.path == "latent" else None
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
+        self.lecam = regs.LeCamRegularization(reg_cfg["lecam"])
+        self.top_k = regs.TopKTraining(reg_cfg["top-k"], cfg["batch_size"], regs.training_set(self.data))
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.
         g_eval = torch.Generator().manual_seed(seed + 3)
         n_eval = cfg["log"]["eval_samples"]
@@ -89,7 +100,10 @@ class Run:
         self.step = self.d_step = 0
         self.acc = {"d_loss": 0.0, "g_loss": 0.0, "penalty": 0.0, "n": 0, "n_penalty": 0}
         # Per-D-step statistics of the regularizers that are on, logged as means.
-        self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled)) if on]
+        self.reg_stats = [k for k, on in (("far_logit", self.far.enabled), ("sc_replaced", self.correction.enabled),
+                                          ("consistency", self.consistency.enabled)) if on]
+        if self.lecam.enabled:
+            self.reg_stats += ["d_real", "d_fake", "d_gap", "lecam"]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
         if self.encoder is not None:
             self.acc["enc_loss"] = 0.0  # the encoder's loss, per G step
@@ -144,24 +158,37 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
+            # LeCam counts iterations from 1, as the authors' BigGAN code.
+            d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step + 1)
             # The latent path's (G, E, z), passed only when it is on (the linear path's call is unchanged).
             latent = {} if self.encoder is None else {"latent": (self.G_train, self.encoder.E, self._d_noise)}
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, self._d_main_loss(comb), self.d_step, self.generators["penalty"], **latent
+                self.D_train, real, fake, d_loss_fn, self.d_step, self.generators["penalty"], **latent
             )
+            if self.consistency.enabled:
+                cr = self.consistency.d_loss(self.D_train, real, fake, *self._logits, self._fake_perturbed)
+                total = total + cr
+                self.acc["consistency"] += float(cr.detach())
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
             self.d_step += 1
+            if self.ada.enabled:
+                self.ada.after_d_step(self._logits[0])
             self.acc["d_loss"] += float(main.detach())
+            for key, value in self.lecam.stats.items():
+                self.acc[key] += value
             if gp is not None:
                 self.acc["penalty"] += float(gp.detach())
                 self.acc["n_penalty"] += 1
         self.D.requires_grad_(False)  # G's step needs gradients through D, not of D's parameters
         # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
-        g_loss = self.g_loss_fn(self.D_train(self.augment(self.G_train(self._noise(B, gen)))))
+        z = self._noise(B, gen)
+        fake = self.G_train(z)
+        g_loss = self.g_loss_fn(self.top_k.select(self.D_train(self.augment(fake)), self.step))
+        g_total = g_loss + self.consistency.g_loss(self.G_train, z, fake) if self.consistency.latent else g_loss
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_total.backward()
         self.opt_g.step()
         if self.G_ema is not None:
             # Warm-up as TensorFlow's ExponentialMovingAverage: the average forgets the random
@@ -184,9 +211,13 @@ class Run:
         random draws: reals, fakes, correction's pool, combination pairs, FAR candidates."""
         real = self.data.sample(B, gen).to(self.device)
         comb = None
+        perturbed = None
         with torch.no_grad():
-            self._d_noise = self._noise(B, gen)  # the fakes' z: the latent path runs from E(real) to it
-            fake = self.G_train(self._d_noise)
+            z = self._noise(B, gen)
+            self._d_noise = z  # the fakes' z: the latent path runs from E(real) to it
+            fake = self.G_train(z)
+            if self.consistency.latent:
+                perturbed = self.consistency.perturbed(self.G_train, z)  # zCR's G(z + Δz)
             if self.correction.enabled:
                 pool = self.G_train(self._noise(self.correction.pool, gen)) if self.correction.pool else None
                 fake, replaced = self.correction.correct(fake, pool)
@@ -198,14 +229,25 @@ class Run:
                 real, far_logit = self.far.mixed_batch(self.D_train, real, candidates)
                 self.acc["far_logit"] += far_logit
         aug = self.augment
-        return aug(real), aug(fake), None if comb is None else aug(comb)
+        out = aug(real), aug(fake), None if comb is None else aug(comb)
+        self._fake_perturbed = None if perturbed is None else aug(perturbed)  # after the others' draws
+        return out
 
     def _d_main_loss(self, comb):
         """D's loss from (real logits, fake logits): the run's loss, or the PCR loss with the
         combinations' logits as extra negatives."""
         if comb is None:
-            return self.d_loss_fn
-        return lambda real_logits, fake_logits: self.combine.d_loss(real_logits, fake_logits, self.D_train(comb))
+            loss = self.d_loss_fn
+        else:
+            loss = lambda real_logits, fake_logits: self.combine.d_loss(real_logits, fake_logits, self.D_train(comb))  # noqa: E731
+        if not (self.consistency.enabled or self.ada.enabled):
+            return loss
+
+        def kept(real_logits, fake_logits):
+            self._logits = (real_logits, fake_logits)  # reused by consistency and ADA: no second forward
+            return loss(real_logits, fake_logits)
+
+        return kept
 
     # ----------------------------------------------------------------------------------------
     # Measurements
@@ -266,6 +308,8 @@ class Run:
                 rec[key] = a[key] / (a["n"] * self.cfg["optim"]["n_dis"])
         if self.encoder is not None and a["n"]:
             rec["enc_loss"] = a["enc_loss"] / a["n"]
+        if self.ada.enabled:
+            rec.update(self.ada.metrics())
         # Measurements in eval mode: batch norm uses its running statistics and is not updated,
         # and spectral norm does not advance its power iteration (measuring leaves training as is).
         self.G.eval()
@@ -305,7 +349,9 @@ class Run:
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(),
+            "regularizers": {"spectral-norm": self.spectral_norm.state_dict(), "lecam": self.lecam.state_dict(),
+                             # ADA's state_dict is a collective (the signs summed over the ranks)
+                             **({"ada": self.ada.controller.state_dict()} if self.ada.enabled else {}),
                              **({} if self.encoder is None else {"encoder": self.encoder.state_dict()})},
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
@@ -329,6 +375,9 @@ class Run:
         try:
             # After the models: the once-per-step σ is tied to the loaded weights.
             self.spectral_norm.load_state_dict(payload.get("regularizers", {}).get("spectral-norm", []))
+            if self.ada.enabled:
+                self.ada.controller.load_state_dict(payload.get("regularizers", {})["ada"])
+            self.lecam.load_state_dict(payload.get("regularizers", {}).get("lecam"))
             if self.encoder is not None:
                 saved = payload.get("regularizers", {}).get("encoder")
                 if saved is None:

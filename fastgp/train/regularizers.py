@@ -15,6 +15,10 @@ augment           translation (K copies) or DiffAugment       every input of D, 
 fake-as-real      the lowest-scored candidates become reals   the real batch
 combine           pixel-wise combinations as extra negatives  the D loss
 correction        realistic fakes replaced from a pool        the fake batch
+consistency       CR / bCR / zCR consistency terms            the D loss (zCR: the G loss too)
+ada               augment's probability p steered by r_t      augment, after each D step
+lecam             D's outputs pulled to anchors (LeCam)       the D loss
+top-k             G's loss on its k best-scored fakes only    the G loss
 ================  ==========================================  ===================================
 
 Every random draw comes from a generator the run owns and checkpoints (``loop.Run``).
@@ -27,11 +31,12 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-from .. import augment, combine, correction, losses, penalty
+from .. import ada, augment, combine, consistency, correction, losses, penalty
+from ..lecam import LeCam
 from ..nn import SpectralNormStep, apply_spectral_norm
 from ..penalty import LazyRegularizer
-from ..select import FakeAsReal
-from .options import ConfigError, Option, at_least, choice, positive, unit_interval
+from ..select import FakeAsReal, TopKSchedule, top_k
+from .options import ConfigError, Option, at_least, choice, open_unit_interval, positive, unit_interval
 
 
 def _policy(value):
@@ -271,6 +276,7 @@ class Augmentation:
         self.kind = cfg["kind"]
         self.copies, self.max_shift, self.padding, self.policy = cfg["copies"], cfg["max_shift"], cfg["padding"], cfg["policy"]
         self.generator = generator
+        self.adaptive: ada.AdaptiveAugment | None = None  # set by regularizers.ada: apply with its p
         if self.kind == "translate" and self.max_shift >= min(data_shape[-2:]):
             raise ConfigError(
                 f"regularizers.augment.max_shift: must be smaller than the image size "
@@ -286,12 +292,19 @@ class Augmentation:
         return self.copies if self.kind == "translate" else 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adaptive is not None and self.enabled:
+            # ADA: each sample (each copy, each DiffAugment word) augmented with probability p.
+            fn = self.policy if self.kind == "diffaugment" else self._translate
+            return ada.random_apply(x, self.adaptive.p, fn, generator=self.generator)
         if self.kind == "translate":
-            return augment.translate(x, max_shift=self.max_shift, copies=self.copies, padding=self.padding,
-                                     generator=self.generator)
+            return self._translate(x)
         if self.kind == "diffaugment":
             return augment.DiffAugment(x, self.policy, generator=self.generator)
         return x
+
+    def _translate(self, x: torch.Tensor) -> torch.Tensor:
+        return augment.translate(x, max_shift=self.max_shift, copies=self.copies, padding=self.padding,
+                                 generator=self.generator)
 
 
 class FakeAsRealSelection:
@@ -451,6 +464,248 @@ class SampleCorrection:
         return corrected, float(mask.float().mean())
 
 
+class ConsistencyRegularization:
+    """Consistency regularization of D (``fastgp.consistency``): CR (Zhang et al., "Consistency
+    Regularization for Generative Adversarial Networks", ICLR 2020) on the reals, bCR on reals and
+    fakes, zCR in the latent, ICR = bCR + zCR (Zhao et al., "Improved Consistency Regularization
+    for GANs", AAAI 2021).
+
+    In the D step: ``weight`` · mean((D(x) − D(T(x)))²) over D's real inputs x (bCR/ICR: plus
+    ``fake_weight`` · the same over its fake inputs), reusing the logits of D's loss; T is applied
+    to D's inputs, i.e. after ``regularizers.augment`` (with augment none these are the reals and
+    fakes themselves, the papers' setting). zCR/ICR: the fakes G(z) of the D step are paired with
+    G(z + Δz), Δz ~ N(0, sigma²I), which goes through ``regularizers.augment`` as every D input;
+    D's loss gains ``d_weight`` · mean((D(G(z)) − D(G(z + Δz)))²) and G's loss
+    −``g_weight`` · mean((G(z) − G(z + Δz))²) with the G step's own z. T's draws and Δz come from
+    the run's own ``consistency`` generator.
+    """
+
+    MODES = ("none", "cr", "bcr", "zcr", "icr")
+    OPTIONS = {
+        "mode": Option("none", "none, cr (reals), bcr (reals and fakes), zcr (latent), icr (bcr + zcr)", choice(MODES)),
+        "augment": Option("cr", "T of cr/bcr/icr: 'cr' (flip + reflect translation by 1/8, the papers') or DiffAugment "
+                          "words of " + ", ".join(augment.POLICY_WORDS),
+                          lambda v: None if v == consistency.CR_AUGMENT else _policy(v)),
+        "weight": Option(10.0, "λ (cr) / λ_real (bcr, icr)", at_least(0.0)),
+        "fake_weight": Option(10.0, "λ_fake (bcr, icr)", at_least(0.0)),
+        "sigma": Option(0.03, "zcr, icr: σ of the latent perturbation Δz ~ N(0, σ²I)", at_least(0.0)),
+        "d_weight": Option(5.0, "zcr, icr: λ_dis of D's term mean((D(G(z)) − D(G(z+Δz)))²)", at_least(0.0)),
+        "g_weight": Option(0.5, "zcr, icr: λ_gen of G's term −mean((G(z) − G(z+Δz))²)", at_least(0.0)),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        key = "regularizers.consistency."
+        mode = flat[key + "mode"]
+        if mode in ("cr", "bcr", "icr") and not data.image:
+            return f"{key}mode: {mode!r} augments images [B, C, H, W]; data.name={data.name!r} is 2-D"
+        if mode in ("zcr", "icr") and flat["regularizers.correction.enabled"]:
+            return (f"{key}mode: {mode!r} pairs each fake G(z) with G(z + Δz); regularizers.correction replaces "
+                    "fakes, which breaks the pairs: switch one of them off")
+        return None
+
+    def __init__(self, cfg: dict, generator: torch.Generator | None = None):
+        self.mode, self.augment = cfg["mode"], cfg["augment"]
+        self.weight, self.fake_weight = cfg["weight"], cfg["fake_weight"]
+        self.sigma, self.d_weight, self.g_weight = cfg["sigma"], cfg["d_weight"], cfg["g_weight"]
+        self.generator = generator
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def augmented(self) -> bool:
+        """The CR terms (T on D's inputs) are on."""
+        return self.mode in ("cr", "bcr", "icr")
+
+    @property
+    def latent(self) -> bool:
+        """The zCR terms are on."""
+        return self.mode in ("zcr", "icr")
+
+    def perturbed(self, G, z: torch.Tensor) -> torch.Tensor:
+        """G(z + Δz)."""
+        return G(consistency.perturb_latent(z, self.sigma, generator=self.generator))
+
+    def d_loss(self, D, real, fake, real_logits, fake_logits, fake_perturbed) -> torch.Tensor:
+        """D's consistency terms from D's inputs and the logits of its loss."""
+        total = real_logits.new_zeros(())
+        if self.augmented:
+            both = self.mode != "cr"
+            total = total + consistency.consistency_penalty(
+                D, real, fake if both else None, real_logits=real_logits, fake_logits=fake_logits if both else None,
+                augment=self.augment, weight=self.weight, fake_weight=self.fake_weight if both else None,
+                generator=self.generator,
+            )
+        if self.latent:
+            total = total + consistency.latent_consistency(D, fake, fake_perturbed, fake_logits=fake_logits,
+                                                           weight=self.d_weight)
+        return total
+
+    def g_loss(self, G, z: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """G's zCR term for the G step's z and fake = G(z)."""
+        return consistency.latent_diversity(fake, self.perturbed(G, z), weight=self.g_weight)
+
+
+class AdaptiveAugmentation:
+    """Adaptive discriminator augmentation (Karras et al., "Training Generative Adversarial Networks
+    with Limited Data", NeurIPS 2020): ``regularizers.augment`` is applied to each sample (each
+    translated copy, each DiffAugment word) with probability p, and p is steered by
+    ``fastgp.AdaptiveAugment`` from r_t = E[sign(D(real))] on D's (augmented) real inputs: every
+    ``interval`` D steps p += sign(r_t − target) · images · interval / (kimg · 1000), clamped
+    below at 0 (not above, as the original), with images = batch_size × processes (one real batch
+    per D step). p starts at 0; p and the signs of an unfinished interval are checkpointed; under
+    torchrun the signs are summed over the ranks. Logs ``ada_p`` and ``ada_rt`` (the last r_t).
+    """
+
+    OPTIONS = {
+        "enabled": Option(False, "steer regularizers.augment's probability p with ADA's r_t heuristic"),
+        "target": Option(0.6, "the r_t = E[sign(D(real))] ADA aims at", lambda v: None if -1.0 <= v <= 1.0
+                         else f"must be in [-1, 1] (a mean of signs), got {v}"),
+        "interval": Option(4, "D steps between updates of p", at_least(1)),
+        "kimg": Option(500.0, "thousands of real images for p to move by 1", positive),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        key = "regularizers.ada.enabled"
+        if flat[key] and flat["regularizers.augment.kind"] == "none":
+            return f"{key}: adapts the probability of regularizers.augment; set regularizers.augment.kind"
+        return None
+
+    def __init__(self, cfg: dict, images_per_step: int):
+        self.enabled = cfg["enabled"]
+        self.controller = (
+            ada.AdaptiveAugment(images_per_step, target=cfg["target"], interval=cfg["interval"], kimg=cfg["kimg"])
+            if self.enabled
+            else None
+        )
+
+    def attach(self, augmentation: Augmentation) -> None:
+        if self.enabled:
+            augmentation.adaptive = self.controller
+
+    def after_d_step(self, real_logits: torch.Tensor) -> None:
+        """Accumulate the signs of D's real logits of this D step; update p when due."""
+        self.controller.accumulate(real_logits)
+        self.controller.step()
+
+    def metrics(self) -> dict:
+        rec = {"ada_p": self.controller.p}
+        if self.controller.rt is not None:
+            rec["ada_rt"] = self.controller.rt
+        return rec
+
+
+class LeCamRegularization:
+    """LeCam regularization (Tseng et al., "Regularizing Generative Adversarial Networks under
+    Limited Data", CVPR 2021) with ``fastgp.LeCam``: every D step adds
+    λ·[E ReLU(D(x) − α_F)² + E ReLU(α_R − D(G(z)))²] to D's loss, the anchors α being EMAs of D's
+    mean outputs on reals and fakes (the authors' code; ``rectified: false`` drops the ReLUs, the
+    paper's formula). The iteration is the G step counted from 1 (BigGAN's ``itr``), shared by the
+    ``n_dis`` D steps of a G step; the anchors are in every checkpoint.
+
+    With the switch on, the mean outputs of D on its training reals and fakes per D step are
+    logged (``d_real``, ``d_fake``, their gap ``d_gap``) with the penalty (``lecam``); weight 0
+    logs them without changing training (the penalty is not computed).
+    """
+
+    OPTIONS = {
+        "enabled": Option(False, "add the LeCam penalty to D's loss (and log D's mean real/fake outputs)"),
+        "weight": Option(0.3, "λ (0.3: the authors' BigGAN CIFAR scripts; 0 only logs)", at_least(0.0)),
+        "decay": Option(0.99, "EMA decay of the anchors (the paper's 0.99)", open_unit_interval),
+        "start": Option(1000, "G step from which the anchors average and after which the penalty applies",
+                        at_least(0)),
+        "rectified": Option(True, "the authors' ReLU on both terms (false: the paper's plain squares)"),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        return None
+
+    def __init__(self, cfg: dict):
+        self.enabled = cfg["enabled"]
+        self.lecam = LeCam(cfg["weight"], cfg["decay"], cfg["start"], rectified=cfg["rectified"]) if self.enabled else None
+        self.stats: dict = {}
+
+    def wrap(self, d_loss_fn, iteration: int):
+        """D's loss from (real logits, fake logits) plus the LeCam penalty at ``iteration``."""
+        if not self.enabled:
+            return d_loss_fn
+
+        def loss(real_logits, fake_logits):
+            reg = self.lecam(real_logits, fake_logits, iteration)
+            d_real, d_fake = float(real_logits.detach().mean()), float(fake_logits.detach().mean())
+            self.stats = {"d_real": d_real, "d_fake": d_fake, "d_gap": d_real - d_fake, "lecam": float(reg.detach())}
+            return d_loss_fn(real_logits, fake_logits) + reg
+
+        return loss
+
+    def state_dict(self) -> dict | None:
+        return self.lecam.state_dict() if self.enabled else None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if (state is None) != (not self.enabled):
+            raise ValueError("regularizers.lecam.enabled does not match the checkpoint's LeCam state")
+        if state is not None:
+            self.lecam.load_state_dict(state)
+
+
+class TopKTraining:
+    """Top-k generator training (Sinha et al., "Top-k Training of GANs: Improving GAN Performance
+    by Throwing Away Bad Samples", NeurIPS 2020): G's loss is taken over the k of its fakes that D
+    scores highest only (``fastgp.top_k``, on every backend), k = max(γ^epoch, ν)·B rounded down
+    (``fastgp.TopKSchedule``; B counts D's rows, so augmentation copies are ranked one by one).
+
+    An epoch is ``steps_per_epoch`` G steps; 0 means one pass over the finite training set,
+    ⌈N / batch_size⌉ G steps (as the paper's epochs over CIFAR/ImageNet). Datasets that are sampled
+    afresh (the 2-D mixtures) have no epochs: set it.
+    """
+
+    OPTIONS = {
+        "enabled": Option(False, "G's loss over the k highest-scored fakes of each batch"),
+        "gamma": Option(0.99, "γ: k decays by this factor each epoch", unit_interval),
+        "min_fraction": Option(0.5, "ν: the smallest kept fraction of the batch (the paper: 0.5 or 0.75)",
+                               unit_interval),
+        "steps_per_epoch": Option(0, "G steps per epoch (0: ⌈training set size / batch_size⌉; finite data only)",
+                                  at_least(0)),
+    }
+
+    @staticmethod
+    def check(flat: dict, data: DataFacts) -> str | None:
+        key = "regularizers.top-k."
+        if not flat[key + "enabled"]:
+            return None
+        for name in ("gamma", "min_fraction"):
+            if flat[key + name] <= 0:
+                return f"{key}{name}: must be in (0, 1], got {flat[key + name]}"
+        if flat[key + "steps_per_epoch"] == 0 and not data.finite:
+            return (f"{key}steps_per_epoch: data.name={data.name!r} has no finite training set, hence no epochs; "
+                    "set the G steps per epoch")
+        return None
+
+    def __init__(self, cfg: dict, batch_size: int, bank: torch.Tensor | None):
+        self.enabled = cfg["enabled"]
+        self.schedule = TopKSchedule(cfg["gamma"], cfg["min_fraction"]) if self.enabled else None
+        self.steps_per_epoch = cfg["steps_per_epoch"]
+        if self.enabled and not self.steps_per_epoch:
+            if bank is None:
+                raise ConfigError("regularizers.top-k.steps_per_epoch: this dataset has no finite training set")
+            self.steps_per_epoch = -(-bank.shape[0] // batch_size)
+
+    def k(self, rows: int, step: int) -> int:
+        """Fakes kept of ``rows`` at G step ``step`` (0-based)."""
+        return self.schedule.k(rows, step // self.steps_per_epoch)
+
+    def select(self, fake_logits: torch.Tensor, step: int) -> torch.Tensor:
+        """The logits G's loss is taken over: the k highest (all of them when off)."""
+        if not self.enabled:
+            return fake_logits
+        kept, _ = top_k(fake_logits.reshape(-1), self.k(fake_logits.shape[0], step))
+        return kept
+
+
 REGISTRY = {
     "penalty": GradientPenalty,
     "spectral-norm": SpectralNormalization,
@@ -458,6 +713,10 @@ REGISTRY = {
     "fake-as-real": FakeAsRealSelection,
     "combine": Combination,
     "correction": SampleCorrection,
+    "consistency": ConsistencyRegularization,
+    "ada": AdaptiveAugmentation,
+    "lecam": LeCamRegularization,
+    "top-k": TopKTraining,
 }
 
 # Losses configurable by name: the custom "lgan" pair needs Python functions (phi, varphi).
