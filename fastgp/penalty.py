@@ -23,6 +23,10 @@ draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalt
 the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
 penalty-kinds table (repository and file of each original).
 
+``gradient_penalty_at`` takes any kind's formula at points the caller gives; ``latent_path_points``
+builds the points of Thanh-Tung et al.'s latent path, G(α·E(real) + (1−α)·z), and
+``latent_path_penalty`` takes an interpolating kind there.
+
 A centre of 0 uses the sum of squares directly, never a square root (whose gradient is NaN at
 g = 0). Reduced-precision gradients are accumulated in float32 and the penalty is float32.
 
@@ -432,19 +436,8 @@ def gradient_penalty(
     Returns the penalty (a scalar; the max over samples for ``max-gp``), and with
     ``return_per_sample`` a tuple ``(penalty, per_sample)``.
     """
-    if not callable(D):
-        raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")
-    _check_grad_context("gradient_penalty", grad_scaler)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}")
-    _check_method(method)
-    spec = KINDS[kind]
-    weight = _checks.real_number(weight, "weight", minimum=0.0)
+    spec, weight = _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, "gradient_penalty")
     _checks.generator(generator)
-    if d_kwargs is not None and not isinstance(d_kwargs, dict):
-        raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
-    if not isinstance(d_args, (tuple, list)):
-        raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
     if spec.point == "fake":
         _checks.batch(fake, "fake")
     else:
@@ -468,6 +461,11 @@ def gradient_penalty(
             x = dragan_points(real, generator)
         else:
             x = real if spec.point == "real" else fake
+    return _penalty_at(D, x, spec, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample)
+
+
+def _penalty_at(D, x, spec: PenaltyKind, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample):
+    """The penalty of ``spec`` at the points ``x`` (a constant: detached, then a fresh leaf)."""
     x = x.detach().requires_grad_(True)
     if method == "jvp":
         return _gradient_penalty_jvp(D, x, d_args, d_kwargs or {}, spec, weight, grad_scaler, return_per_sample)
@@ -475,6 +473,147 @@ def gradient_penalty(
         logits = D(x, *d_args, **(d_kwargs or {}))
         per_sample = _per_sample_input_penalty(logits, x, spec, grad_scaler)
     return _finish(per_sample, weight, spec.reduction, return_per_sample)
+
+
+def _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, fn: str):
+    """The checks shared by gradient_penalty's relatives; returns (spec, weight)."""
+    if not callable(D):
+        raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")
+    _check_grad_context(fn, grad_scaler)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}")
+    _check_method(method)
+    if d_kwargs is not None and not isinstance(d_kwargs, dict):
+        raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
+    if not isinstance(d_args, (tuple, list)):
+        raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
+    return KINDS[kind], _checks.real_number(weight, "weight", minimum=0.0)
+
+
+def gradient_penalty_at(
+    D,
+    points: torch.Tensor,
+    *,
+    kind: str = "zero-gp",
+    weight: float = 10.0,
+    d_args=(),
+    d_kwargs=None,
+    return_per_sample: bool = False,
+    grad_scaler=None,
+    method: str = "double-backward",
+):
+    """weight · penalty of D's input gradient at given ``points``, for any of ``KINDS``.
+
+    The kind gives the formula (its centre, one-sidedness and reduction: mean (‖g‖ − 1)² for
+    ``wgan-gp``, mean ‖g‖² for ``zero-gp``, ...); ``points`` replace where the kind would evaluate
+    it (interpolates, real, fake or DRAGAN's perturbed points), e.g. the points of the latent path
+    of Thanh-Tung et al. (``latent_path_points``). ``points`` [B, ...] are treated as a constant
+    (detached), as ``gradient_penalty`` treats real and fake: the penalty's gradient reaches D's
+    parameters only. The other arguments are ``gradient_penalty``'s.
+    """
+    spec, weight = _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, "gradient_penalty_at")
+    _checks.batch(points, "points")
+    return _penalty_at(D, points, spec, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample)
+
+
+def latent_path_points(
+    G,
+    E,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Points on the generator's path from a real sample to a fake one (Thanh-Tung, Tran &
+    Venkatesh, "Improving Generalization and Stability of GANs", ICLR 2019, Appendix F,
+    Algorithm 1): with z_x = E(real) the encoder's latent code of each real sample,
+
+        X_i = G(α_i·z_x,i + (1 − α_i)·z_i),   α_i ~ U(0, 1) per sample,
+
+    so that X moves along G's manifold from (an approximation of) the real sample, G(E(x)) ≈ x,
+    to the fake G(z) instead of along the straight line between them.
+
+    Args:
+        G: the generator, called as ``G(latent)``; its output must have real's shape.
+        E: the encoder, called as ``E(real)``; its output must have z's shape.
+        real: the real batch [B, ...]; z: the latent codes [B, d] of the fake batch.
+        alpha: optional weights [B] (or [B, 1]) in [0, 1]; otherwise one ``torch.rand(B)``
+            (float32) from ``generator`` or the device's default generator, the draw of
+            ``gradient_penalty``'s α.
+        generator: a ``torch.Generator`` for α.
+
+    Returns X [B, ...] without graph: computed under ``torch.no_grad()``, as the authors'
+    ``cal_gradpen`` treats its points as constants (``real_data.detach()``, ``fake_data.detach()``):
+    the penalty at X regularizes D only; G and E receive no gradient from it. G and E run in the
+    mode they are in (a G in training mode updates its batch-norm statistics, as for the fakes).
+    """
+    if not callable(G):
+        raise TypeError(f"G must be callable (a module or function), got {type(G).__name__}")
+    if not callable(E):
+        raise TypeError(f"E must be callable (a module or function), got {type(E).__name__}")
+    _checks.batch(real, "real")
+    _checks.batch(z, "z")
+    if z.shape[0] != real.shape[0]:
+        raise ValueError(f"z must have one latent code per real sample: real has B = {real.shape[0]}, "
+                         f"z has {z.shape[0]} (shape {list(z.shape)})")
+    _checks.generator(generator)
+    if alpha is not None and generator is not None:
+        raise ValueError("generator only applies when alpha is drawn at random; pass alpha or generator, not both")
+    with torch.no_grad():
+        z_x = E(real)
+        if not isinstance(z_x, torch.Tensor):
+            raise TypeError(f"E(real) must return a tensor, got {type(z_x).__name__}")
+        if z_x.shape != z.shape:
+            raise ValueError(f"E(real) must have the shape of z, {list(z.shape)}: E maps each real sample to a "
+                             f"latent code; got {list(z_x.shape)}")
+        if z_x.device != z.device:
+            raise ValueError(f"E(real) and z must be on the same device, got {z_x.device} and {z.device}")
+        if alpha is None:
+            a = draw_alpha(z, generator)
+        else:
+            a = _check_alpha(alpha, z)
+        a = _per_sample(a.to(z.dtype), z.dim())
+        latent = a * z_x.to(z.dtype) + (1 - a) * z
+        points = G(latent)
+        if not isinstance(points, torch.Tensor):
+            raise TypeError(f"G(latent) must return a tensor, got {type(points).__name__}")
+        if points.shape != real.shape:
+            raise ValueError(f"G's output must have the shape of real, {list(real.shape)}, got {list(points.shape)}")
+    return points.detach()
+
+
+def latent_path_penalty(
+    D,
+    G,
+    E,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    kind: str = "zero-gp",
+    weight: float = 10.0,
+    alpha: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    d_args=(),
+    d_kwargs=None,
+    return_per_sample: bool = False,
+    grad_scaler=None,
+    method: str = "double-backward",
+):
+    """The penalty of an interpolating kind on the latent path instead of the straight line:
+    ``gradient_penalty_at(D, latent_path_points(G, E, real, z, alpha=alpha, generator=generator), ...)``
+    (Thanh-Tung et al., ICLR 2019, Appendix F, Algorithm 1, with ``kind="zero-gp"``).
+
+    ``kind`` must be one that takes points between real and fake (``wgan-gp``, ``zero-gp``, ``lp``,
+    ``max-gp``); ``gradient_penalty_at`` takes any kind at given points.
+    """
+    if kind in KINDS and KINDS[kind].point != "interpolate":
+        between = ", ".join(repr(k) for k, s in KINDS.items() if s.point == "interpolate")
+        raise ValueError(f"kind must be one that takes points between real and fake ({between}) for the latent "
+                         f"path; {kind!r} is taken at {KINDS[kind].point} points (use gradient_penalty_at)")
+    spec, weight = _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, "latent_path_penalty")
+    points = latent_path_points(G, E, real, z, alpha=alpha, generator=generator)
+    return _penalty_at(D, points, spec, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample)
 
 
 def r1_penalty(

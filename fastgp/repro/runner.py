@@ -83,11 +83,17 @@ class Experiment:
     records: int = 20  # metrics records per run (image metrics are slow: fewer)
     # A measurement outside the trainer's runs (e.g. D trained for a frozen G), run first:
     # study(out_dir, seeds, quick, log) -> dict with "markdown" (its section of the report, put
-    # before the training-run table) and "files" (what it wrote into out_dir, listed in study_files).
+    # before the training-run table) and "files" (what it wrote into out_dir).
     study: Callable | None = None
-    study_files: tuple[str, ...] = ()
+    # The files the study or the figure below write into out_dir (an earlier run's are refused
+    # without --force, as the reports are).
+    own_files: tuple[str, ...] = ()
     # What the recorded full run in docs/repro showed, in words: reproduced / in part / not, and why.
     verdict: str = ""
+    # Optional: measure(finished fastgp.train Run) -> extra final values of that run, for metrics
+    # the trainer does not log; figure(results, out_dir) -> a further picture's file name.
+    measure: Callable | None = None
+    figure: Callable | None = None
 
     def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
         """The validated trainer config of every setting for one seed; fails before any training,
@@ -164,7 +170,7 @@ def aggregate(runs: list[dict], metrics: tuple[Metric, ...]) -> dict:
 def previous_outputs(exp: Experiment, out_dir: str) -> list[str]:
     """What an earlier run of ``exp`` left in ``out_dir`` (paths relative to it): its reports and
     its runs' directories ``<setting>/seed<k>``, finished or not."""
-    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png", *exp.study_files)
+    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png", *exp.own_files)
              if os.path.exists(os.path.join(out_dir, name))]
     for setting in exp.settings:
         folder = os.path.join(out_dir, setting.name)
@@ -224,7 +230,10 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             cfg = configs[setting.name]
             rel = os.path.join(setting.name, f"seed{seed}")
             t0 = time.perf_counter()
-            final = dict(train(cfg, os.path.join(out_dir, rel)).last)
+            finished = train(cfg, os.path.join(out_dir, rel))
+            final = dict(finished.last)
+            if exp.measure is not None:
+                final.update(exp.measure(finished))
             records = read_records(os.path.join(out_dir, rel)) if any(m.over_run for m in exp.metrics) else None
             values = {m.key: m.value(final, cfg, records) for m in exp.metrics}
             runs.append({"seed": seed, "dir": rel, "seconds": round(time.perf_counter() - t0, 1),
@@ -240,6 +249,8 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             "runs": runs,
         })
     results["seconds"] = round(time.perf_counter() - started, 1)
+    if exp.figure is not None:
+        results["figure"] = exp.figure(results, out_dir)
     write_reports(results, exp, out_dir)
     return results
 
@@ -291,6 +302,8 @@ def markdown(results: dict, exp: Experiment) -> str:
     lines += [f"- `{s['name']}`: " + (", ".join(f"`{k}={_yaml(v)}`" for k, v in s["options"].items()) or "the base")
               for s in results["settings"]]
     lines += ["", "Base: " + ", ".join(f"`{k}={_yaml(v)}`" for k, v in results["base"].items()), ""]
+    if results.get("figure"):
+        lines += [f"![{results['experiment']}: the experiment's own picture]({results['figure']})", ""]
     return "\n".join(lines)
 
 

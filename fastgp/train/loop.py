@@ -86,6 +86,7 @@ class Run:
         self.ada = regs.AdaptiveAugmentation(reg_cfg["ada"], cfg["batch_size"] * self.dist.world_size)
         self.ada.attach(self.augment)
         self._logits = self._fake_perturbed = None  # D's (real, fake) logits and G(z + Δz) of this D step
+        self.encoder = self._latent_path_encoder(reg_cfg["penalty"], seed) if self.penalty.path == "latent" else None
         sc_cfg = reg_cfg["correction"]
         bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
         self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
@@ -104,6 +105,8 @@ class Run:
         if self.lecam.enabled:
             self.reg_stats += ["d_real", "d_fake", "d_gap", "lecam"]
         self.acc.update(dict.fromkeys(self.reg_stats, 0.0))
+        if self.encoder is not None:
+            self.acc["enc_loss"] = 0.0  # the encoder's loss, per G step
         self.last: dict = {}
         self.started = time.perf_counter()
 
@@ -117,11 +120,21 @@ class Run:
     def D_train(self) -> torch.nn.Module:
         return self.D if self._ddp["D"] is None else self._ddp["D"]
 
-    def _optimizer(self, model, lr_key):
+    def _optimizer(self, model, lr_key, lr=None):
         o = self.cfg["optim"]
+        lr = o[lr_key] if lr is None else lr
         if o["name"] == "adam":
-            return torch.optim.Adam(model.parameters(), lr=o[lr_key], betas=(o["beta1"], o["beta2"]))
-        return torch.optim.RMSprop(model.parameters(), lr=o[lr_key], alpha=o["beta2"], momentum=o["beta1"])
+            return torch.optim.Adam(model.parameters(), lr=lr, betas=(o["beta1"], o["beta2"]))
+        return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=o["beta2"], momentum=o["beta1"])
+
+    def _latent_path_encoder(self, pen_cfg: dict, seed: int) -> regs.LatentPathEncoder:
+        """E (D's architecture, noise.dim outputs), its optimizer and its own noise stream."""
+        E = models.encoder(self.cfg, self.data.shape).to(self.device)
+        E_train = distributed.wrap(E, self.dist, self.device) if self.dist.enabled else E
+        nz = self.cfg["noise"]
+        noise_std = nz["scale"] if nz["dist"] == "normal" else nz["scale"] / 3**0.5
+        return regs.LatentPathEncoder(E, E_train, self._optimizer(E, None, lr=pen_cfg["encoder_lr"]), noise_std,
+                                      pen_cfg["encoder_prior"], self._own_generator("encoder", seed + 17))
 
     def _own_generator(self, name: str, seed: int) -> torch.Generator:
         # On the CPU: fastgp's augmentation and pair draws accept a CPU generator for any device.
@@ -147,8 +160,10 @@ class Run:
             real, fake, comb = self._d_batch(B, gen)
             # LeCam counts iterations from 1, as the authors' BigGAN code.
             d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step + 1)
+            # The latent path's (G, E, z), passed only when it is on (the linear path's call is unchanged).
+            latent = {} if self.encoder is None else {"latent": (self.G_train, self.encoder.E, self._d_noise)}
             total, main, gp = self.penalty.d_loss(
-                self.D_train, real, fake, d_loss_fn, self.d_step, self.generators["penalty"]
+                self.D_train, real, fake, d_loss_fn, self.d_step, self.generators["penalty"], **latent
             )
             if self.consistency.enabled:
                 cr = self.consistency.d_loss(self.D_train, real, fake, *self._logits, self._fake_perturbed)
@@ -184,6 +199,8 @@ class Run:
                     p_ema.lerp_(p, 1 - decay)
                 for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                     b_ema.copy_(b)  # batch-norm statistics follow G
+        if self.encoder is not None:  # the latent path's encoder, on the last D step's reals
+            self.acc["enc_loss"] += self.encoder.step(self.G_train, real, self._noise(B, self.encoder.generator))
         self.acc["g_loss"] += float(g_loss.detach())
         self.acc["n"] += 1
         self.step += 1
@@ -197,6 +214,7 @@ class Run:
         perturbed = None
         with torch.no_grad():
             z = self._noise(B, gen)
+            self._d_noise = z  # the fakes' z: the latent path runs from E(real) to it
             fake = self.G_train(z)
             if self.consistency.latent:
                 perturbed = self.consistency.perturbed(self.G_train, z)  # zCR's G(z + Δz)
@@ -288,6 +306,8 @@ class Run:
         for key in self.reg_stats:
             if a["n"]:
                 rec[key] = a[key] / (a["n"] * self.cfg["optim"]["n_dis"])
+        if self.encoder is not None and a["n"]:
+            rec["enc_loss"] = a["enc_loss"] / a["n"]
         if self.ada.enabled:
             rec.update(self.ada.metrics())
         # Measurements in eval mode: batch norm uses its running statistics and is not updated,
@@ -331,7 +351,8 @@ class Run:
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
             "regularizers": {"spectral-norm": self.spectral_norm.state_dict(), "lecam": self.lecam.state_dict(),
                              # ADA's state_dict is a collective (the signs summed over the ranks)
-                             **({"ada": self.ada.controller.state_dict()} if self.ada.enabled else {})},
+                             **({"ada": self.ada.controller.state_dict()} if self.ada.enabled else {}),
+                             **({} if self.encoder is None else {"encoder": self.encoder.state_dict()})},
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "log_acc": dict(self.acc),
@@ -357,6 +378,13 @@ class Run:
             if self.ada.enabled:
                 self.ada.controller.load_state_dict(payload.get("regularizers", {})["ada"])
             self.lecam.load_state_dict(payload.get("regularizers", {}).get("lecam"))
+            if self.encoder is not None:
+                saved = payload.get("regularizers", {}).get("encoder")
+                if saved is None:
+                    raise ValueError("the run has the latent path's encoder, the checkpoint has none")
+                checkpoint.load_module(self.encoder.E, saved["model"], "E", path)
+                self.encoder.optimizer.load_state_dict(saved["optimizer"])
+                checkpoint.check_optimizer_state(self.encoder.optimizer, self.encoder.E, "E")
             self.opt_g.load_state_dict(payload["optimizers"]["G"])
             self.opt_d.load_state_dict(payload["optimizers"]["D"])
             checkpoint.check_optimizer_state(self.opt_g, self.G, "G")

@@ -17,6 +17,9 @@
   norm, ReLU, a 3×3 convolution and tanh; D: four blocks (3×3 convolutions with ReLU, the first
   two halving the resolution by average pooling), ReLU, a sum over positions and a linear logit.
 
+The encoder of the latent-path penalty (``regularizers.penalty.path: latent``, ``encoder``) is
+D's architecture with ``noise.dim`` outputs instead of one logit: it reads what D reads.
+
 No discriminator has batch norm: a gradient penalty is per sample, and batch norm in D would mix
 the samples of a batch.
 """
@@ -60,13 +63,13 @@ class DCGANGenerator(nn.Module):
         return self.body(self.project(z).view(z.shape[0], 4 * self.c, 4, 4))
 
 
-def dcgan_discriminator(in_channels: int, channels: int) -> nn.Sequential:
+def dcgan_discriminator(in_channels: int, channels: int, out_dim: int = 1) -> nn.Sequential:
     c = channels
     return nn.Sequential(
         nn.Conv2d(in_channels, c, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(4 * c * 4 * 4, 1),
+        nn.Flatten(), nn.Linear(4 * c * 4 * 4, out_dim),
     )
 
 
@@ -84,12 +87,12 @@ class MLPGANGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.image_shape)
 
 
-def mlp_gan_discriminator(image_shape: tuple) -> nn.Sequential:
+def mlp_gan_discriminator(image_shape: tuple, out_dim: int = 1) -> nn.Sequential:
     layers, width = [nn.Flatten()], math.prod(image_shape)
     for out in MLP_GAN_D_WIDTHS:
         layers += [nn.Linear(width, out), nn.LeakyReLU(0.2)]
         width = out
-    return nn.Sequential(*layers, nn.Linear(width, 1))
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
 
 
 class ResBlockUp(nn.Module):
@@ -142,13 +145,13 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-    def __init__(self, in_channels: int, channels: int):
+    def __init__(self, in_channels: int, channels: int, out_dim: int = 1):
         super().__init__()
         self.body = nn.Sequential(
             ResBlockDown(in_channels, channels, down=True, first=True), ResBlockDown(channels, channels, down=True),
             ResBlockDown(channels, channels, down=False), ResBlockDown(channels, channels, down=False), nn.ReLU(),
         )
-        self.head = nn.Linear(channels, 1)
+        self.head = nn.Linear(channels, out_dim)
 
     def forward(self, x):
         return self.head(self.body(x).sum((2, 3)))
@@ -165,3 +168,17 @@ def build(cfg: dict, data_shape: tuple) -> tuple[nn.Module, nn.Module]:
     if name == "resnet":
         return ResNetGenerator(z_dim, m["channels"], data_shape[0]), ResNetDiscriminator(data_shape[0], m["channels"])
     return DCGANGenerator(z_dim, m["channels"], data_shape[0]), dcgan_discriminator(data_shape[0], m["channels"])
+
+
+def encoder(cfg: dict, data_shape: tuple) -> nn.Module:
+    """E for the latent-path penalty: D's architecture for this config, mapping [B, *data_shape]
+    to latent codes [B, noise.dim]."""
+    m, z_dim = cfg["model"], cfg["noise"]["dim"]
+    name = model_name(flatten(cfg))
+    if name == "mlp":
+        return mlp(data_shape[0], m["hidden"], z_dim, m["activation"])
+    if name == "mlp-gan":
+        return mlp_gan_discriminator(data_shape, z_dim)
+    if name == "resnet":
+        return ResNetDiscriminator(data_shape[0], m["channels"], z_dim)
+    return dcgan_discriminator(data_shape[0], m["channels"], z_dim)

@@ -8,7 +8,8 @@ anything trains) and builds the object the training loop calls:
 ================  ==========================================  ===================================
 key               what it does in a discriminator step        hook in ``loop.py``
 ================  ==========================================  ===================================
-penalty           a gradient penalty on D (lazy if asked)     the D loss
+penalty           a gradient penalty on D (lazy if asked;     the D loss (the encoder: after G's
+                  on the latent path with an encoder E)       step)
 spectral-norm     spectral normalization of D and/or G        the models and their optimizers
 augment           translation (K copies) or DiffAugment       every input of D, D and G steps
 fake-as-real      the lowest-scored candidates become reals   the real batch
@@ -64,20 +65,45 @@ class GradientPenalty:
     """
 
     KINDS = ("none",) + tuple(penalty.KINDS)
+    # Kinds taken at points between real and fake: those the latent path can replace.
+    BETWEEN = tuple(k for k, spec in penalty.KINDS.items() if spec.point == "interpolate")
+    PATHS = ("linear", "latent")
     OPTIONS = {
         "kind": Option("zero-gp", "penalty kind: " + ", ".join(KINDS), choice(KINDS)),
         "weight": Option(1.0, "penalty weight λ (no hidden ½)", at_least(0.0)),
         "interval": Option(1, "lazy regularization: apply every N discriminator steps with gain N", at_least(1)),
+        "path": Option(
+            "linear",
+            "where the interpolating kinds take their points: linear (α·real + (1−α)·fake) or latent "
+            "(G(α·E(real) + (1−α)·z), Thanh-Tung et al.'s Algorithm 1, with an encoder E trained alongside)",
+            choice(PATHS),
+        ),
+        "encoder_lr": Option(1.0e-3, "path latent: learning rate of the encoder E (the run's optimizer and betas)",
+                             positive),
+        "encoder_prior": Option(
+            1.0, "path latent: weight of the moment-matching term that keeps E(real) near the noise distribution",
+            at_least(0.0),
+        ),
     }
 
     @staticmethod
     def check(flat: dict, data: DataFacts) -> str | None:
+        key = "regularizers.penalty."
+        if flat[key + "path"] == "latent":
+            kind = flat[key + "kind"]
+            if kind not in GradientPenalty.BETWEEN:
+                return (f"{key}path: 'latent' replaces the line between real and fake, so it needs a kind taken "
+                        f"there ({', '.join(GradientPenalty.BETWEEN)}); kind is {kind!r}")
+            if flat["regularizers.augment.kind"] != "none":
+                return (f"{key}path: 'latent' is not combined with regularizers.augment (the encoder reads "
+                        "un-augmented reals); set regularizers.augment.kind=none")
         return None
 
     def __init__(self, cfg: dict):
         self.kind = cfg["kind"]
         self.weight = cfg["weight"]
         self.lazy = LazyRegularizer(cfg["interval"])
+        self.path = cfg["path"]
 
     @property
     def enabled(self) -> bool:
@@ -88,8 +114,9 @@ class GradientPenalty:
         if self.enabled and self.lazy.interval > 1:
             self.lazy.adjust_optimizer(d_opt)
 
-    def d_loss(self, D, real, fake, d_loss_fn, d_step: int, generator: torch.Generator):
-        """D's main loss plus the penalty when due; returns (total, main loss, penalty or None)."""
+    def d_loss(self, D, real, fake, d_loss_fn, d_step: int, generator: torch.Generator, latent=None):
+        """D's main loss plus the penalty when due; returns (total, main loss, penalty or None).
+        With the latent path, ``latent`` is (G, E, z): z the noise of the fake batch."""
         if not (self.enabled and self.lazy.due(d_step)):
             main = d_loss_fn(D(real), D(fake))
             return main, main, None
@@ -99,10 +126,55 @@ class GradientPenalty:
             real_logits = D(real)
             main = d_loss_fn(real_logits, D(fake))
             gp = penalty.r1_penalty(real_logits, real, self.weight)
+        elif self.path == "latent":
+            main = d_loss_fn(D(real), D(fake))
+            G, E, z = latent
+            gp = penalty.latent_path_penalty(D, G, E, real, z, kind=self.kind, weight=self.weight, generator=generator)
         else:
             main = d_loss_fn(D(real), D(fake))
             gp = penalty.gradient_penalty(D, real, fake, kind=self.kind, weight=self.weight, generator=generator)
         return main + self.lazy.gain * gp, main, gp
+
+
+class LatentPathEncoder:
+    """The encoder E of the latent-path penalty (``regularizers.penalty.path: latent``; Thanh-Tung,
+    Tran & Venkatesh, ICLR 2019, Appendix F): E maps real data to latent codes distributed as the
+    noise, so that G(α·E(x) + (1−α)·z) runs along G's manifold from (near) x to the fake G(z).
+
+    The authors' public code (htt210/GeneralizationAndStabilityInGANs) has no encoder, so its
+    objective is ours, one Adam (or RMSprop) step per generator step, after G's step: with σ the
+    noise's per-coordinate standard deviation (noise.scale, or noise.scale/√3 for uniform noise),
+    fresh noise z and G's samples G(z) (no gradient to G), and u = E(real)/σ,
+
+        L_E = mean ‖(E(G(z)) − z)/σ‖² / d  +  encoder_prior · mean_j [ mean_b(u)_j² + (var_b(u)_j − 1)² ]
+
+    the first term a latent regression (E inverts G on G's samples), the second matching the mean
+    and variance of each coordinate of E(real) to those of the noise (E(real) stays where G's
+    inputs are). E, its optimizer and its noise generator are part of every checkpoint.
+    """
+
+    def __init__(self, E: torch.nn.Module, E_train: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 noise_std: float, prior: float, generator: torch.Generator):
+        self.E, self.E_train, self.optimizer = E, E_train, optimizer
+        self.noise_std, self.prior, self.generator = noise_std, prior, generator
+
+    def loss(self, G, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fake = G(z)
+        regression = ((self.E_train(fake) - z) / self.noise_std).pow(2).mean()
+        u = self.E_train(real) / self.noise_std
+        moments = (u.mean(0).pow(2) + (u.var(0, unbiased=False) - 1).pow(2)).mean()
+        return regression + self.prior * moments
+
+    def step(self, G, real: torch.Tensor, z: torch.Tensor) -> float:
+        loss = self.loss(G, real, z)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {"model": self.E.state_dict(), "optimizer": self.optimizer.state_dict()}
 
 
 
