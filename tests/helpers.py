@@ -19,8 +19,12 @@ Triton runs on CPU tensors only under its interpreter, in its own process (tests
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 BACKENDS_BY_DEVICE = {"cpu": ("extension", "reference"), "cuda": ("extension", "triton", "reference")}
 CPU_BACKENDS = BACKENDS_BY_DEVICE["cpu"]
@@ -185,3 +189,28 @@ def on_device(device):
     """``device``, and torch's default device inside the test."""
     with torch.device(device):
         yield device
+
+
+# ----------------------------------------------------------------------------------------------
+# Several processes joined in one gloo group (the torch.distributed tests)
+# ----------------------------------------------------------------------------------------------
+
+
+def _gloo_rank(rank, fn, world, init_file, out_dir, args):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        result = fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+
+
+def run_gloo_ranks(fn, world: int = 2, args: tuple = ()) -> list:
+    """``fn(rank, *args)`` in ``world`` spawned processes joined in one gloo process group (a file
+    rendezvous); returns what each rank returned (tensors, numbers, strings), by rank. ``fn`` must
+    be a module-level function (it is pickled into the new processes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_gloo_rank, args=(fn, world, os.path.join(tmp, "init"), tmp, args), nprocs=world, join=True)
+        return [torch.load(os.path.join(tmp, f"{rank}.pt")) for rank in range(world)]

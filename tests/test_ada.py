@@ -2,16 +2,14 @@
 written out (training_loop.py + training_stats), per-sample gating, state, DDP with two gloo
 processes, and bad inputs."""
 
-import os
-import tempfile
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import fastgp
+from helpers import run_gloo_ranks
 from fastgp.ada import AdaptiveAugment, random_apply
 
 
@@ -198,32 +196,26 @@ def _rank_logits(rank):
     return list(_logit_stream(12, seed=20 + rank, bias=0.3 * rank))
 
 
-def _worker(rank, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        ada = AdaptiveAugment(8 * WORLD, interval=4, kimg=0.05)
-        trace = []
-        for t, logits in enumerate(_rank_logits(rank)):
-            ada.accumulate(logits)
-            ada.step()
-            trace.append((ada.p, ada.rt))
-            if t == 9:
-                state = ada.state_dict()  # collective, 2 steps into an interval
-        resumed = AdaptiveAugment(8 * WORLD, interval=4, kimg=0.05)
-        resumed.load_state_dict(state)
-        for logits in _rank_logits(rank)[10:]:
-            resumed.accumulate(logits)
-            resumed.step()
-        torch.save({"trace": trace, "state": state, "resumed": (resumed.p, resumed.rt)}, os.path.join(out_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _controller_steps(rank):
+    ada = AdaptiveAugment(8 * WORLD, interval=4, kimg=0.05)
+    trace = []
+    for t, logits in enumerate(_rank_logits(rank)):
+        ada.accumulate(logits)
+        ada.step()
+        trace.append((ada.p, ada.rt))
+        if t == 9:
+            state = ada.state_dict()  # collective, 2 steps into an interval
+    resumed = AdaptiveAugment(8 * WORLD, interval=4, kimg=0.05)
+    resumed.load_state_dict(state)
+    for logits in _rank_logits(rank)[10:]:
+        resumed.accumulate(logits)
+        resumed.step()
+    return {"trace": trace, "state": state, "resumed": (resumed.p, resumed.rt)}
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_two_gloo_ranks_reduce_signs_and_resume():
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(os.path.join(tmp, "init"), tmp), nprocs=WORLD, join=True)
-        results = [torch.load(os.path.join(tmp, f"{r}.pt")) for r in range(WORLD)]
+    results = run_gloo_ranks(_controller_steps, WORLD)
     # One process that sees both ranks' logits of each step computes the same p and r_t.
     single = AdaptiveAugment(8 * WORLD, interval=4, kimg=0.05)
     expected = []

@@ -1,15 +1,13 @@
 """fastgp.LeCam / fastgp.lecam_penalty against the authors' formulation (google/lecam-gan)."""
 
-import os
-import tempfile
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import fastgp
+from helpers import run_gloo_ranks
 
 
 class AuthorsEMA:
@@ -197,25 +195,19 @@ def test_bad_call_arguments():
 WORLD = 2
 
 
-def _ddp_worker(rank, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        lecam = fastgp.LeCam(weight=0.3, start=1)
-        gen = torch.Generator().manual_seed(10 + rank)
-        outs = []
-        for step in range(1, 5):
-            real, fake = torch.randn(6, generator=gen) + rank, torch.randn(6, generator=gen) - rank
-            outs.append(lecam(real, fake, step))
-        torch.save({"state": lecam.state_dict(), "last": outs[-1]}, os.path.join(out_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _lecam_steps(rank):
+    lecam = fastgp.LeCam(weight=0.3, start=1)
+    gen = torch.Generator().manual_seed(10 + rank)
+    outs = []
+    for step in range(1, 5):
+        real, fake = torch.randn(6, generator=gen) + rank, torch.randn(6, generator=gen) - rank
+        outs.append(lecam(real, fake, step))
+    return {"state": lecam.state_dict(), "last": outs[-1]}
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_ddp_anchors_are_the_global_batch_means_on_every_rank():
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_ddp_worker, args=(os.path.join(tmp, "init"), tmp), nprocs=WORLD, join=True)
-        results = [torch.load(os.path.join(tmp, f"{r}.pt")) for r in range(WORLD)]
+    results = run_gloo_ranks(_lecam_steps, WORLD)
     assert results[0]["state"] == results[1]["state"]
     # One process seeing both ranks' batches concatenated (equal sizes: mean of means = global mean).
     gens = [torch.Generator().manual_seed(10 + r) for r in range(WORLD)]
