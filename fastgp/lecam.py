@@ -26,6 +26,7 @@ kernel would not speed up measurably next to D's forward and backward.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from . import _checks
 
@@ -145,8 +146,6 @@ class LeCam:
         # float64 as the authors' Python floats (MPS has no float64: float32 there).
         dtype = torch.float32 if device.type == "mps" else torch.float64
         means = torch.stack([real_logits.detach().mean(), fake_logits.detach().mean()]).to(dtype)
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(means, group=self.group)
             means /= dist.get_world_size(self.group)
