@@ -138,8 +138,8 @@ def test_two_ranks_ada_and_consistency_agree_and_resume_exactly(tmp_path):
         path.mkdir()
     whole = _launch(tmp_path / "whole", results["whole"], sets=sets)
     assert whole[0]["ada"] == whole[1]["ada"] and whole[0]["ada"][1] is not None
-    # The parameters agree; G's batch-norm statistics do not (DDP broadcasts rank 0's buffers at the
-    # start of each forward, so the last forward's update is each rank's own).
+    # The parameters agree; G's batch-norm statistics do not (rank 0's buffers are broadcast at the
+    # start of each step, so the last step's updates are each rank's own).
     for name in ("G", "D"):
         params = lambda state: {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}  # noqa: E731
         _assert_same_states(params(whole[0][name]), params(whole[1][name]))

@@ -9,12 +9,16 @@ What the trainer does with N processes:
 
 - G and D are wrapped in ``DistributedDataParallel`` for the training forwards only; evaluation,
   diagnostics, checkpoints and the EMA use the plain modules (a DDP forward is a collective and
-  would hang when only rank 0 evaluates). DDP broadcasts rank 0's parameters and buffers
-  (batch-norm statistics, spectral-norm vectors) at construction and the buffers at every
-  training forward, and averages the gradients in each backward, so the parameters — and with
-  them the spectral-norm state — stay identical on every rank. A batch-norm buffer is rank 0's at
-  the start of each training forward, which then updates it from the rank's own batch: between
-  steps the ranks' running statistics differ (evaluation and checkpoints use rank 0's).
+  would hang when only rank 0 evaluates). DDP broadcasts rank 0's parameters at construction and
+  averages the gradients in each backward, so the parameters — and with them the spectral-norm
+  state — stay identical on every rank. The buffers (batch-norm statistics, spectral-norm
+  vectors) are broadcast from rank 0 once at the start of every step (``sync_buffers``), not by
+  DDP at every forward: a step runs G or D more than once before one backward (consistency
+  regularization's G(z + Δz), augmented copies), and a broadcast between those forwards would
+  write into a batch-norm buffer that an earlier forward's graph saved (torch 2.11's batch-norm
+  backward saves the running statistics and refuses the changed version). Each forward then
+  updates the rank's batch-norm statistics from its own batch: within a step the ranks' running
+  statistics differ (evaluation and checkpoints use rank 0's, which no broadcast ever changes).
 - ``batch_size`` is per process (the global batch is ``batch_size × N``); each rank draws its own
   data, noise and penalty randomness (generators seeded with the seed and the rank).
 - Only rank 0 writes: the config, ``metrics.jsonl`` (its own losses and the metrics of the shared
@@ -88,7 +92,20 @@ def wrap(model: nn.Module, ctx: Context, device: torch.device) -> nn.Module:
     if not ctx.enabled:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    # Buffers are synchronised by ``sync_buffers`` once per step (see the module docstring).
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+@torch.no_grad()
+def sync_buffers(modules, ctx: Context) -> None:
+    """Copy rank 0's buffers of each module into every rank's (a no-op when not distributed).
+
+    Call it between steps, when no autograd graph holds a buffer: the copy is in place."""
+    if not ctx.enabled:
+        return
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def gather(obj, ctx: Context) -> list:

@@ -155,6 +155,7 @@ class Run:
 
     def train_step(self) -> None:
         B, gen = self.cfg["batch_size"], self.generators["data"]
+        distributed.sync_buffers([self.G, self.D] + ([] if self.encoder is None else [self.encoder.E]), self.dist)
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
