@@ -11,8 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fastgp.train import checkpoint, config
+from fastgp.train import checkpoint, config, distributed
 from fastgp.train.loop import METRICS, train
+from helpers import run_gloo_ranks
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 
@@ -149,3 +150,31 @@ def test_two_ranks_ada_and_consistency_agree_and_resume_exactly(tmp_path):
         assert resumed[rank]["ada"] == whole[rank]["ada"]
         for name in ("G", "D"):
             _assert_same_states(resumed[rank][name], whole[rank][name])
+
+
+def _bn_two_forwards(rank):
+    """A batch-norm model under ``distributed.wrap``: rank-dependent buffers, synced, then two
+    training forwards before one backward (ICR's G(z), G(z + Δz))."""
+    ctx = distributed.Context(rank, WORLD, rank)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    model[1].running_mean.fill_(float(rank + 1))
+    model[1].running_var.fill_(float(rank + 2))
+    wrapped = distributed.wrap(model, ctx, torch.device("cpu"))
+    distributed.sync_buffers([model], ctx)
+    synced = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(rank))
+    (wrapped(x).square().mean() + wrapped(x + 0.1).square().mean()).backward()
+    return {"synced": synced, "grad": model[0].weight.grad.clone()}
+
+
+def test_sync_buffers_copies_rank0_buffers_and_two_forwards_backpropagate():
+    ranks = run_gloo_ranks(_bn_two_forwards, WORLD)
+    # Every rank holds rank 0's buffers after the sync (running_mean 1, running_var 2).
+    for rank in ranks:
+        _assert_same_states(rank["synced"], ranks[0]["synced"])
+    assert torch.equal(ranks[1]["synced"]["1.running_mean"], torch.ones(4))
+    assert torch.equal(ranks[1]["synced"]["1.running_var"], torch.full((4,), 2.0))
+    # The backward through both forwards ran (no in-place buffer change in between) and DDP
+    # averaged the gradients: both ranks hold the same, non-zero gradient.
+    assert torch.equal(ranks[0]["grad"], ranks[1]["grad"]) and ranks[0]["grad"].abs().sum() > 0
