@@ -74,6 +74,13 @@ def integer(value, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def boolean(value, name: str) -> bool:
+    """True or False only (not 0/1, None or a tensor: a truthy non-bool is a mistake)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def choice(value, name: str, options) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}; got {value!r}")

@@ -269,8 +269,7 @@ def translate(
     _checks.choice(order, "order", ORDERS)
     if copies is not None:
         copies = _checks.integer(copies, "copies", minimum=1)
-    if not isinstance(include_original, bool):
-        raise TypeError(f"include_original must be a bool, got {type(include_original).__name__}")
+    _checks.boolean(include_original, "include_original")
     if shifts is None:
         limits = _max_shifts(x, ratio, max_shift, padding)
         shifts = draw_shifts(x.shape[0], copies or 1, limits, include_original, generator, x.device)

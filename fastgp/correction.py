@@ -107,8 +107,7 @@ def _nearest_distance(samples, bank, normalized, value_range, chunk, name: str):
         raise TypeError(f"{name} and bank must have the same dtype, got {samples.dtype} and {bank.dtype}")
     if bank.device != samples.device:
         raise ValueError(f"{name} and bank must be on the same device, got {samples.device} and {bank.device}")
-    if not isinstance(normalized, bool):
-        raise TypeError(f"normalized must be a bool, got {type(normalized).__name__}")
+    _checks.boolean(normalized, "normalized")
     value_range = _checks.real_number(value_range, "value_range")
     if value_range <= 0:
         raise ValueError(f"value_range must be > 0, got {value_range}")

@@ -190,8 +190,7 @@ def jacobian_norm(
     n_samples = DEFAULT_N_SAMPLES if n_samples is None else _checks.integer(n_samples, "n_samples", minimum=1)
     _checks.generator(generator)
     chunk_size = _chunk_size(chunk_size)
-    if not isinstance(return_stderr, bool):
-        raise TypeError(f"return_stderr must be a bool, got {type(return_stderr).__name__}")
+    _checks.boolean(return_stderr, "return_stderr")
 
     x = x.detach()
     probe = x.clone().requires_grad_(True)
@@ -358,8 +357,7 @@ def gradient_direction(
     if fake.device != real.device:
         raise ValueError(f"fake and real must be on the same device, got {fake.device} and {real.device}")
     chunk_size = _chunk_size(chunk_size)
-    if not isinstance(return_nearest, bool):
-        raise TypeError(f"return_nearest must be a bool, got {type(return_nearest).__name__}")
+    _checks.boolean(return_nearest, "return_nearest")
 
     x = fake.detach().clone().requires_grad_(True)
     with torch.enable_grad():

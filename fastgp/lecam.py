@@ -62,8 +62,7 @@ def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_r
             "real_logits and fake_logits must have the same dtype and device, got "
             f"{real_logits.dtype} on {real_logits.device} and {fake_logits.dtype} on {fake_logits.device}"
         )
-    if not isinstance(rectified, bool):
-        raise TypeError(f"rectified must be a bool, got {type(rectified).__name__}")
+    _checks.boolean(rectified, "rectified")
     anchors = []
     for value, name in ((anchor_real, "anchor_real"), (anchor_fake, "anchor_fake")):
         if isinstance(value, torch.Tensor):
@@ -123,8 +122,7 @@ class LeCam:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.start = _checks.integer(start, "start", minimum=0)
         self.init = None if init is None else _checks.real_number(init, "init")
-        if not isinstance(rectified, bool):
-            raise TypeError(f"rectified must be a bool, got {type(rectified).__name__}")
+        _checks.boolean(rectified, "rectified")
         self.rectified, self.group = rectified, group
         self.anchor_real: torch.Tensor | None = None
         self.anchor_fake: torch.Tensor | None = None

@@ -293,8 +293,7 @@ def interpolate(
 
 def _check_grad_norm_args(center, one_sided, reduction) -> tuple[float, bool]:
     center = _checks.real_number(center, "center", minimum=0.0)
-    if not isinstance(one_sided, bool):
-        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
+    _checks.boolean(one_sided, "one_sided")
     _checks.choice(reduction, "reduction", REDUCTIONS)
     return center, one_sided
 

@@ -146,8 +146,7 @@ def _check_far(logits, candidates, k, detach) -> tuple[torch.Tensor, int]:
     k = _checks.integer(k, "k")
     if not 1 <= k <= m:
         raise ValueError(f"k must be in [1, M] with M = {m} candidates, got {k}")
-    if not isinstance(detach, bool):
-        raise TypeError(f"detach must be a bool, got {type(detach).__name__}")
+    _checks.boolean(detach, "detach")
     return logits.detach().reshape(m), k
 
 
@@ -276,8 +275,7 @@ class FakeAsReal:
         if self.n_far > self.n_candidates:
             raise ValueError(f"n_far must be <= n_candidates ({self.n_candidates}), got {self.n_far}")
         self.weight = _checks.real_number(weight, "weight", minimum=0.0)
-        if not isinstance(global_selection, bool):
-            raise TypeError(f"global_selection must be a bool, got {type(global_selection).__name__}")
+        _checks.boolean(global_selection, "global_selection")
         self.global_selection, self.group = global_selection, group
 
     def mixed_batch(self, real: torch.Tensor, candidate_logits: torch.Tensor, candidates: torch.Tensor):
