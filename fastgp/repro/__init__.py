@@ -59,7 +59,7 @@ it replaced over the whole run and the share of log intervals in which it replac
 raise the share with the correct count. SC only acts on fakes that copy a training image, so the
 run is made where G memorizes: a training set of 8 images, learning rate 1e-3 for both networks
 (with the paper's 2e-4, SC replaced 13 % of the fakes at step 1,300 of a probe run; with 1e-3,
-74 % at step 800), 800 steps, 3 seeds. The first round (25,600 images, 2e-4, 1,500 steps, 2
+74 % at step 800), 800 steps, 3 seeds (12 runs of ~250 s on one CPU thread each). The first round (25,600 images, 2e-4, 1,500 steps, 2
 seeds) never came within the threshold: SC never fired, while PCR raised the share with the
 correct count from 0.23 to 0.38. Our normalized distance is the root-mean-square per-pixel
 distance over the value range (2), threshold 0.1, i.e. an L2 distance of 6.4 for 32×32 images;
@@ -282,9 +282,12 @@ PCR_SC = Experiment(
     quick={"log.diag_every": 0},
     records=8,
     verdict=(
-        "reproduced in part: pixel-wise combinations raise the share of images with the correct count (0.23 → 0.38 "
-        "for G, 2 seeds); sample correction is untested — it never fired (no fake came within the normalized "
-        "distance 0.1 of a training image in 1,500 steps), so `sc` trained as `vanilla` did."
+        "reproduced where G memorizes (8 training images): sample correction fires (it replaced 27 % of the fakes "
+        "over the run, in 83 % of the log intervals) and raises the share with the correct count from 0.50 ± 0.05 "
+        "to 0.65 ± 0.08 (every SC seed above every vanilla seed; EMA 0.45 → 0.67); pixel-wise combinations raise "
+        "it to 0.61 ± 0.09 (the first round, on 25,600 images, 0.23 → 0.38), both to 0.62 ± 0.13 (EMA 0.76). "
+        "Caveat: here the gain comes with copying — the distance to the nearest training image falls from 7.95 "
+        "to 5.31 (SC) and 3.0 (both), and a copy of a training image always has the right count."
     ),
 )
 
