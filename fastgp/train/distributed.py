@@ -103,9 +103,17 @@ def sync_buffers(modules, ctx: Context) -> None:
     Call it between steps, when no autograd graph holds a buffer: the copy is in place."""
     if not ctx.enabled:
         return
+    # One broadcast per dtype and device, not per buffer: a collective per batch-norm statistic
+    # would be dozens of small launches every step on a GPU.
+    groups: dict[tuple, list[torch.Tensor]] = {}
     for module in modules:
         for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
+            groups.setdefault((buffer.dtype, buffer.device), []).append(buffer)
+    for buffers in groups.values():
+        flat = torch.cat([b.reshape(-1) for b in buffers])
+        dist.broadcast(flat, src=0)
+        for buffer, part in zip(buffers, flat.split([b.numel() for b in buffers])):
+            buffer.copy_(part.view_as(buffer))
 
 
 def gather(obj, ctx: Context) -> list:
