@@ -138,7 +138,7 @@ def test_d_step_matches_r3gan(backend_name, device, dtype, batching, scale=0.25)
     """R3GAN's Scale (the gain of gradient accumulation, training/loss.py) is not 1 here."""
     G, D = networks(dtype, device)
     noise, reals, conditions = inputs(6, dtype, device)
-    gamma = 2.0  # R3GAN's CIFAR-10 base γ (train.py: gamma_scheduler base_value 0.05 ... 150 per dataset)
+    gamma = 2.0  # R3GAN's FFHQ-64 base γ (train.py gamma_scheduler; 0.05 for CIFAR-10)
     adversarial, relativistic, r1, r2 = r3gan_discriminator_step(G, D, noise, reals, conditions, gamma, scale)
     expected_loss = (adversarial + (gamma / 2) * (r1 + r2)).mean()
     expected_grads = grads(D)
