@@ -397,3 +397,12 @@ def test_bad_input(call, error, match):
 def test_inference_mode_is_refused():
     with torch.inference_mode(), pytest.raises(RuntimeError, match="r1_r2_penalty needs gradients"):
         fastgp.r1_r2_penalty(_D, _X, _X, gamma=1.0, d_args=(_COND,))
+
+
+def test_pcr_loss_refuses_the_relativistic_losses():
+    r, f, c = torch.randn(4), torch.randn(4), torch.randn(6)
+    for name in losses.RELATIVISTIC:
+        with pytest.raises(ValueError, match="loss must be separable"):
+            fastgp.combine.d_loss(r, f, c, loss=name)
+        with pytest.raises(ValueError, match="loss must be separable"):
+            fastgp.combine.d_loss(r, f, c, loss=losses.get(name))
