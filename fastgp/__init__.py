@@ -13,6 +13,7 @@ _backend._load_extension()  # warns once, here, if the compiled kernels cannot b
 from .penalty import (  # noqa: E402
     KINDS,
     LazyRegularizer,
+    R1R2,
     grad_norm_penalty,
     gradient_penalty,
     gradient_penalty_at,
@@ -20,6 +21,7 @@ from .penalty import (  # noqa: E402
     latent_path_penalty,
     latent_path_points,
     r1_penalty,
+    r1_r2_penalty,
 )
 from .lecam import LeCam, lecam_penalty  # noqa: E402
 from .select import TopKSchedule, top_k  # noqa: E402
@@ -34,6 +36,7 @@ __all__ = [
     "KINDS",
     "LazyRegularizer",
     "LeCam",
+    "R1R2",
     "TopKSchedule",
     "ada",
     "augment",
@@ -58,6 +61,7 @@ __all__ = [
     "nn",
     "perturb_latent",
     "r1_penalty",
+    "r1_r2_penalty",
     "select",
     "set_backend",
     "spectral",

@@ -48,6 +48,11 @@ def same_as(value: torch.Tensor, name: str, other: torch.Tensor, other_name: str
         raise ValueError(
             f"{name} and {other_name} must have the same shape, got {list(value.shape)} and {list(other.shape)}"
         )
+    same_dtype_device(value, name, other, other_name)
+
+
+def same_dtype_device(value: torch.Tensor, name: str, other: torch.Tensor, other_name: str) -> None:
+    """``value`` matches ``other`` in dtype and device (the shapes may differ)."""
     if value.dtype != other.dtype:
         raise TypeError(f"{name} and {other_name} must have the same dtype, got {value.dtype} and {other.dtype}")
     if value.device != other.device:

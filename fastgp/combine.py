@@ -159,7 +159,9 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, comb_logits: to
 
     ``loss`` is a loss name (with its default parameters) or the ``(d_loss, g_loss)`` pair of
     ``fastgp.losses.get(name, **params)`` — built once, which also saves the Lipschitz-GAN pairs'
-    condition check on every call. Every loss of ``fastgp.losses`` is separable, E f1(r) + E f2(f).
+    condition check on every call. Every loss of ``fastgp.losses`` but the relativistic ones
+    (``losses.RELATIVISTIC``, which compare real with fake logits and are refused) is separable,
+    E f1(r) + E f2(f).
     With the default non-saturating loss, f1(r) = softplus(−r) and f2(f) = softplus(f).
     """
     from . import losses
@@ -170,4 +172,7 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, comb_logits: to
         d = losses.get(loss).d_loss
     else:
         raise TypeError(f"loss must be a loss name or a fastgp.losses.GANLoss pair, got {type(loss).__name__}")
+    if d in (losses.d_relativistic_pairing, losses.d_relativistic_average):
+        raise ValueError("loss must be separable (E f1(real) + E f2(fake)) for the PCR loss; the relativistic losses "
+                         "compare real with fake logits and have no such split")
     return 0.5 * (d(real_logits, fake_logits) + d(real_logits, comb_logits))

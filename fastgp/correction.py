@@ -103,10 +103,7 @@ def _nearest_distance(samples, bank, normalized, value_range, chunk, name: str):
     if features == 0:  # every distance would be 0/0 once normalized: undefined, on every backend
         raise ValueError(f"{name} and bank have no features per row (shapes {list(samples.shape)} and "
                          f"{list(bank.shape)}); need at least one")
-    if bank.dtype != samples.dtype:
-        raise TypeError(f"{name} and bank must have the same dtype, got {samples.dtype} and {bank.dtype}")
-    if bank.device != samples.device:
-        raise ValueError(f"{name} and bank must be on the same device, got {samples.device} and {bank.device}")
+    _checks.same_dtype_device(samples, name, bank, "bank")
     _checks.boolean(normalized, "normalized")
     value_range = _checks.real_number(value_range, "value_range")
     if value_range <= 0:

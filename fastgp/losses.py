@@ -24,6 +24,29 @@ hinge           E relu(m − r) + E relu(m + f)    −E f            Lim & Ye 20
 least-squares   ½E (r − b)² + ½E (f − a)²        ½E (f − c)²     Mao et al. 2017
 ==============  ===============================  ==============  ==========================
 
+Relativistic losses compare real and fake logits, so their generator loss needs the real logits
+too: ``g_loss(fake_logits, real_logits)`` (fake first, so that a call with the fake logits alone
+fails with a missing-argument TypeError rather than silently computing something else). The names
+with such a G loss are listed in ``RELATIVISTIC``.
+
+======================  ==================================  ==================================  =======================
+name                    d_loss                              g_loss                              reference
+======================  ==================================  ==================================  =======================
+relativistic-pairing    E softplus(−(r − f))                E softplus(−(f − r))                Jolicoeur-Martineau
+                                                                                                2018; R3GAN (Huang et
+                                                                                                al. 2024)
+relativistic-average    E softplus(−(r − E f))              E softplus(−(f − E r))              Jolicoeur-Martineau
+                        + E softplus(f − E r)               + E softplus(r − E f)               2018 (RaSGAN)
+======================  ==================================  ==================================  =======================
+
+The pairing loss (RpGAN) pairs real sample i with fake sample i: real and fake logits must have the
+same shape. It is the loss of R3GAN (brownvc/R3GAN, ``R3GAN/Trainer.py``), whose
+``AccumulateDiscriminatorGradients`` / ``AccumulateGeneratorGradients`` take
+``softplus(−(RealLogits − FakeLogits)).mean()`` and ``softplus(−(FakeLogits − RealLogits)).mean()``;
+R3GAN uses ``F.softplus`` (x itself above 20), so the two agree to e⁻²⁰ ≈ 2e-9 per element. The
+average loss (RaGAN) compares each logit with the mean logit of the other batch, so the batches may
+differ in size. Use RpGAN with ``fastgp.r1_r2_penalty`` for the R3GAN recipe (README, "R3GAN").
+
 The cross-entropy terms are softplus computed as ``−logsigmoid(−x)`` — never ``log(sigmoid(x))``,
 which is −inf in float32 once σ(x) underflows (x ≈ −104), and not ``F.softplus``, which returns x
 itself above x = 20 (off by e⁻²⁰ ≈ 2e-9) — so they are exact, finite and have finite gradients for
@@ -83,15 +106,20 @@ __all__ = [
     "NAMES",
     "GANLoss",
     "LipschitzLoss",
+    "RELATIVISTIC",
     "check_lipschitz_pair",
     "d_hinge",
     "d_least_squares",
     "d_nonsaturating",
+    "d_relativistic_average",
+    "d_relativistic_pairing",
     "d_saturating",
     "d_wasserstein",
     "g_hinge",
     "g_least_squares",
     "g_nonsaturating",
+    "g_relativistic_average",
+    "g_relativistic_pairing",
     "g_saturating",
     "g_wasserstein",
     "get",
@@ -100,7 +128,8 @@ __all__ = [
 
 
 class GANLoss(NamedTuple):
-    """``(d_loss, g_loss)``: ``d_loss(real_logits, fake_logits)``, ``g_loss(fake_logits)``."""
+    """``(d_loss, g_loss)``: ``d_loss(real_logits, fake_logits)``, ``g_loss(fake_logits)`` —
+    ``g_loss(fake_logits, real_logits)`` for the relativistic losses (``RELATIVISTIC``)."""
 
     d_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     g_loss: Callable[[torch.Tensor], torch.Tensor]
@@ -187,6 +216,52 @@ def g_least_squares(fake_logits: torch.Tensor, c: float = 1.0) -> torch.Tensor:
     """½E (f − c)²: G pulls its logits to ``c``."""
     c = _checks.real_number(c, "c")
     return 0.5 * (_logits(fake_logits, "fake_logits") - c).square().mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Relativistic losses
+# --------------------------------------------------------------------------------------------
+
+
+def _paired(real_logits, fake_logits) -> tuple[torch.Tensor, torch.Tensor]:
+    r, f = _logits(real_logits, "real_logits"), _logits(fake_logits, "fake_logits")
+    if r.shape != f.shape:
+        raise ValueError(
+            "real_logits and fake_logits must have the same shape for the relativistic pairing loss (real "
+            f"sample i is paired with fake sample i), got {list(r.shape)} and {list(f.shape)}"
+        )
+    if r.dtype != f.dtype:
+        raise TypeError(f"real_logits and fake_logits must have the same dtype, got {r.dtype} and {f.dtype}")
+    return r, f
+
+
+def d_relativistic_pairing(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """E softplus(−(r − f)) over pairs (r_i, f_i): D's relativistic pairing loss (RpGAN, R3GAN)."""
+    r, f = _paired(real_logits, fake_logits)
+    return _softplus(f - r).mean()
+
+
+def g_relativistic_pairing(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """E softplus(−(f − r)) over pairs: G's mirror of :func:`d_relativistic_pairing`."""
+    r, f = _paired(real_logits, fake_logits)
+    return _softplus(r - f).mean()
+
+
+def _average_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """E softplus(−(a − E b)) + E softplus(b − E a): a is the side that should score higher."""
+    return _softplus(b.mean() - a).mean() + _softplus(b - a.mean()).mean()
+
+
+def d_relativistic_average(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """E softplus(−(r − E f)) + E softplus(f − E r): D's relativistic average loss (RaSGAN)."""
+    r, f = _logits(real_logits, "real_logits"), _logits(fake_logits, "fake_logits")
+    return _average_pair(r, f)
+
+
+def g_relativistic_average(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """E softplus(−(f − E r)) + E softplus(r − E f): G's mirror of :func:`d_relativistic_average`."""
+    r, f = _logits(real_logits, "real_logits"), _logits(fake_logits, "fake_logits")
+    return _average_pair(f, r)
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,15 +514,23 @@ _STANDARD = {
     "hinge": (d_hinge, g_hinge, ("margin",), ()),
     "least-squares": (d_least_squares, g_least_squares, ("a", "b"), ("c",)),
 }
+# The relativistic losses: their g_loss takes (fake_logits, real_logits).
+_RELATIVISTIC = {
+    "relativistic-pairing": (d_relativistic_pairing, g_relativistic_pairing, (), ()),
+    "relativistic-average": (d_relativistic_average, g_relativistic_average, (), ()),
+}
+RELATIVISTIC = tuple(_RELATIVISTIC)
 
-NAMES = tuple(_STANDARD) + tuple(f"lgan-{n}" for n in LGAN_PAIRS) + ("lgan",)
+NAMES = tuple(_STANDARD) + tuple(f"lgan-{n}" for n in LGAN_PAIRS) + ("lgan",) + RELATIVISTIC
 
 
 def get(name: str, **params) -> GANLoss:
     """``(d_loss, g_loss)`` for a loss name; parameters are bound by keyword.
 
     Names: ``"non-saturating"``, ``"saturating"``, ``"wasserstein"``, ``"hinge"`` (``margin``,
-    default 1), ``"least-squares"`` (``a``, ``b``, ``c``, defaults −1, 1, 1), the Lipschitz-GAN
+    default 1), ``"least-squares"`` (``a``, ``b``, ``c``, defaults −1, 1, 1),
+    ``"relativistic-pairing"`` and ``"relativistic-average"`` (whose ``g_loss`` is
+    ``g_loss(fake_logits, real_logits)``: see ``RELATIVISTIC``), the Lipschitz-GAN
     pairs ``"lgan-wasserstein"``, ``"lgan-vanilla"``, ``"lgan-least-squares"`` (``alpha``),
     ``"lgan-exponential"``, ``"lgan-combined"`` (``alpha``, ``beta``), and ``"lgan"`` with your
     own ``phi`` and ``varphi`` (and ``domain``); every Lipschitz-GAN name also takes ``psi``.
@@ -466,7 +549,7 @@ def get(name: str, **params) -> GANLoss:
         return lipschitz_loss(None, **params).losses()
     if name.startswith("lgan-"):
         return lipschitz_loss(name[len("lgan-"):], **params).losses()
-    d_fn, g_fn, d_params, g_params = _STANDARD[name]
+    d_fn, g_fn, d_params, g_params = _STANDARD[name] if name in _STANDARD else _RELATIVISTIC[name]
     _check_params(name, params, d_params + g_params)
     d_kwargs = {k: v for k, v in params.items() if k in d_params}
     g_kwargs = {k: v for k, v in params.items() if k in g_params}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.autograd.forward_ad as _fwad
@@ -716,6 +717,177 @@ class LazyRegularizer:
                 group["momentum"] = group.get("momentum", 0) ** ratio
             group["fastgp_lazy_interval"] = self.interval
         return optimizer
+
+
+# --------------------------------------------------------------------------------------------
+# R1 + R2 in one call (the R3GAN recipe)
+# --------------------------------------------------------------------------------------------
+#
+# R3GAN (Huang et al., NeurIPS 2024; brownvc/R3GAN, R3GAN/Trainer.py, AccumulateDiscriminatorGradients)
+# runs D on the reals and on the fakes, takes R1 and R2 with two autograd.grad calls (each a
+# differentiated backward through its half), and minimizes mean(softplus(−(r − f)) + γ/2·(R1 + R2)).
+# Here both input gradients come from ONE autograd.grad over the sum of all logits (the penalty's
+# graph is differentiated once), and, when batching real and fake through D cannot change what D
+# computes, from ONE forward of D on the concatenated batch, whose logits also serve the loss.
+
+BATCHING = ("auto", "concat", "separate")
+
+
+class R1R2(NamedTuple):
+    """What :func:`r1_r2_penalty` returns: the weighted penalty, D's logits of the two batches (with
+    graph: use them for the loss) and the unweighted per-sample penalties (with graph)."""
+
+    penalty: torch.Tensor  # gamma/2 · (mean_i r1_i + mean_j r2_j), a scalar
+    real_logits: torch.Tensor  # D(real), [B_real] or [B_real, 1]
+    fake_logits: torch.Tensor  # D(fake), [B_fake] or [B_fake, 1]
+    r1: torch.Tensor  # ‖∂ sum D / ∂real_i‖², [B_real]
+    r2: torch.Tensor  # ‖∂ sum D / ∂fake_j‖², [B_fake]
+
+
+def batch_mixing_modules(D) -> list[str]:
+    """The names of D's submodules whose output for a sample depends on the other samples of the
+    batch: batch-norm layers in training mode (batch statistics). Empty for a D that is not an
+    ``nn.Module`` (nothing can be inspected) and for batch norm in eval mode (running statistics)."""
+    if not isinstance(D, _nn.Module):
+        return []
+    return [name or type(D).__name__ for name, m in D.named_modules()
+            if isinstance(m, _nn.modules.batchnorm._BatchNorm) and m.training]
+
+
+def _repeat_batch_args(d_args, d_kwargs: dict, batch: int):
+    """D's extra arguments for the concatenated batch: every tensor [batch, ...] twice along dim 0
+    (R3GAN conditions the real and the fake batch with the same labels); other arguments as they are."""
+    def twice(name, value):
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            return value
+        if value.shape[0] != batch:
+            raise ValueError(
+                f"{name} must have one row per sample (leading dimension {batch}) to be repeated for the "
+                f"concatenated real and fake batch, got shape {list(value.shape)}; pass batching='separate'"
+            )
+        return torch.cat([value, value])
+    return ([twice(f"d_args[{i}]", a) for i, a in enumerate(d_args)],
+            {k: twice(f"d_kwargs[{k!r}]", v) for k, v in d_kwargs.items()})
+
+
+def r1_r2_penalty(
+    D,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    gamma: float,
+    d_args=(),
+    d_kwargs=None,
+    batching: str = "auto",
+    grad_scaler=None,
+    method: str = "double-backward",
+) -> R1R2:
+    """R1 on the reals and R2 on the fakes, weighted γ/2 each as in R3GAN, with D's logits for the loss.
+
+    penalty = γ/2 · (mean_i ‖∇ₓ D(real_i)‖² + mean_j ‖∇ₓ D(fake_j)‖²), the input gradients taken by
+    ONE ``autograd.grad`` over both batches (one differentiated backward)::
+
+        out = fastgp.r1_r2_penalty(D, real, fake.detach(), gamma=gamma)
+        loss = fastgp.losses.d_relativistic_pairing(out.real_logits, out.fake_logits) + out.penalty
+        loss.backward()
+
+    is R3GAN's ``AccumulateDiscriminatorGradients`` (same loss, penalties and parameter gradients,
+    to rounding; tests/test_r3gan.py). Note the γ/2: ``gamma`` is R3GAN's (and StyleGAN's) γ, not the
+    ``weight`` of :func:`gradient_penalty`.
+
+    Args:
+        D: the discriminator, called as ``D(x, *d_args, **d_kwargs)``; logits [B] or [B, 1].
+        real, fake: [B, ...] batches with the same per-sample shape, dtype and device (the batch
+            sizes may differ). Both are treated as constants (detached), as R3GAN detaches them.
+        gamma: R3GAN's γ (>= 0); each penalty is weighted γ/2.
+        d_args, d_kwargs: D's extra arguments, the same for both batches (R3GAN's ``Conditions``).
+        batching: ``"concat"``: ONE forward of D on cat([real, fake]) serves both penalties and the
+            loss; tensor arguments in ``d_args``/``d_kwargs`` must have one row per sample (real and
+            fake must then have the same batch size) and are repeated. ``"separate"``: D(real) then
+            D(fake), R3GAN's two forwards (still one autograd.grad). ``"auto"`` (default):
+            ``"concat"`` unless D is not an ``nn.Module`` or has batch norm in training mode
+            (:func:`batch_mixing_modules`), or real and fake differ in batch size.
+        grad_scaler: a ``torch.amp.GradScaler`` under autocast: the gradient is taken of the scaled
+            logits and unscaled before the penalty.
+        method: ``"double-backward"``; ``"jvp"`` is not supported for R1 + R2 yet and raises.
+
+    When batching changes results: a D whose output for one sample depends on the others — batch
+    norm in training mode (statistics over the batch, and a running-statistics update per forward),
+    minibatch standard deviation, anything that mixes samples — computes a different function on
+    the concatenated batch than on each half. ``batching="concat"`` refuses batch norm in training
+    mode (ValueError) and ``"auto"`` falls back to two forwards for it; a sample-mixing layer that
+    is not batch norm cannot be detected: pass ``batching="separate"``. Random augmentation inside D
+    draws different numbers for one forward of 2B samples than for two of B (same distribution).
+    R3GAN's D has no normalization and no minibatch statistics: one forward is exact for it.
+
+    Lazy regularization: R3GAN applies R1 and R2 at every D step (its code has no lazy schedule);
+    for a StyleGAN2-style one use :class:`LazyRegularizer` (``lazy.gain * out.penalty`` when due).
+    """
+    if not callable(D):
+        raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")
+    _check_grad_context("r1_r2_penalty", grad_scaler)
+    _checks.choice(method, "method", ("double-backward", "jvp"))
+    if method == "jvp":
+        raise ValueError(
+            "r1_r2_penalty supports method='double-backward' only: method='jvp' is not implemented for R1 + R2 "
+            "yet; take gradient_penalty(D, real, kind='r1', method='jvp') and kind='r2' separately"
+        )
+    _checks.batch(real, "real")
+    _checks.batch(fake, "fake")
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"real and fake must have the same per-sample shape, got {list(real.shape)} and "
+                         f"{list(fake.shape)}")
+    _checks.same_dtype_device(real, "real", fake, "fake")
+    gamma = _checks.real_number(gamma, "gamma", minimum=0.0)
+    _checks.choice(batching, "batching", BATCHING)
+    if d_kwargs is not None and not isinstance(d_kwargs, dict):
+        raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
+    if not isinstance(d_args, (tuple, list)):
+        raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
+    d_kwargs = d_kwargs or {}
+    n_real, n_fake = real.shape[0], fake.shape[0]
+    mixing = batch_mixing_modules(D)
+    if batching == "concat":
+        if mixing:
+            raise ValueError(
+                f"batching='concat' would change D's results: {', '.join(mixing)} normalize with batch statistics in "
+                "training mode, which differ for the concatenated real and fake batch; use batching='separate' "
+                "(or 'auto', which does), or put those layers in eval mode"
+            )
+        if n_real != n_fake:
+            raise ValueError(f"batching='concat' needs real and fake of the same batch size to repeat D's "
+                             f"arguments, got {n_real} and {n_fake}; use batching='separate'")
+    concat = batching == "concat" or (
+        batching == "auto" and isinstance(D, _nn.Module) and not mixing and n_real == n_fake)
+    with torch.enable_grad():
+        if concat:
+            x = torch.cat([real.detach(), fake.detach()]).requires_grad_(True)
+            args, kwargs = _repeat_batch_args(d_args, d_kwargs, n_real)
+            logits = D(x, *args, **kwargs)
+            grad = _input_gradient(logits, x, grad_scaler, create_graph=True, retain_graph=True)
+            r1, r2 = _head_per_sample(grad, 0.0, False).split([n_real, n_fake])
+            real_logits, fake_logits = logits[:n_real], logits[n_real:]
+        else:
+            xr, xf = real.detach().requires_grad_(True), fake.detach().requires_grad_(True)
+            real_logits = D(xr, *d_args, **d_kwargs)  # R3GAN's order: the reals first
+            fake_logits = D(xf, *d_args, **d_kwargs)
+            _check_logits(real_logits, n_real, "D(real)")
+            _check_logits(fake_logits, n_fake, "D(fake)")
+            if not (real_logits.requires_grad and fake_logits.requires_grad):
+                raise ValueError(_NOT_CONNECTED)
+            total = real_logits.sum() + fake_logits.sum()
+            if grad_scaler is not None:
+                total = grad_scaler.scale(total)
+            grad_r, grad_f = torch.autograd.grad(total, (xr, xf), create_graph=True, allow_unused=True)
+            if grad_r is None or grad_f is None:
+                raise ValueError(_NOT_CONNECTED)
+            if grad_scaler is not None:
+                inv = 1.0 / grad_scaler.get_scale()
+                grad_r, grad_f = grad_r * inv, grad_f * inv
+            r1 = _head_per_sample(grad_r, 0.0, False)
+            r2 = _head_per_sample(grad_f, 0.0, False)
+        penalty = (gamma / 2) * (r1.mean() + r2.mean())
+    return R1R2(penalty, real_logits, fake_logits, r1, r2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -148,6 +148,102 @@ def test_reduced_precision_logits_give_float32(dtype):
 
 
 # ------------------------------------------------------------------------------------------
+# Relativistic losses (RpGAN, RaGAN)
+# ------------------------------------------------------------------------------------------
+
+
+def direct_relativistic(name, r, f):
+    """(d_loss, g_loss) as Jolicoeur-Martineau writes them: −log σ(·) of the relativistic logits,
+    with 1 − σ(x) written σ(−x)."""
+    if name == "relativistic-pairing":
+        d = -torch.log(torch.sigmoid(r - f)).mean()
+        g = -torch.log(torch.sigmoid(f - r)).mean()
+    else:
+        d = -torch.log(torch.sigmoid(r - f.mean())).mean() - torch.log(torch.sigmoid(-(f - r.mean()))).mean()
+        g = -torch.log(torch.sigmoid(f - r.mean())).mean() - torch.log(torch.sigmoid(-(r - f.mean()))).mean()
+    return d, g
+
+
+def relativistic_grads(d_loss, g_loss, r, f):
+    r = r.clone().requires_grad_(True)
+    f = f.clone().requires_grad_(True)
+    return torch.autograd.grad(d_loss(r, f), (r, f)) + torch.autograd.grad(g_loss(f, r), (r, f))
+
+
+RELATIVISTIC_SHAPES = {
+    "relativistic-pairing": [((6,), (6,)), ((6, 1), (6, 1)), ((2, 1, 4, 4), (2, 1, 4, 4))],
+    "relativistic-average": [((6,), (6,)), ((5,), (7, 1)), ((3, 1, 4, 4), (2, 1, 4, 4))],
+}
+
+
+@pytest.mark.parametrize("name", losses.RELATIVISTIC)
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["B", "B1", "patch"])
+def test_relativistic_losses_match_direct_formulas(name, case):
+    shape_r, shape_f = RELATIVISTIC_SHAPES[name][case]
+    r, f = logits(shape_r, 11), logits(shape_f, 12)
+    d_loss, g_loss = losses.get(name)
+    expected_d, expected_g = direct_relativistic(name, r, f)
+    d, g = d_loss(r, f), g_loss(f, r)
+    assert d.shape == () and g.shape == () and d.dtype == torch.float64
+    torch.testing.assert_close(d, expected_d, **F64)
+    torch.testing.assert_close(g, expected_g, **F64)
+    direct_fns = (lambda a, b: direct_relativistic(name, a, b)[0], lambda b, a: direct_relativistic(name, a, b)[1])
+    for got, expected in zip(relativistic_grads(d_loss, g_loss, r, f), relativistic_grads(*direct_fns, r, f)):
+        torch.testing.assert_close(got, expected, **F64)
+
+
+def test_relativistic_functions_and_get_agree():
+    r, f = logits((5,), 13), logits((5,), 14)
+    pairs = {"relativistic-pairing": (losses.d_relativistic_pairing, losses.g_relativistic_pairing),
+             "relativistic-average": (losses.d_relativistic_average, losses.g_relativistic_average)}
+    for name, (d_fn, g_fn) in pairs.items():
+        d_loss, g_loss = losses.get(name)
+        assert torch.equal(d_loss(r, f), d_fn(r, f)) and torch.equal(g_loss(f, r), g_fn(f, r))
+    assert set(losses.RELATIVISTIC) == set(pairs) and set(pairs) <= set(losses.NAMES)
+
+
+def test_relativistic_pairing_is_r3gans_formula():
+    # R3GAN (R3GAN/Trainer.py): softplus(−(RealLogits − FakeLogits)).mean() for D, the mirror for G.
+    r, f = logits((8,), 15), logits((8,), 16)
+    torch.testing.assert_close(losses.d_relativistic_pairing(r, f), torch.nn.functional.softplus(-(r - f)).mean(), **F64)
+    torch.testing.assert_close(losses.g_relativistic_pairing(f, r), torch.nn.functional.softplus(-(f - r)).mean(), **F64)
+    # Pairs, not batches: permuting the fakes changes the pairing loss, not the average loss.
+    perm = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])
+    assert not torch.allclose(losses.d_relativistic_pairing(r, f), losses.d_relativistic_pairing(r, f[perm]))
+    torch.testing.assert_close(losses.d_relativistic_average(r, f), losses.d_relativistic_average(r, f[perm]), **F64)
+
+
+@pytest.mark.parametrize("name", losses.RELATIVISTIC)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_relativistic_large_logits_are_finite_and_exact(name, dtype):
+    r = torch.tensor([100.0, -100.0, 200.0, -200.0], dtype=dtype)
+    f = torch.tensor([-100.0, 100.0, -200.0, 200.0], dtype=dtype)
+    d_loss, g_loss = losses.get(name)
+    d, g = d_loss(r, f), g_loss(f, r)
+    assert torch.isfinite(d) and torch.isfinite(g)
+    assert all(bool(torch.isfinite(x).all()) for x in relativistic_grads(d_loss, g_loss, r, f))
+    expected_d, expected_g = direct_relativistic(name, r.double(), f.double())
+    tol = F64 if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(d.double(), expected_d, **tol)
+    torch.testing.assert_close(g.double(), expected_g, **tol)
+
+
+@pytest.mark.parametrize("name", losses.RELATIVISTIC)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_relativistic_reduced_precision_logits_give_float32(name, dtype):
+    r, f = logits((8,), 7, dtype=dtype), logits((8,), 8, dtype=dtype)
+    d_loss, g_loss = losses.get(name)
+    assert d_loss(r, f).dtype == torch.float32 and g_loss(f, r).dtype == torch.float32
+    torch.testing.assert_close(d_loss(r, f), d_loss(r.float(), f.float()))
+
+
+def test_relativistic_g_loss_needs_the_real_logits():
+    _, g_loss = losses.get("relativistic-pairing")
+    with pytest.raises(TypeError, match="real_logits"):
+        g_loss(torch.randn(4))
+
+
+# ------------------------------------------------------------------------------------------
 # Lipschitz GANs: the shipped pairs, checked analytically and by the grid check
 # ------------------------------------------------------------------------------------------
 
@@ -368,6 +464,13 @@ R, FK = torch.randn(4), torch.randn(4)
         (lambda: losses.g_hinge(torch.empty(0)), ValueError, "fake_logits has an empty batch"),
         (lambda: losses.g_nonsaturating(torch.tensor(1.0)), ValueError, r"fake_logits must have a batch dimension"),
         (lambda: losses.get("lgan-vanilla")[0](R, torch.empty(0, 1)), ValueError, "fake_logits has an empty batch"),
+        (lambda: losses.d_relativistic_pairing(R, torch.randn(5)), ValueError,
+         r"real_logits and fake_logits must have the same shape for the relativistic pairing loss"),
+        (lambda: losses.g_relativistic_pairing(torch.randn(4, 1), R), ValueError, r"got \[4\] and \[4, 1\]"),
+        (lambda: losses.d_relativistic_pairing(R, FK.double()), TypeError, "real_logits and fake_logits must have the same dtype"),
+        (lambda: losses.d_relativistic_average(R, [1.0]), TypeError, "fake_logits must be a torch.Tensor"),
+        (lambda: losses.g_relativistic_average(FK, torch.empty(0)), ValueError, "real_logits has an empty batch"),
+        (lambda: losses.get("relativistic-pairing", margin=1.0), TypeError, "unexpected parameter 'margin' for loss 'relativistic-pairing'"),
     ],
 )
 def test_bad_input(call, error, match):

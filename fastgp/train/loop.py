@@ -61,6 +61,7 @@ class Run:
         self.penalty = regs.GradientPenalty(reg_cfg["penalty"])
         self.penalty.adjust_optimizer(self.opt_d)
         self.d_loss_fn, self.g_loss_fn = losses.get(cfg["loss"]["name"], **cfg["loss"]["params"])
+        self.relativistic = cfg["loss"]["name"] in losses.RELATIVISTIC  # G's loss needs real logits too
         # Each rank draws its own batches (rank 0 has the streams of a single-process run).
         stream = seed + 10007 * self.dist.rank
         self.generators = {
@@ -186,7 +187,13 @@ class Run:
         # Augmentation is differentiable: G learns through it, as D sees its samples augmented.
         z = self._noise(B, gen)
         fake = self.G_train(z)
-        g_loss = self.g_loss_fn(self.top_k.select(self.D_train(self.augment(fake)), self.step))
+        fake_logits = self.top_k.select(self.D_train(self.augment(fake)), self.step)
+        if self.relativistic:
+            # G's relativistic loss compares its fakes with a fresh real batch (R3GAN's G step draws one).
+            real_logits = self.D_train(self.augment(self.data.sample(B, gen).to(self.device)))
+            g_loss = self.g_loss_fn(fake_logits, real_logits)
+        else:
+            g_loss = self.g_loss_fn(fake_logits)
         g_total = g_loss + self.consistency.g_loss(self.G_train, z, fake) if self.consistency.latent else g_loss
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()

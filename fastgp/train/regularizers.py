@@ -64,7 +64,9 @@ class GradientPenalty:
     is taken at D's augmented inputs (each translated copy is a sample D is trained on).
     """
 
-    KINDS = ("none",) + tuple(penalty.KINDS)
+    # "r1+r2": R1 on the reals and R2 on the fakes from one call (fastgp.r1_r2_penalty, the R3GAN
+    # recipe), weight λ each: λ·(mean R1 + mean R2), i.e. R3GAN's γ = 2λ.
+    KINDS = ("none",) + tuple(penalty.KINDS) + ("r1+r2",)
     # Kinds taken at points between real and fake: those the latent path can replace.
     BETWEEN = tuple(k for k, spec in penalty.KINDS.items() if spec.point == "interpolate")
     PATHS = ("linear", "latent")
@@ -120,7 +122,13 @@ class GradientPenalty:
         if not (self.enabled and self.lazy.due(d_step)):
             main = d_loss_fn(D(real), D(fake))
             return main, main, None
-        if self.kind == "r1":
+        if self.kind == "r1+r2":
+            # One D forward (on cat(real, fake), unless D has batch norm in training mode) serves
+            # the main loss, R1 and R2.
+            out = penalty.r1_r2_penalty(D, real, fake, gamma=2 * self.weight)
+            main = d_loss_fn(out.real_logits, out.fake_logits)
+            gp = out.penalty
+        elif self.kind == "r1":
             # One D forward serves the main loss and R1 (the shared-forward pattern).
             real = real.detach().requires_grad_(True)
             real_logits = D(real)
@@ -394,6 +402,9 @@ class Combination:
             return f"{key}mode: {mode!r} combines binary images (rectangles); data.name={data.name!r} is not binary"
         if flat["batch_size"] < 2:
             return f"{key}mode: combinations need pairs of different reals: batch_size must be >= 2"
+        if flat["loss.name"] in losses.RELATIVISTIC:
+            return (f"{key}mode: the PCR loss splits a separable loss into real and fake terms; loss.name="
+                    f"{flat['loss.name']!r} is relativistic (not separable)")
         return None
 
     def __init__(self, cfg: dict, loss: losses.GANLoss, generator: torch.Generator | None):
@@ -677,6 +688,9 @@ class TopKTraining:
         key = "regularizers.top-k."
         if not flat[key + "enabled"]:
             return None
+        if flat["loss.name"] in losses.RELATIVISTIC:
+            return (f"{key}enabled: G's loss over its k best fakes would drop fakes from the relativistic loss "
+                    f"loss.name={flat['loss.name']!r} (which compares them with reals); use another loss")
         for name in ("gamma", "min_fraction"):
             if flat[key + name] <= 0:
                 return f"{key}{name}: must be in (0, 1], got {flat[key + name]}"
