@@ -7,6 +7,7 @@ Quick runs of 2 steps: the whole module takes seconds.
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -109,11 +110,99 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     assert read_results(out)["seeds"] == [0]
     settings = [s.name for s in repro.EXPERIMENTS["lipschitz"].settings]
     assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "lipschitz-field.png", "notes.txt",
-                                                            "results.json", "table.md"] + settings)
+                                                            "repro-manifest.json", "results.json", "table.md"]
+                                                           + settings)
     assert all([p.name for p in (out / name).iterdir()] == ["seed0"] for name in settings)  # stale seed1 gone
     assert (out / "notes.txt").read_text() == "mine"  # nothing but the earlier run is deleted
     with pytest.raises(ReproError, match="force=True from Python"):
         repro.run(repro.EXPERIMENTS["lipschitz"], str(out), steps=1, quick=True)
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("python -m fastgp.repro: error: "), err
+    return lines[0]
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+QUICK_ZERO_GP = ["zero-gp", "--quick", "--steps", "1"]
+
+
+def test_force_never_deletes_through_a_symlink_or_outside_out(tmp_path, capsys):
+    # Issue 21: a setting directory that is a link to another place lost that place's files.
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert main(QUICK_ZERO_GP + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    setting = repro.EXPERIMENTS["zero-gp"].settings[0].name
+    shutil.copytree(out / setting, elsewhere)
+    (elsewhere / "seed0" / "mine.txt").write_text("mine")
+    shutil.rmtree(out / setting)
+    (out / setting).symlink_to(elsewhere, target_is_directory=True)
+    outside, inside = _tree(elsewhere), _tree(out)
+    assert main(QUICK_ZERO_GP + ["--force", "--out", str(out)]) == 2
+    assert _one_line_error(capsys) == (
+        f"python -m fastgp.repro: error: {out / setting} is a symbolic link: fastgp.repro writes and deletes only "
+        f"inside {out}, never through a link; remove it or choose another --out")
+    assert _tree(elsewhere) == outside and _tree(out) == inside  # nothing deleted, here or there
+
+
+@pytest.mark.parametrize("make", ["directory", "symlink"])
+def test_force_deletes_only_what_a_run_wrote(make, tmp_path, capsys):
+    # Issue 21: anything named table.md or results.json was deleted by name, directories included.
+    out = tmp_path / "out"
+    assert main(QUICK_ZERO_GP + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    (out / "table.md").unlink()
+    if make == "directory":
+        (out / "table.md").mkdir()
+        (out / "table.md" / "mine.txt").write_text("mine")
+        blocked = out / "table.md"
+    else:
+        (tmp_path / "mine.md").write_text("mine")
+        (out / "table.md").symlink_to(tmp_path / "mine.md")
+    before = _tree(out)
+    assert main(QUICK_ZERO_GP + ["--force", "--out", str(out)]) == 2
+    error = _one_line_error(capsys)
+    if make == "directory":
+        assert error == (f"python -m fastgp.repro: error: {blocked} is in the way and was not written by a run of "
+                         "fastgp.repro (no repro-manifest.json lists it as a file): move it away or choose another --out")
+    else:
+        assert f"{out / 'table.md'} is a symbolic link: fastgp.repro writes and deletes only inside" in error
+    assert _tree(out) == before and (tmp_path / "mine.md").exists() == (make == "symlink")
+
+
+def test_files_no_run_wrote_are_refused_even_with_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"mine": 1}')  # no manifest: not a run of fastgp.repro
+    assert main(QUICK_ZERO_GP + ["--force", "--out", str(out)]) == 2
+    assert f"{out / 'results.json'} is in the way and was not written by a run of fastgp.repro" in _one_line_error(capsys)
+    assert (out / "results.json").read_text() == '{"mine": 1}'
+
+
+def test_manifest_lists_what_the_run_wrote(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(QUICK_ZERO_GP + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "repro-manifest.json").read_text())
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {"repro-manifest.json"}
+    assert manifest["experiment"] == "zero-gp" and written <= set(manifest["files"])
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_dir()} == set(manifest["dirs"])
+
+
+@pytest.mark.parametrize("where", ["file", "below a file", "proc"])
+def test_out_that_cannot_be_a_directory_is_one_line(where, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    out = {"file": tmp_path / "file", "below a file": tmp_path / "file" / "out",
+           "proc": "/proc/fastgp-no-such/out"}[where]
+    assert main(QUICK_ZERO_GP + ["--out", str(out)]) == 2
+    error = _one_line_error(capsys)
+    assert error.startswith(f"python -m fastgp.repro: error: ") and str(out) in error
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 def test_module_entry_point(tmp_path):

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..train.checkpoint import CheckpointError
 from . import EXPERIMENTS, ReproError, get, run
 from .runner import QUICK_STEPS, RESULTS, TABLE
 
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a smoke run: a few steps, 1 seed, small evaluations; its table says QUICK")
     parser.add_argument("--out", metavar="DIR", help="output directory [runs/repro/NAME]; runs in DIR/<setting>/seed<k>")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite an earlier run of NAME in the output directory (refused without it)")
+                        help="replace the earlier run in the output directory (refused without it): deletes only the "
+                             "files its repro-manifest.json lists, never through a symbolic link")
     return parser
 
 
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
         exp = get(args.name)
         out = args.out or os.path.join("runs", "repro", exp.name)
         results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force)
-    except ReproError as e:
+    except (ReproError, CheckpointError) as e:  # CheckpointError: a trainer run's disk write failed
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     with open(os.path.join(out, TABLE), encoding="utf-8") as f:

@@ -10,17 +10,17 @@ seed's value as a dot).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..train import config as train_config
+from ..train import rundir as train_rundir
 
 # A --quick run: enough steps to exercise every code path of the experiment, nothing more.
 QUICK_STEPS = 4
@@ -167,17 +167,133 @@ def aggregate(runs: list[dict], metrics: tuple[Metric, ...]) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def previous_outputs(exp: Experiment, out_dir: str) -> list[str]:
-    """What an earlier run of ``exp`` left in ``out_dir`` (paths relative to it): its reports and
-    its runs' directories ``<setting>/seed<k>``, finished or not."""
-    found = [name for name in (RESULTS, TABLE, f"{exp.name}.png", *exp.own_files)
-             if os.path.exists(os.path.join(out_dir, name))]
+# What a run of an experiment wrote into its output directory: read back before deleting anything.
+MANIFEST = "repro-manifest.json"
+MANIFEST_FORMAT = "fastgp.repro/manifest-1"
+
+
+def planned_outputs(exp: Experiment, n_seeds: int) -> tuple[list[str], list[str]]:
+    """(files, directories) a run of ``exp`` writes, relative to its output directory: the reports,
+    the study's and figure's files, and each trainer run's files in ``<setting>/seed<k>``."""
+    files, dirs = [RESULTS, TABLE, f"{exp.name}.png", *exp.own_files], []
     for setting in exp.settings:
-        folder = os.path.join(out_dir, setting.name)
-        if os.path.isdir(folder):
-            found += sorted(os.path.join(setting.name, d) for d in os.listdir(folder)
-                            if re.fullmatch(r"seed\d+", d) and os.path.isdir(os.path.join(folder, d)))
-    return found
+        dirs.append(setting.name)
+        for seed in range(n_seeds):
+            run_dir = os.path.join(setting.name, f"seed{seed}")
+            dirs.append(run_dir)
+            files += [os.path.join(run_dir, name) for name in train_rundir.RUN_FILES]
+    return files, dirs
+
+
+def _relative(rel) -> bool:
+    return (isinstance(rel, str) and rel != "" and not os.path.isabs(rel)
+            and os.pardir not in rel.split(os.sep) and os.path.normpath(rel) == rel)
+
+
+def read_manifest(out_dir: str) -> dict | None:
+    """The manifest of the earlier run in ``out_dir`` (None where there is none); a file of that
+    name that is not one is refused: nothing is deleted on its word."""
+    path = os.path.join(out_dir, MANIFEST)
+    if not os.path.lexists(path):
+        return None
+    problem = None
+    if os.path.islink(path) or not os.path.isfile(path):
+        problem = "a link or a directory"
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, ValueError) as e:
+            problem = f"unreadable: {e}"
+        else:
+            if not (isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+                    and isinstance(manifest.get("experiment"), str)
+                    and all(isinstance(manifest.get(k), list) and all(map(_relative, manifest[k]))
+                            for k in ("files", "dirs"))):
+                problem = f"not of the format {MANIFEST_FORMAT!r}"
+    if problem:
+        raise ReproError(f"{path} is not a manifest written by fastgp.repro ({problem}): move it away or choose "
+                         "another --out")
+    return manifest
+
+
+def _link_on_the_way(out_dir: str, rel: str) -> str | None:
+    """The first symbolic link on the path from ``out_dir`` to ``out_dir/rel`` (``rel`` included)."""
+    path = out_dir
+    for part in rel.split(os.sep):
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return path
+    return None
+
+
+def previous_outputs(manifest: dict | None, out_dir: str) -> list[str]:
+    """What the earlier run recorded in ``manifest`` left in ``out_dir`` (relative paths): its
+    reports and its runs' directories ``<setting>/seed<k>``, finished or not."""
+    if manifest is None:
+        return []
+    top = [f for f in manifest["files"] if os.sep not in f]
+    runs = [d for d in manifest["dirs"] if os.sep in d]
+    return [rel for rel in top + runs if os.path.lexists(os.path.join(out_dir, rel))]
+
+
+def check_output_dir(exp: Experiment, out_dir: str, n_seeds: int, force: bool) -> dict | None:
+    """Refuse, before any training, an ``out_dir`` where the run would write or delete through a
+    link, overwrite what no run of fastgp.repro wrote, or replace an earlier run without
+    ``force``; returns the earlier run's manifest."""
+    problem = train_rundir.writable_dir_problem(out_dir)
+    if problem:
+        raise ReproError(f"output directory {out_dir} {problem}")
+    manifest = read_manifest(out_dir)
+    old_files, old_dirs = (manifest["files"], manifest["dirs"]) if manifest else ([], [])
+    files, dirs = planned_outputs(exp, n_seeds)
+    for rel in dict.fromkeys(old_files + old_dirs + files + dirs):
+        link = _link_on_the_way(out_dir, rel)
+        if link is not None:
+            raise ReproError(f"{link} is a symbolic link: fastgp.repro writes and deletes only inside {out_dir}, never "
+                             "through a link; remove it or choose another --out")
+    for rel in old_files + files:
+        path = os.path.join(out_dir, rel)
+        if os.path.lexists(path) and (rel not in old_files or not os.path.isfile(path)):
+            raise ReproError(f"{path} is in the way and was not written by a run of fastgp.repro (no {MANIFEST} "
+                             "lists it as a file): move it away or choose another --out")
+    for rel in dirs:
+        if os.path.lexists(os.path.join(out_dir, rel)) and not os.path.isdir(os.path.join(out_dir, rel)):
+            raise ReproError(f"{os.path.join(out_dir, rel)} is in the way: a file where a run directory goes; move it "
+                             "away or choose another --out")
+    previous = previous_outputs(manifest, out_dir)
+    if previous and not force:
+        shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
+        raise ReproError(f"{out_dir} already holds a run of {manifest['experiment']} ({shown}): overwrite it with "
+                         "--force (force=True from Python) or choose another --out")
+    return manifest
+
+
+def delete_previous(manifest: dict, out_dir: str) -> None:
+    """Delete the files an earlier run listed in its manifest (checked: regular files, reached
+    without a link), then its directories that are left empty, then the manifest."""
+    for rel in manifest["files"]:
+        path = os.path.join(out_dir, rel)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+    for rel in sorted(manifest["dirs"], key=lambda d: -d.count(os.sep)):
+        with contextlib.suppress(OSError):  # not empty (files of someone else's): kept
+            os.rmdir(os.path.join(out_dir, rel))
+    os.unlink(os.path.join(out_dir, MANIFEST))
+
+
+def write_manifest(exp: Experiment, out_dir: str, n_seeds: int) -> None:
+    """Record, before writing any of it, what this run writes (directories: those it creates)."""
+    files, dirs = planned_outputs(exp, n_seeds)
+    manifest = {"format": MANIFEST_FORMAT, "experiment": exp.name, "files": files,
+                "dirs": [d for d in dirs if not os.path.exists(os.path.join(out_dir, d))]}
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
+    except OSError as e:
+        raise ReproError(f"cannot write into the output directory {out_dir}: {e.strerror or e}") from None
 
 
 def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int | None = None,
@@ -186,9 +302,12 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
     results (what ``results.json`` holds). ``seeds``/``steps`` default to the experiment's full
     values, or to 1 seed and ``QUICK_STEPS`` with ``quick``.
 
-    An ``out_dir`` that holds an earlier run of ``exp`` is refused (as ``fastgp-train --out``
-    refuses a run directory), before any training; ``force`` deletes that run's reports and
-    ``<setting>/seed<k>`` directories first, and nothing else in ``out_dir``."""
+    A run first records what it will write in ``out_dir/repro-manifest.json``. An ``out_dir``
+    that holds an earlier run (a manifest) is refused (as ``fastgp-train --out`` refuses a run
+    directory), before any training; ``force`` deletes the files that run's manifest lists and
+    its directories left empty, and nothing else. A file in the way that no manifest lists, or a
+    symbolic link below ``out_dir`` on the way to anything the run writes or deletes, is refused
+    even with ``force``."""
     from ..train import train
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -198,17 +317,10 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ReproError(f"{name}: expected an int >= 1, got {value!r}")
     per_seed = [exp.configs(n_steps, seed, quick) for seed in range(n_seeds)]  # all checked before training
-    previous = previous_outputs(exp, out_dir)
-    if previous and not force:
-        shown = ", ".join(previous[:3]) + (f" and {len(previous) - 3} more" if len(previous) > 3 else "")
-        raise ReproError(f"{out_dir} already holds a run of {exp.name} ({shown}): overwrite it with --force "
-                         "(force=True from Python) or choose another --out")
-    for rel in previous:  # only with force: stale seeds of a larger earlier run must not linger
-        path = os.path.join(out_dir, rel)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+    previous = check_output_dir(exp, out_dir, n_seeds, force)
+    if previous is not None:  # only with force: stale seeds of a larger earlier run must not linger
+        delete_previous(previous, out_dir)
+    write_manifest(exp, out_dir, n_seeds)
 
     results = {
         "experiment": exp.name,

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import checkpoint, config
+from . import checkpoint, config, rundir
 
 
 # The configs shipped in the source tree, beside the package.
@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run in DIR from its checkpoint; only "
                              + ", ".join(config.RESUMABLE) + " may be changed with --set")
+    parser.add_argument("--force", action="store_true",
+                        help="with --out: replace the run already in DIR (its files are deleted first); with "
+                             "--resume: continue the checkpoint's run even if DIR's config.yaml or metrics.jsonl "
+                             "are of another run or config.yaml was edited (they are rewritten)")
     return parser
 
 
@@ -90,19 +94,17 @@ def run(argv=None) -> int:
             raise config.ConfigError(
                 f"steps: the checkpoint in {out} is at step {payload['step']}; resume with steps >= {payload['step']}"
             )
+        rundir.check_resume(out, payload, cfg, args.force)  # train() checks again; here: before saying "resuming"
         print(f"resuming {out} at step {payload['step']} of {cfg['steps']}", file=sys.stderr)
     else:
         _check_configs_exist(args.config)
         cfg = config.resolve(files=args.config, sets=args.sets)  # fails here, before any training
         out = args.out or os.path.join("runs", f"{cfg['data']['name']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-        if os.path.exists(os.path.join(out, checkpoint.NAME)):
-            raise config.ConfigError(
-                f"--out {out} already holds a run (checkpoint.pt): continue it with --resume {out} or choose another --out"
-            )
         payload = None
-    result = train(cfg, out, resume=payload)
-    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.last.items())
-    print(f"wrote {out}: {CONFIG}, metrics.jsonl, checkpoint.pt"
+    result = train(cfg, out, resume=payload, force=args.force)
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.last.items()
+                        if k != "run_id")
+    print(f"wrote {out} (run {result.run_id}): {CONFIG}, metrics.jsonl, checkpoint.pt"
           + (", samples.png, curves.png" if cfg["log"]["plots"] else ""), file=sys.stderr)
     if summary:
         print(f"final: {summary}", file=sys.stderr)

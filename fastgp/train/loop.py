@@ -20,18 +20,19 @@ import json
 import os
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
 from .. import diagnostics, losses
-from . import checkpoint, config, distributed, models
+from . import checkpoint, distributed, models, rundir
 from . import data as datasets
 from . import regularizers as regs
+from .rundir import CONFIG, METRICS
 
-METRICS = "metrics.jsonl"
-CONFIG = "config.yaml"
+__all__ = ["CONFIG", "METRICS", "Run", "train"]
 
 
 class Run:
@@ -109,6 +110,7 @@ class Run:
         if self.encoder is not None:
             self.acc["enc_loss"] = 0.0  # the encoder's loss, per G step
         self.last: dict = {}
+        self.run_id = rundir.new_id()  # a resumed run's is set from its checkpoint (see rundir)
         self.started = time.perf_counter()
 
     # Training forwards go through G_train / D_train (DDP-wrapped when distributed); everything
@@ -305,7 +307,7 @@ class Run:
 
     def record(self) -> dict:
         a = self.acc
-        rec = {"step": self.step, "d_step": self.d_step}
+        rec = {rundir.ID_KEY: self.run_id, "step": self.step, "d_step": self.d_step}
         if a["n"]:
             rec["d_loss"] = a["d_loss"] / (a["n"] * self.cfg["optim"]["n_dis"])
             rec["g_loss"] = a["g_loss"] / a["n"]
@@ -347,6 +349,7 @@ class Run:
         """The checkpoint payload. Collective when distributed: every rank must call it."""
         rng_by_rank = distributed.gather(checkpoint.rng_state(self.generators), self.dist)
         return {
+            rundir.ID_KEY: self.run_id,
             "world_size": self.dist.world_size,
             "step": self.step,
             "d_step": self.d_step,
@@ -407,30 +410,18 @@ class Run:
         self.step, self.d_step = int(payload["step"]), int(payload["d_step"])
         self.acc.update(payload.get("log_acc", {}))
         self.acc["n"], self.acc["n_penalty"] = int(self.acc["n"]), int(self.acc["n_penalty"])
-        # A process killed after the checkpoint may have logged later steps: drop them, they
-        # will be logged again by the resumed run.
-        # A kill during an append leaves a torn last line: it is after the checkpoint too.
-        metrics = os.path.join(self.out_dir, METRICS)
-        if self.dist.is_main and os.path.exists(metrics):
-            kept = []
-            with open(metrics, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        break
-                    if record["step"] > self.step:
-                        break
-                    kept.append(json.dumps(record) + "\n")
-            with open(metrics, "w", encoding="utf-8") as f:
-                f.writelines(kept)
         if self.dist.is_main:
             checkpoint.remove_stale_temporaries(self.out_dir)
 
 
-def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
+def train(cfg: dict, out_dir: str, resume: dict | None = None, *, force: bool = False) -> Run:
     """Train (or continue, given a loaded checkpoint ``resume``) for ``cfg['steps']`` G steps in
-    ``out_dir``; returns the finished Run. ``cfg`` must come from ``config.resolve/validate``."""
+    ``out_dir``; returns the finished Run. ``cfg`` must come from ``config.resolve/validate``.
+
+    A new run refuses an ``out_dir`` that holds another run's files, and a resumed run refuses a
+    directory whose ``config.yaml`` or metrics are of another run than its checkpoint, or whose
+    ``config.yaml`` was edited (:mod:`fastgp.train.rundir`); ``force`` overrides both: a new run
+    deletes the other run's files first, a resumed run rewrites them as its own."""
     if cfg["log"]["plots"]:
         from . import plots
 
@@ -439,26 +430,38 @@ def train(cfg: dict, out_dir: str, resume: dict | None = None) -> Run:
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     try:
-        return _train(cfg, out_dir, resume)
+        return _train(cfg, out_dir, resume, force)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(cfg: dict, out_dir: str, resume: dict | None) -> Run:
+def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
     from tqdm import tqdm
 
+    # Before anything is built or written; the checks only read, so every rank decides the same.
+    if resume is None:
+        replaced, plan = rundir.check_new(out_dir, force), None
+    else:
+        replaced, plan = [], rundir.check_resume(out_dir, resume, cfg, force)
     run = Run(cfg, out_dir)  # before creating out_dir: bad user data leaves no empty run directory
     try:
         main = run.dist.is_main  # only rank 0 writes
         if main:
-            os.makedirs(out_dir, exist_ok=True)
-        if resume is not None:
+            try:
+                os.makedirs(out_dir, exist_ok=True)
+            except OSError as e:
+                raise rundir.RunDirError(f"--out {out_dir} cannot be created: {e.strerror or e}") from None
+        if plan is not None:
             run.restore(resume)
-        elif main and os.path.exists(os.path.join(out_dir, METRICS)):
-            os.unlink(os.path.join(out_dir, METRICS))
+            run.run_id = plan.run_id
+            if main:
+                for line in plan.warnings:
+                    warnings.warn(line, stacklevel=3)
+                rundir.rewrite_metrics(out_dir, plan.records)
+        elif main:
+            rundir.clear(out_dir, replaced)
         if main:
-            with open(os.path.join(out_dir, CONFIG), "w", encoding="utf-8") as f:
-                f.write(config.dump(cfg))
+            rundir.write_config(out_dir, cfg, run.run_id)
 
         steps, log = cfg["steps"], cfg["log"]
         main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
