@@ -431,6 +431,47 @@ def test_triton_compilations_are_counted_from_a_fresh_cache(tmp_path):
     assert check.count_compilations(tmp_path / "none") == (0, 0)
 
 
+def test_bench_times_the_triton_backend_on_cuda_and_skips_compile_on_request(monkeypatch):
+    import contextlib
+
+    import fastgp
+    from bench import harness
+
+    def setup():
+        return harness.Setup(contenders={"fastgp": fastgp.get_backend, "reference": lambda: "ref",
+                                         "compile": lambda: "compiled"}, copy_bytes=8)
+
+    on_cpu = setup()
+    harness._add_triton_contender(on_cpu, harness.Settings.for_mode(True, device="cpu"))
+    assert harness.TRITON not in on_cpu.contenders  # the CPU has one fastgp contender
+    # On CUDA, the same fastgp call with the Triton backend forced around it.
+    forced = []
+
+    @contextlib.contextmanager
+    def use_backend(name):
+        forced.append(name)
+        yield
+
+    monkeypatch.setattr(fastgp.backend, "unavailable_reason", lambda name, device_type: None)
+    monkeypatch.setattr(fastgp, "use_backend", use_backend)
+    on_cuda = setup()
+    harness._add_triton_contender(on_cuda, harness.Settings.for_mode(True, device="cuda"))
+    on_cuda.contenders[harness.TRITON]()
+    assert forced == ["triton"]
+    monkeypatch.setattr(fastgp.backend, "unavailable_reason", lambda name, device_type: "no GPU here")
+    unavailable = setup()
+    harness._add_triton_contender(unavailable, harness.Settings.for_mode(True, device="cuda"))
+    assert unavailable.contenders[harness.TRITON] == harness.Unsupported("no GPU here", "unavailable")
+    # --no-compile: the compile contender is recorded as skipped, never called.
+    settings = harness.Settings.for_mode(True, device="cpu")
+    settings.compile = False
+    record = {"contenders": {}}
+    timed, _ = harness._warm_contenders(unavailable, settings, harness.Clock("cpu"), record, log=print)
+    assert sorted(timed) == ["fastgp", "reference"]
+    assert record["contenders"]["compile"] == {"status": "skipped", "reason": "--no-compile"}
+    assert record["contenders"]["triton"] == {"status": "unavailable", "reason": "no GPU here"}
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
 def test_bench_on_cuda_without_gpu_exits_with_one_line():
     result = subprocess.run(
