@@ -8,14 +8,15 @@ for ONE run of about 8 minutes. Everything counts against one budget (``--budget
 default): the probes, ``fastgp info``, each phase, and the grace given to a phase stopped at its
 time limit. Phases, in this order:
 
-1. probe      versions, the GPU and its architecture, nvcc, compute-sanitizer, cores (≤ 30 s);
+1. probe      versions, the GPU and its architecture, nvcc, compute-sanitizer, cores (≤ 60 s: a hang, not the usual few seconds);
 2. build      ``pip install --no-index --no-build-isolation --no-deps -v -e .`` with MAX_JOBS = all
               cores and the CUDA kernels compiled for the visible GPU's architecture only, then
               ``python -m fastgp info`` (≤ 200 s together);
 3. tests      only what needs the GPU: the cases marked ``cuda`` and ``tests/triton_kernels``, in
               the order: the Triton custom-op registration / opcheck / torch.compile tests, the
               extension's cases, the reference's, the Triton cases; spread over pytest-xdist
-              workers with ``--dist load`` (``--jobs``), each worker on cores / workers threads;
+              workers with ``--dist load`` (``--jobs``), or without pytest-xdist over pytest
+              processes side by side (``--parallel processes``), each on cores / workers threads;
               every time left after the later phases' reserves;
 4. sanitizer  a curated slice (``SANITIZER_SLICE``: one correctness and one edge case per op and
               dtype family on ``cuda-extension``) under ``compute-sanitizer --tool memcheck``, then
@@ -69,7 +70,7 @@ DEFAULT_BUDGET = 420.0  # well inside the ~8 minutes one GPU command gets
 
 # Seconds. CAPS: the most a phase may take; RESERVES: what the phases before a phase leave for
 # it (only for phases that will run). The tests phase takes everything else.
-CAPS = {"probe": 30.0, "build": 200.0, "sanitizer": 75.0}
+CAPS = {"probe": 60.0, "build": 200.0, "sanitizer": 75.0}
 RESERVES = {"sanitizer": 75.0, "bench": 60.0}
 INFO_SECONDS = 20.0  # `python -m fastgp info` after the build, inside the build's share
 SANITIZER_PROBE_SECONDS = 25.0
@@ -193,49 +194,73 @@ def run(cmd: list[str], log: Path | None, timeout: float, env: dict | None = Non
     ``timeout`` the whole group is stopped (TERM, then KILL), so child processes (pytest workers,
     nvcc) cannot outlive it; the caller takes GRACE off its share to pay for that. ``tick`` is
     called every TICK seconds while the command runs."""
+    return run_all([cmd], [env], log, timeout, header, tick)[0]
+
+
+def run_all(cmds: list[list[str]], envs: list[dict | None], log: Path | None, timeout: float, header: str = "",
+            tick=None) -> list[Result]:
+    """``run`` for several commands at once, side by side, into the same log; one Result each
+    (every one holding the log's whole section). At ``timeout`` all those still running are
+    stopped together, within one GRACE."""
     start = time.monotonic()
     stream = open(log, "a+", encoding="utf-8", errors="replace") if log else tempfile.TemporaryFile("w+")
     with stream:
-        stream.write(f"$ {' '.join(cmd)}\n{header}")
+        stream.write("".join(f"$ {' '.join(cmd)}\n" for cmd in cmds) + header)
         stream.flush()
         offset = stream.tell()
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        returncode = None
+        processes = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT,
+                                      start_new_session=True) for cmd, env in zip(cmds, envs)]
+        ended: list[float | None] = [None] * len(processes)
+        last_tick = start
         try:
             while True:
-                left = timeout - (time.monotonic() - start)
-                if left <= 0:
-                    _stop_group(process)
+                now = time.monotonic()
+                for i, process in enumerate(processes):
+                    if ended[i] is None and process.poll() is not None:
+                        ended[i] = now - start
+                if all(e is not None for e in ended):
                     break
-                try:
-                    returncode = process.wait(timeout=min(left, TICK))
+                if now - start >= timeout:
+                    _stop_groups([p for p, e in zip(processes, ended) if e is None])
                     break
-                except subprocess.TimeoutExpired:
-                    if tick is not None:
-                        tick()
+                if tick is not None and now - last_tick >= TICK:
+                    last_tick = now
+                    tick()
+                time.sleep(min(0.2, max(0.0, timeout - (now - start))))
         except BaseException:  # Interrupted: leave no process behind
-            _stop_group(process)
+            _stop_groups([p for p, e in zip(processes, ended) if e is None])
             raise
         seconds = time.monotonic() - start
         stream.seek(offset)
         output = stream.read()
-        status = f"stopped at its time limit of {timeout:.0f} s" if returncode is None else f"exit status {returncode}"
-        stream.write(f"\n[{status} after {seconds:.1f} s]\n\n")
-    return Result(returncode, seconds, output)
+        for index, (process, end) in enumerate(zip(processes, ended)):
+            status = f"exit status {process.returncode}" if end is not None else f"stopped at its time limit of {timeout:.0f} s"
+            name = f" (process {index + 1} of {len(cmds)})" if len(cmds) > 1 else ""
+            stream.write(f"\n[{status} after {end if end is not None else seconds:.1f} s{name}]\n")
+        stream.write("\n")
+    return [Result(process.returncode if end is not None else None, end if end is not None else seconds, output)
+            for process, end in zip(processes, ended)]
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def _stop_groups(processes: list[subprocess.Popen]) -> None:
+    """TERM every process group, wait TERM_GRACE in all, KILL those left, wait KILL_GRACE."""
     for sig, grace in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, KILL_GRACE)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
+        left = []
+        for process in processes:
+            try:
+                os.killpg(process.pid, sig)
+                left.append(process)
+            except ProcessLookupError:
+                continue
+        end = time.monotonic() + grace
+        for process in left:
+            try:
+                process.wait(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        processes = [p for p in left if p.poll() is None]
+        if not processes:
             return
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,26 +291,32 @@ def _emit(record: dict, worker_too: bool = False) -> None:
 
 def pytest_collection_modifyitems(session, config, items):
     mode = os.environ.get("FASTGP_CHECK_SELECT")
-    if not mode:
+    shard = os.environ.get("FASTGP_CHECK_SHARD")  # "i/n": this process runs every n-th test from i
+    if not (mode or shard):
         return
+    keep = list(items)
     if mode == "gpu":
         keep = [item for item in items
                 if item.get_closest_marker("cuda") or "triton_kernels" in item.nodeid.partition("::")[0]]
-    else:  # "ids:<file with one node id a line>"
+    elif mode:  # "ids:<file with one node id a line>"
         wanted = Path(mode[len("ids:"):]).read_text(encoding="utf-8").splitlines()
         keep = [item for item in items if item.nodeid in set(wanted)]
         found = {item.nodeid for item in keep}
         for nodeid in wanted:
             if nodeid not in found:
                 _emit({"missing": nodeid})
-    keep.sort(key=lambda item: gpu_priority(item.nodeid))  # stable: file order within a group
+    if mode:
+        keep.sort(key=lambda item: gpu_priority(item.nodeid))  # stable: file order within a group
+    if shard:  # round robin over the ordered tests: every process follows the same order
+        index, count = map(int, shard.split("/"))
+        keep = keep[index::count]
     kept = set(map(id, keep))
     config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
     items[:] = keep
 
 
 def pytest_collection_finish(session):
-    _emit({"selected": len(session.items)}, worker_too=True)
+    _emit({"selected": len(session.items), "shard": os.environ.get("FASTGP_CHECK_SHARD")}, worker_too=True)
 
 
 def pytest_collectreport(report):
@@ -441,6 +472,20 @@ def read_report(path: Path, process_ended: bool) -> TestRun:
             outcome = "passed"
         result.outcomes[nodeid] = outcome
     return result
+
+
+def merge_runs(runs: list[TestRun]) -> TestRun:
+    """One TestRun of several pytest processes' (side by side, each its own tests)."""
+    total = TestRun()
+    for part in runs:
+        total.outcomes.update(part.outcomes)
+        total.messages.update(part.messages)
+        total.unfinished += part.unfinished
+        total.missing += part.missing
+        total.collect_errors += part.collect_errors
+        if part.selected is not None:
+            total.selected = (total.selected or 0) + part.selected
+    return total
 
 
 def family_table(run: TestRun, default_device: str) -> list[str]:
@@ -646,35 +691,48 @@ class Check:
     def phase_tests(self) -> None:
         t0 = time.monotonic()
         targets = self.args.tests_only or ["tests"]
-        workers = self.test_workers()
+        workers, how = self.test_workers()
         cores = int(self.probe.get("cores") or os.cpu_count() or 1)
         threads = str(max(1, cores // workers))
-        parallel = ["-n", str(workers), "--dist", "load"] if workers > 1 else []
         select = "gpu" if self.args.device == "cuda" and not self.args.tests_only else None
-        report = self.tmp / "tests.jsonl"
-        env = self.pytest_env(report, select)
-        # Every worker on its share of the cores (torch reads these at start-up), and a fresh
-        # Triton cache, so that its new entries are the compilations this run did.
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        env["TRITON_CACHE_DIR"] = str(self.tmp / "triton-cache")
-        env["TORCHINDUCTOR_CACHE_DIR"] = str(self.tmp / "inductor-cache")
-        cmd = [self.python, "-m", "pytest", *targets, *parallel, "-v", "-rfE", "-p", "no:cacheprovider",
-               "-p", "fastgp_check_plugin"]
+        base = [self.python, "-m", "pytest", *targets, "-v", "-rfE", "-p", "no:cacheprovider", "-p", "fastgp_check_plugin"]
+        # xdist: one pytest, its workers fed with --dist load; processes: side by side, each
+        # running every n-th test of the same ordered selection, each with its own report.
+        shards = range(workers) if how == "processes" else [None]
+        reports = [self.tmp / f"tests-{i if i is not None else 'all'}.jsonl" for i in shards]
+        cmds, envs = [], []
+        for shard, report in zip(shards, reports):
+            env = self.pytest_env(report, select)
+            # Every worker on its share of the cores (torch reads these at start-up), and a
+            # fresh Triton cache, so that its new entries are the compilations this run did.
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            env["TRITON_CACHE_DIR"] = str(self.tmp / "triton-cache")
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(self.tmp / "inductor-cache")
+            if shard is not None:
+                env["FASTGP_CHECK_SHARD"] = f"{shard}/{workers}"
+            cmds.append(base + (["-n", str(workers), "--dist", "load"] if how == "xdist" else []))
+            envs.append(env)
         what = "the cuda-marked cases and tests/triton_kernels" if select else " ".join(targets)
-        self.say(f"tests: {what}{' on ' + str(workers) + ' workers (--dist load)' if workers > 1 else ''}, "
-                 f"{threads} threads each (log: tests.log) ...")
+        spread = {"xdist": f" on {workers} pytest-xdist workers (--dist load)",
+                  "processes": f" in {workers} pytest processes side by side (every {workers}th test each)"}.get(how, "")
+        self.say(f"tests: {what}{spread}, {threads} threads each (log: tests.log) ...")
+        triton_cache = envs[0]["TRITON_CACHE_DIR"]
 
         def progress() -> None:
-            self.lines["tests"] = self.tests_lines(read_report(report, process_ended=False), None,
-                                                   time.monotonic() - t0, env["TRITON_CACHE_DIR"], select)
+            tests = merge_runs([read_report(r, process_ended=False) for r in reports])
+            self.lines["tests"] = self.tests_lines(tests, None, time.monotonic() - t0, triton_cache, select)
             self.write_summary()
 
-        result = self.run_until(self.phase_end("tests"), cmd, self.out / "tests.log", env, tick=progress)
-        if result is None:
+        limit = self.phase_end("tests") - time.monotonic() - GRACE
+        if limit < MIN_COMMAND:
             return self.no_time("tests")
+        results = run_all(cmds, envs, self.out / "tests.log", limit, tick=progress)
+        tests = merge_runs([read_report(r, process_ended=not res.timed_out) for r, res in zip(reports, results)])
+        failing = [res.returncode for res in results if res.returncode]
+        result = Result(None if any(res.timed_out for res in results) else (failing[0] if failing else 0),
+                        max(res.seconds for res in results), "")
         self.times["tests"] = result.seconds
-        tests = read_report(report, process_ended=not result.timed_out)
-        self.lines["tests"] = self.tests_lines(tests, result, result.seconds, env["TRITON_CACHE_DIR"], select)
+        self.lines["tests"] = self.tests_lines(tests, result, result.seconds, triton_cache, select)
         self.ok["tests"] = tests.clean and result.returncode == 0 and bool(tests.outcomes)
         self.say(self.lines["tests"][0])
 
@@ -695,20 +753,23 @@ class Check:
                     f"(new entries in a fresh TRITON_CACHE_DIR; 0 under the interpreter)")
         return [head, compiled, *family_table(tests, "cuda" if select else "cpu"), *named_problems(tests)]
 
-    def test_workers(self) -> int:
-        """pytest-xdist workers: --jobs, or with "auto" half the cores (at most 8) where xdist is
-        installed and a GPU is visible."""
+    def test_workers(self) -> tuple[int, str]:
+        """(processes, how) for the tests: --jobs, or with "auto" half the cores (at most 8) on a
+        GPU machine; how: "xdist" (pytest-xdist, where installed), "processes" (pytest processes
+        side by side: without pytest-xdist, or --parallel processes) or "one"."""
+        count = self.args.jobs
+        if count == "auto":
+            count = max(1, min(8, int(self.probe.get("cores") or os.cpu_count() or 1) // 2)) if self.gpu else 1
+        if count == 1:
+            return 1, "one"
         # Asked here, not from the probe: the same interpreter, and no torch import that a slow
         # probe could lose.
         xdist = importlib.util.find_spec("xdist") is not None
-        if self.args.jobs != "auto":
-            if self.args.jobs > 1 and not xdist:
-                self.say(f"tests: --jobs {self.args.jobs} needs pytest-xdist, which is not installed: one process")
-                return 1
-            return self.args.jobs
-        if not (xdist and self.gpu):
-            return 1
-        return max(1, min(8, int(self.probe.get("cores") or 1) // 2))
+        how = self.args.parallel if self.args.parallel != "auto" else ("xdist" if xdist else "processes")
+        if how == "xdist" and not xdist:
+            self.say("tests: --parallel xdist, but pytest-xdist is not installed: pytest processes side by side")
+            how = "processes"
+        return count, how
 
     # -- 4. sanitizer ---------------------------------------------------------------------
     def phase_sanitizer(self) -> None:
@@ -931,6 +992,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="auto",
         help="pytest-xdist workers for the test phase (default auto: half the cores, at most 8, on a GPU "
         "machine with pytest-xdist; 1: one process)",
+    )
+    parser.add_argument(
+        "--parallel",
+        choices=("auto", "xdist", "processes"),
+        default="auto",
+        help="how --jobs > 1 spreads the tests: pytest-xdist workers with --dist load, or pytest "
+        "processes side by side each running every n-th test (default auto: xdist where installed)",
     )
     parser.add_argument("--skip-sanitizer", action="store_true", help="no compute-sanitizer run")
     parser.add_argument("--skip-bench", action="store_true", help="no benchmark run")

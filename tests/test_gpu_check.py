@@ -154,15 +154,19 @@ def test_a_test_that_kills_its_process_is_named_as_crashed(tmp_path):
     assert not any("test_after" in line for line in lines)  # never ran: no result, not a failure
 
 
-@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
-def test_a_crashed_xdist_worker_counts_one_crash_not_failures(tmp_path):
-    result = run_check(tmp_path, "--jobs", "2", tests=CRASHING_TESTS)
+@pytest.mark.parametrize("parallel", [
+    pytest.param("xdist", marks=pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")),
+    "processes",  # without pytest-xdist: pytest processes side by side, each running every 2nd test
+])
+def test_a_crashed_worker_counts_one_crash_not_failures(tmp_path, parallel):
+    result = run_check(tmp_path, "--jobs", "2", "--parallel", parallel, tests=CRASHING_TESTS)
     lines = summary_lines(tmp_path)
     assert result.returncode == 1
     head = next(line for line in lines if line.startswith("tests: "))
     assert head.startswith("tests: 2 passed, 0 failed, 1 crashed, 0 skipped of 3 selected in "), lines
     crashed = [line for line in lines if line.startswith("  CRASHED ")]
-    assert len(crashed) == 1 and "test_crashes" in crashed[0] and "its worker gw" in crashed[0], lines
+    died = "its worker gw" if parallel == "xdist" else "the test process died"
+    assert len(crashed) == 1 and "test_crashes" in crashed[0] and died in crashed[0], lines
 
 
 def _alive(pgid: int) -> bool:
@@ -173,10 +177,11 @@ def _alive(pgid: int) -> bool:
     return True
 
 
-def test_a_phase_stopped_at_its_limit_keeps_its_counts_and_the_budget(tmp_path):
-    budget = 45
+@pytest.mark.parametrize("spread", [["--jobs", "1"], ["--jobs", "2", "--parallel", "processes"]])
+def test_a_phase_stopped_at_its_limit_keeps_its_counts_and_the_budget(tmp_path, spread):
+    budget = 90  # the probe's torch import alone can take 40 s on a loaded 2-core machine
     start = time.monotonic()
-    result = run_check(tmp_path, "--budget", str(budget), tests=SLOW_TESTS,
+    result = run_check(tmp_path, "--budget", str(budget), *spread, tests=SLOW_TESTS,
                        env=dict(CHECK_ENV, HANG_PGID_FILE=str(tmp_path / "pgid")))
     elapsed = time.monotonic() - start
     lines = summary_lines(tmp_path)
@@ -185,7 +190,7 @@ def test_a_phase_stopped_at_its_limit_keeps_its_counts_and_the_budget(tmp_path):
     head = next(line for line in lines if line.startswith("tests: "))
     assert "1 passed" in head and "TIMED OUT at its limit: 1 stopped while running, 0 not run" in head, lines
     assert any(line.startswith("  UNFINISHED ") and "test_hangs" in line for line in lines)
-    assert int(re.search(r"total (\d+) s of a 45 s budget", lines[-2]).group(1)) <= budget
+    assert int(re.search(r"total (\d+) s of a 90 s budget", lines[-2]).group(1)) <= budget
     assert not _alive(int((tmp_path / "pgid").read_text()))  # the whole process group was stopped
 
 
