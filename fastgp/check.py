@@ -446,8 +446,10 @@ def read_report(path: Path, process_ended: bool) -> TestRun:
                 reports.setdefault(record["id"], []).append(record)
             elif "missing" in record:
                 result.missing.append(record["missing"])
-            elif "collect_error" in record:
-                result.collect_errors.append(f"{record['collect_error']}: {record.get('message', '')}")
+            elif "collect_error" in record:  # every pytest-xdist worker reports the same one
+                error = f"{record['collect_error']}: {record.get('message', '')}"
+                if error not in result.collect_errors:
+                    result.collect_errors.append(error)
             elif "selected" in record:
                 result.selected = record["selected"]
     for nodeid in dict.fromkeys(started + list(reports)):

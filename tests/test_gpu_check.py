@@ -412,13 +412,15 @@ def test_read_report_counts_one_crash_and_names_unfinished_tests(tmp_path):
         {"start": "t.py::b"}, {"id": "t.py::b", "when": "???", "outcome": "failed", "worker": "gw1",
                                "message": "worker 'gw1' crashed while running 't.py::b'"},
         {"start": "t.py::c"}, {"id": "t.py::c", "when": "setup", "outcome": "passed"},
+        *[{"collect_error": "t2.py", "message": "ImportError: x"}] * 2,  # from two xdist workers
     ]
     report.write_text("\n".join(json.dumps(r) for r in records) + '\n{"start": "t.py::d')  # cut by a kill
     stopped = check.read_report(report, process_ended=False)
     assert stopped.outcomes == {"t.py::a": "passed", "t.py::b": "crashed"}
     assert stopped.unfinished == ["t.py::c"] and stopped.selected == 4
-    assert stopped.counts_line() == "1 passed, 0 failed, 1 crashed, 0 skipped"
+    assert stopped.counts_line() == "1 passed, 0 failed, 1 crashed, 0 skipped, 1 collection errors"
     assert stopped.messages["t.py::b"] == "its worker gw1 died"
+    assert stopped.collect_errors == ["t2.py: ImportError: x"]
     ended = check.read_report(report, process_ended=True)  # the process died under t.py::c
     assert ended.outcomes["t.py::c"] == "crashed" and ended.unfinished == []
 
