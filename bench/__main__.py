@@ -10,6 +10,8 @@ Usage::
     python -m bench --out DIR          # write DIR/<machine>.json and DIR/<machine>.md (default bench/results)
     python -m bench penalty -k head    # only the cases whose name contains "head"
     python -m bench --list             # list the families and cases, run nothing
+    python -m bench --no-compile       # no torch.compile contender: fastgp against eager only
+                                       # (the GPU check's quick first pass)
     python -m bench --wait-quiet 900   # on a shared machine: re-run rounds disturbed by other
                                        # processes once the CPU is quiet (up to 900 s of waiting)
 
@@ -25,6 +27,8 @@ Columns of the Markdown table:
   all contenders timed round-robin in one process after warm-up. *reference* is the eager code
   users write today; *compile* is ``torch.compile`` of it, or ``unsupported: <exception>`` when
   its first call raises (double backward under aot_autograd does).
+  On CUDA, fastgp is also timed with its Triton backend forced (the *triton* contender, in the
+  JSON and in the notes under the table) beside the default backend (the extension).
 * speed-up vs reference / vs compile — baseline median / fastgp median (> 1: fastgp faster).
 * ATen ops (fastgp / reference) — operator calls reaching a TorchDispatchMode in one call
   (forward, backward and optimizer ops; ``torch.ops.fastgp.*`` included).
@@ -79,6 +83,12 @@ def main(argv=None) -> int:
     parser.add_argument("-k", dest="pattern", default=None, help="run only cases whose name contains this")
     parser.add_argument("--list", action="store_true", help="list families and cases, run nothing")
     parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not run the torch.compile contender (a compile per case, 5-30 s cold on a GPU): "
+        "fastgp against eager PyTorch only, e.g. as a quick first pass",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -115,6 +125,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(cores)
     warnings.filterwarnings("ignore", message=".*compiled extension is unavailable.*")
     settings = harness.Settings.for_mode(args.quick, args.wait_quiet, device)
+    settings.compile = not args.no_compile
     info = harness.fastgp_info(device)
     gpu = f", GPU {harness.gpu_name(device)}" if device.type == "cuda" else ""
     print(

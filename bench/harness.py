@@ -82,6 +82,9 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 CONTENDERS = ("fastgp", "reference", "compile")
+# fastgp forced onto its Triton backend: added by run_case on CUDA, where the default backend is
+# the extension, so that one run times both of fastgp's GPU backends (not a case's own contender).
+TRITON = "triton"
 COPY = "copy"
 
 
@@ -152,6 +155,9 @@ class Settings:
     wait_budget: "WaitBudget | None" = None
     quiet_threshold: float = 0.10
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # False: the compile contender is not run (no torch.compile per case: 5-30 s cold each on a
+    # GPU), so that a first pass times fastgp against eager for every case (--no-compile).
+    compile: bool = True
 
     @classmethod
     def for_mode(cls, quick: bool, wait_seconds: float = 0.0, device: str | torch.device = "cpu") -> "Settings":
@@ -452,6 +458,7 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
     torch.manual_seed(0)
     clock = Clock(settings.device)
     setup = case.setup(settings.device)
+    _add_triton_contender(setup, settings)
     record = _new_record(case, settings, setup)
     timed, estimates = _warm_contenders(setup, settings, clock, record, log)
     timed.update(_warm_copy_and_parts(setup, settings, clock, record))
@@ -463,6 +470,26 @@ def run_case(case: Case, settings: Settings, log=print) -> dict[str, Any]:
     _judge_targets(record, case, settings.device.type)
     _derive(record, setup, timed)
     return record
+
+
+def _add_triton_contender(setup: Setup, settings: Settings) -> None:
+    """On CUDA, the fastgp contender once more with the Triton backend forced (an unavailable
+    backend is reported as such, with its reason)."""
+    fn = setup.contenders.get("fastgp")
+    if settings.device.type != "cuda" or fn is None or isinstance(fn, Unsupported):
+        return
+    import fastgp
+
+    reason = fastgp.backend.unavailable_reason(TRITON, "cuda")
+    if reason is not None:
+        setup.contenders[TRITON] = Unsupported(reason, "unavailable")
+        return
+
+    def on_triton():
+        with fastgp.use_backend(TRITON):
+            return fn()
+
+    setup.contenders[TRITON] = on_triton
 
 
 def _new_record(case: Case, settings: Settings, setup: Setup) -> dict[str, Any]:
@@ -490,8 +517,13 @@ def _warm_contenders(setup: Setup, settings: Settings, clock: Clock, record: dic
     assumed). Returns the runnable contenders and each one's per-call estimate."""
     timed: dict[str, Callable[[], Any]] = {}
     estimates: dict[str, float] = {}
-    for name in CONTENDERS:
+    for name in (*CONTENDERS, TRITON):
+        if name == TRITON and name not in setup.contenders:  # CPU: no Triton contender
+            continue
         fn = setup.contenders.get(name, Unsupported("not defined for this case", "unavailable"))
+        if name == "compile" and not settings.compile and not isinstance(fn, Unsupported):
+            record["contenders"][name] = {"status": "skipped", "reason": "--no-compile"}
+            continue
         if isinstance(fn, Unsupported):
             record["contenders"][name] = {"status": fn.kind, "reason": fn.reason}
             continue
@@ -641,6 +673,9 @@ def _ratios(record: dict[str, Any]) -> dict[str, float | None]:
         ratios["reference/copy"] = ref["median_ms"] / record["copy"]["median_ms"]
     if fast.get("status") == "ok":
         ratios["fastgp/copy"] = fast["median_ms"] / record["copy"]["median_ms"]
+    triton = record["contenders"].get(TRITON, {})
+    if triton.get("status") == "ok" and ref.get("status") == "ok":
+        ratios[f"reference/{TRITON}"] = ref["median_ms"] / triton["median_ms"]
     return ratios
 
 
@@ -680,8 +715,10 @@ def _derive(record: dict[str, Any], setup: Setup, timed) -> None:
 def summary_line(record: dict[str, Any]) -> str:
     """One line for the console: medians and ratios of a finished case."""
     parts = []
-    for name in CONTENDERS:
-        entry = record["contenders"].get(name, {})
+    for name in (*CONTENDERS, TRITON):
+        if name not in record["contenders"]:
+            continue
+        entry = record["contenders"][name]
         parts.append(f"{name} " + (f"{entry['median_ms']:.3g} ms" if entry.get("status") == "ok" else entry.get("status", "?")))
     parts.append(f"copy {record['copy']['median_ms']:.3g} ms")
     if record.get("other_processes_cpu_share") is not None:
@@ -836,6 +873,11 @@ def _row_notes(rec: dict[str, Any]) -> list[str]:
     """The row's derived figures, a load warning, and the case's own notes, as bullet lines."""
     where = f"`{rec['family']}/{rec['name']}` {rec['shape']}"
     notes = [f"- {where}: {text}" for text in (rec.get("derived") or {}).get("markdown", [])]
+    triton = rec.get("contenders", {}).get(TRITON)
+    if triton is not None:  # CUDA: the Triton backend timed beside the extension
+        ratio = rec.get("ratios", {}).get(f"reference/{TRITON}")
+        speed = f", {_ratio(ratio)} vs reference" if ratio is not None else ""
+        notes.append(f"- {where}: fastgp on its Triton backend: {_ms(triton)} ms{speed}")
     share = rec.get("other_processes_cpu_share")
     if share is not None and share > 0.10:
         notes.append(
