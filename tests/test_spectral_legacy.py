@@ -22,6 +22,7 @@ from torch import nn
 from torch.autograd import gradcheck
 from torch.nn.utils.spectral_norm import SpectralNorm as TorchSpectralNorm
 
+import fastgp
 import fastgp.nn
 from fastgp.nn import utils as fastgp_utils
 from helpers import tolerances
@@ -329,10 +330,11 @@ def test_gradients_match_torch(backend_name, on_device, kind):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_matches_torch_in_lower_precision(backend_name, on_device, dtype):
-    """float16/bfloat16 iterate in float32 (torch rounds every step to the weight's dtype): the
-    two agree to the dtype's rounding."""
-    a, b = twins("conv2d-wide", dtype=dtype)
+@pytest.mark.parametrize("n_power_iterations", [1, 3])
+def test_matches_torch_in_lower_precision(backend_name, on_device, dtype, n_power_iterations):
+    """With more than one iteration, float16/bfloat16 iterate in float32 in the fused kernel
+    (torch rounds every step to the weight's dtype): the two agree to the dtype's rounding."""
+    a, b = twins("conv2d-wide", dtype=dtype, n_power_iterations=n_power_iterations)
     x = layer_input("conv2d-wide", dtype)
     tol = tolerances(dtype)
     for _ in range(3):
@@ -504,3 +506,27 @@ def test_refuses_integer_weights_and_non_modules():
     for fn in (fastgp_utils.spectral_norm, fastgp_utils.remove_spectral_norm):
         with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
             fn(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("n_power_iterations", [1, 2, 5])
+def test_kernel_runs_the_full_iterations_and_the_eval_sigma(monkeypatch, n_power_iterations):
+    """A training forward gives the kernel the n − 1 full iterations between the two half steps
+    (none when n = 1); an eval forward takes σ = uᵀ W v from it (0 iterations)."""
+    from fastgp.reference import spectral as reference
+
+    calls = []
+    original = reference.spectral_power_iteration
+
+    def counting(weight, u, v, n_iterations, eps):
+        calls.append((tuple(weight.shape), n_iterations))
+        return original(weight, u, v, n_iterations, eps)
+
+    monkeypatch.setattr(reference, "spectral_power_iteration", counting)
+    with fastgp.use_backend("reference"):
+        m = fastgp_utils.spectral_norm(nn.Conv2d(3, 6, 3).double(), n_power_iterations=n_power_iterations)
+        x = layer_input("conv2d")
+        m(x)
+        assert calls == ([((6, 27), n_power_iterations - 1)] if n_power_iterations > 1 else [])
+        calls.clear()
+        m.eval()(x)
+        assert calls == [((6, 27), 0)]

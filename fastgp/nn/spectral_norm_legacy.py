@@ -17,12 +17,17 @@ one keeps everything torch's has:
 - the same ``dim`` (1 for ConvTranspose), ``eps``, checkpoint format and version metadata
   (``metadata['spectral_norm']['<name>.version'] = 1``), and the oldest format's conversion.
 
-How the fused kernel does the legacy order: the kernel iterates ``a = normalize(A b)``,
-``b = normalize(Aᵀ a)`` and returns σ = aᵀ A b. With ``A = Wᵀ``, ``a = v``, ``b = u`` that is
-exactly ``v = normalize(Wᵀ u)``, ``u = normalize(W v)``, σ = vᵀ Wᵀ u = uᵀ W v: the legacy
-iteration, reading Wᵀ once per iteration. The kernel reads rows with unit stride, so Wᵀ is a
-row-major copy of W (one pass over W per training forward; eval forwards and ``remove`` need no
-copy). W / σ and its gradient (first and second order) are ``fastgp.spectral``'s.
+How the legacy order runs on fastgp's kernel, which iterates the other way round (``u`` first,
+then ``v``, reading W once per iteration): ``n`` legacy iterations are a half step
+``v = normalize(Wᵀ u)``, then ``n − 1`` iterations of the fused kernel (each ``u = normalize(W v)``,
+``v = normalize(Wᵀ u)`` in one pass over W), then the half step ``p = W v``, ``u = normalize(p)``,
+and σ = uᵀ p from that same product: n + 1 passes over W where torch's loop makes 2n + 1 (its σ
+multiplies W v again). With one iteration (the default) no full iteration is left for the kernel:
+the two half steps are the very ops of torch's loop, in every dtype.
+(Running the kernel on Wᵀ instead would need a row-major copy of Wᵀ at every training forward,
+which costs more than it saves.) W / σ and its gradient, first and second order, are
+``fastgp.spectral``'s fused autograd Function: 3 passes over W in backward where autograd's
+division by σ(W) makes about 9.
 
 The hook is a subclass of torch's ``SpectralNorm``, and the state-dict hooks ARE torch's: torch's
 ``remove_spectral_norm`` removes fastgp's, torch's ``spectral_norm`` refuses a second hook on a
@@ -73,28 +78,18 @@ class SpectralNorm(_TorchSpectralNorm):
         # torch's own ValueError for n_power_iterations <= 0 (its message, which its tests match).
         super().__init__(name, n_power_iterations, dim, _spectral.check_eps(eps))
 
-    def _transposed_matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        """Wᵀ of ``reshape_weight_to_matrix(weight)``, row-major, in ONE copy: the other dimensions
-        first, ``dim`` last (torch's matrix view permutes ``dim`` first, which for ``dim != 0`` is a
-        copy of its own before the transpose would need a second)."""
-        if weight.dim() == 1:
-            return weight.reshape(1, -1)
-        others = [d for d in range(weight.dim()) if d != self.dim]
-        return weight.permute(*others, self.dim).reshape(-1, weight.shape[self.dim]).contiguous()
-
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
         weight = getattr(module, self.name + "_orig")
         u = getattr(module, self.name + "_u")
         v = getattr(module, self.name + "_v")
-        kernels = backend.kernels(_spectral.FAMILY, weight.device)
         with torch.no_grad():
-            detached = weight.detach()
+            weight_mat = self.reshape_weight_to_matrix(weight.detach())
             if do_power_iteration:
-                sigma = kernels.spectral_power_iteration(
-                    self._transposed_matrix(detached), v, u, self.n_power_iterations, self.eps
+                sigma = self._power_iteration(weight_mat, u, v)
+            else:  # σ = uᵀ W v from the stored vectors: one pass of the kernel
+                sigma = backend.kernels(_spectral.FAMILY, weight.device).spectral_power_iteration(
+                    weight_mat, u, v, 0, self.eps
                 )
-            else:
-                sigma = kernels.spectral_power_iteration(self.reshape_weight_to_matrix(detached), u, v, 0, self.eps)
         # Clones, as torch's: the vectors saved for this forward's backward must not be the
         # buffers that the next training forward (D(real), then D(fake)) updates in place.
         u = u.clone(memory_format=torch.contiguous_format)
@@ -102,6 +97,18 @@ class SpectralNorm(_TorchSpectralNorm):
         if weight.dim() == 1:  # torch's matrix view of a vector is a column [h, 1]
             return _spectral._DivideBySigma.apply(weight.unsqueeze(1), u, v, sigma, 0).squeeze(1)
         return _spectral._DivideBySigma.apply(weight, u, v, sigma, self.dim)
+
+    def _power_iteration(self, weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``n_power_iterations`` legacy iterations (v first), in place on the buffers u and v, and
+        σ = uᵀ W v; see the module docstring for how they are split around the fused kernel."""
+        F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+        if self.n_power_iterations > 1:
+            backend.kernels(_spectral.FAMILY, weight_mat.device).spectral_power_iteration(
+                weight_mat, u, v, self.n_power_iterations - 1, self.eps
+            )
+        product = torch.mv(weight_mat, v)
+        F.normalize(product, dim=0, eps=self.eps, out=u)
+        return torch.dot(u, product)
 
     @staticmethod
     def apply(module: nn.Module, name: str, n_power_iterations: int, dim: int, eps: float) -> "SpectralNorm":
