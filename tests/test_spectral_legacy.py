@@ -530,3 +530,18 @@ def test_kernel_runs_the_full_iterations_and_the_eval_sigma(monkeypatch, n_power
         calls.clear()
         m.eval()(x)
         assert calls == [((6, 27), 0)]
+
+
+@pytest.mark.parametrize("n_power_iterations", [1, 3])
+def test_torch_compile_matches_torch_eager(n_power_iterations):
+    """A model with fastgp's legacy hooks under torch.compile (aot_eager: Dynamo traces the hook,
+    the kernel dispatch and the in-place updates of the buffers) follows torch's eager layers."""
+    torch._dynamo.reset()
+    a, b = twins("conv2d", n_power_iterations=n_power_iterations)
+    compiled = torch.compile(b, backend="aot_eager")
+    x = layer_input("conv2d")
+    for _ in range(2):
+        torch.testing.assert_close(compiled(x), a(x), **TIGHT)
+        assert_same_state(a, b, **TIGHT)
+    a.eval(), b.eval()
+    torch.testing.assert_close(compiled(x), a(x), **TIGHT)
