@@ -475,6 +475,12 @@ def test_deepcopy_like_torch(backend_name, on_device):
 # ------------------------------------------------------------------------------------------------
 
 
+def scalar_parameter_module():
+    m = nn.Linear(3, 4)
+    m.scale = nn.Parameter(torch.tensor(2.0))
+    return m
+
+
 @pytest.mark.parametrize("make, kwargs, error, message", [
     (lambda: nn.Linear(3, 4, dtype=torch.complex64), {}, TypeError, "transposes without conjugating"),
     (lambda: nn.Embedding(4, 3).requires_grad_(False).to(torch.float64), {"name": "nonexistent"}, ValueError,
@@ -488,6 +494,7 @@ def test_deepcopy_like_torch(backend_name, on_device):
     (lambda: nn.Linear(3, 4), {"dim": "0"}, TypeError, "dim must be an int"),
     (lambda: nn.Linear(3, 4), {"name": 0}, TypeError, "name must be a str"),
     (lambda: fastgp.nn.spectral_norm(nn.Linear(3, 4)), {}, ValueError, "it is parametrized"),
+    (lambda: scalar_parameter_module(), {"name": "scale"}, ValueError, "at least one dimension"),
 ])
 def test_refuses_bad_inputs(make, kwargs, error, message):
     module = make()
