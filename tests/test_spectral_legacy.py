@@ -250,6 +250,7 @@ def make_layer(kind, dtype=D64):
         "conv1d": lambda: nn.Conv1d(3, 5, 3),
         "conv2d": lambda: nn.Conv2d(3, 6, 3),
         "conv2d-wide": lambda: nn.Conv2d(16, 4, 3),  # more columns than rows
+        "conv2d-channels-last": lambda: nn.Conv2d(3, 6, 3).to(memory_format=torch.channels_last),
         "conv3d": lambda: nn.Conv3d(2, 4, 2),
         "convt2d": lambda: nn.ConvTranspose2d(4, 3, 3),
         "convt3d": lambda: nn.ConvTranspose3d(2, 3, 2),
@@ -258,7 +259,8 @@ def make_layer(kind, dtype=D64):
 
 
 def layer_input(kind, dtype=D64):
-    shapes = {"linear": (4, 12), "conv1d": (2, 3, 8), "conv2d": (2, 3, 6, 6), "conv2d-wide": (2, 16, 5, 5),
+    shapes = {"linear": (4, 12), "conv1d": (2, 3, 8), "conv2d": (2, 3, 6, 6), "conv2d-channels-last": (2, 3, 6, 6),
+              "conv2d-wide": (2, 16, 5, 5),
               "conv3d": (2, 2, 4, 4, 4), "convt2d": (2, 4, 5, 5), "convt3d": (2, 2, 3, 3, 3)}
     return randn(*shapes[kind], seed=7, dtype=dtype)
 
@@ -278,7 +280,7 @@ def assert_same_state(a, b, name="weight", **tol):
         torch.testing.assert_close(getattr(b, name + suffix), getattr(a, name + suffix), **tol)
 
 
-KINDS = ["linear", "conv1d", "conv2d", "conv2d-wide", "conv3d", "convt2d", "convt3d"]
+KINDS = ["linear", "conv1d", "conv2d", "conv2d-channels-last", "conv2d-wide", "conv3d", "convt2d", "convt3d"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -287,6 +289,8 @@ def test_matches_torch_training_and_eval(backend_name, on_device, kind, n_power_
     a, b = twins(kind, n_power_iterations=n_power_iterations)
     hook = next(h for h in b._forward_pre_hooks.values() if isinstance(h, fastgp_utils.SpectralNorm))
     assert hook.dim == (1 if kind.startswith("convt") else 0)
+    if kind == "conv2d-channels-last":  # the matrix view of such a weight is a copy
+        assert b.weight_orig.is_contiguous(memory_format=torch.channels_last) and not b.weight_orig.is_contiguous()
     assert set(a.state_dict()) == set(b.state_dict())
     # The same draws by the same torch ops (no iteration at registration): equal, not just close.
     assert torch.equal(a.weight_u, b.weight_u) and torch.equal(a.weight_v, b.weight_v)
@@ -301,7 +305,7 @@ def test_matches_torch_training_and_eval(backend_name, on_device, kind, n_power_
     assert torch.equal(b.weight_u, u) and torch.equal(b.weight_v, v)  # eval: stored vectors, no update
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv2d", "convt2d"])
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d-channels-last", "convt2d"])
 def test_gradients_match_torch(backend_name, on_device, kind):
     """D(real) and D(fake) before one backward (the vectors of each forward are its own), and a
     gradient penalty through the layer (second order: the gradient of a gradient)."""
