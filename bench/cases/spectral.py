@@ -229,10 +229,69 @@ def _step_case(name: str, make_D, input_shape) -> Case:
                 "D step with 3 forwards (real, fake, interpolates), backward, Adam: whole-step time")
 
 
+# --------------------------------------------------------------------------------------------
+# The legacy hook-based API on a U-Net discriminator's layers
+# --------------------------------------------------------------------------------------------
+
+# (in, out, kernel) of the spectral-normalized convolutions of BasicSR's UNetDiscriminatorSN with
+# num_feat=64 (conv1-conv3 downsample with 4×4 stride-2 kernels, conv4-conv8 are 3×3; its conv0
+# and conv9 have no spectral norm).
+UNET_SN_CONVS = [(64, 128, 4), (128, 256, 4), (256, 512, 4), (512, 256, 3), (256, 128, 3), (128, 64, 3),
+                 (64, 64, 3), (64, 64, 3)]
+
+
+class _LegacyLayers:
+    """The SN layers of one contender; ``__call__`` runs their hooks as two training forwards
+    would (real, fake), then (with ``backward``) the backward of every W/σ from fixed gradients."""
+
+    def __init__(self, spectral_norm, device: torch.device, backward: bool = True):
+        torch.manual_seed(0)  # the same weights and u, v for every contender
+        self.layers = [spectral_norm(nn.Conv2d(i, o, k, bias=False)).to(device) for i, o, k in UNET_SN_CONVS]
+        g = torch.Generator().manual_seed(3)
+        self.grads = [torch.randn(m.weight_orig.shape, generator=g).to(device) for m in self.layers]
+        self.backward = backward
+
+    def __call__(self):
+        weights, grads = [], []
+        for _ in range(2):
+            for m, grad in zip(self.layers, self.grads):
+                for hook in m._forward_pre_hooks.values():
+                    hook(m, ())
+                weights.append(m.weight)
+                grads.append(grad)
+        if self.backward:
+            torch.autograd.backward(weights, grads)
+            for m in self.layers:
+                m.weight_orig.grad = None
+
+
+def _legacy_unet_case() -> Case:
+    def setup(device: torch.device) -> Setup:
+        fastgp = _fastgp()
+        contenders = {
+            "reference": _LegacyLayers(torch.nn.utils.spectral_norm, device),
+            "compile": Unsupported("not measured: the case compares two implementations of the legacy hook", "unavailable"),
+        }
+        parts = {"reference-forwards": _LegacyLayers(torch.nn.utils.spectral_norm, device, backward=False)}
+        if isinstance(fastgp, Unsupported):
+            contenders["fastgp"] = fastgp
+        else:
+            contenders["fastgp"] = _LegacyLayers(fastgp.nn.utils.spectral_norm, device)
+            parts["fastgp-forwards"] = _LegacyLayers(fastgp.nn.utils.spectral_norm, device, backward=False)
+        total = sum(o * i * k * k for i, o, k in UNET_SN_CONVS)
+        # At the least two reads of every W per forward (the two half steps of one iteration).
+        return Setup(contenders, copy_bytes=2 * 2 * total * FLOAT_BYTES // 2, parts=parts,
+                     notes=["copy-roofline: two reads of every W per forward, two forwards"])
+
+    return Case("sn-legacy-unet", "8 convs of a U-Net D (num_feat 64)", setup,
+                "legacy spectral norm: 2 training forwards (power iteration + W/σ) and the W/σ backward per layer")
+
+
 def cases() -> list[Case]:
     return [
         _power_iter_case(),
         _power_iter_group_case(),
         _step_case("sn-step-mlp", mlp_discriminator, (STEP_BATCH, 784)),
         _step_case("sn-step-dcgan", dcgan_discriminator, (STEP_BATCH, 3, 32, 32)),
+        _legacy_unet_case(),
     ]
