@@ -66,8 +66,14 @@ def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_r
     anchors = []
     for value, name in ((anchor_real, "anchor_real"), (anchor_fake, "anchor_fake")):
         if isinstance(value, torch.Tensor):
+            # A real anchor only: a bool or complex one would reach torch's NotImplementedError
+            # (or a complex penalty) inside the arithmetic below.
+            if value.dtype == torch.bool or value.dtype.is_complex:
+                raise TypeError(f"{name} must be a real number or a real (floating or integer) tensor, got {value.dtype}")
             if value.numel() != 1:
                 raise ValueError(f"{name} must be a number or a one-element tensor, got shape {list(value.shape)}")
+            if value.device not in (real_logits.device, torch.device("cpu")):
+                raise ValueError(f"{name} must be on the logits' device ({real_logits.device}) or the CPU, got {value.device}")
             value = value.detach().reshape(())
         else:
             value = _checks.real_number(value, name)

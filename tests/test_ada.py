@@ -169,12 +169,12 @@ BAD = [
     (lambda: [AdaptiveAugment(8, interval=1).step()], RuntimeError, "no real logits were accumulated"),
     (lambda: AdaptiveAugment(8).load_state_dict({"p": 0.1}), ValueError, "state lacks count, rt, sign_sum, steps"),
     (lambda: AdaptiveAugment(8).load_state_dict({"p": 0.1, "steps": 1, "rt": None, "sign_sum": 0, "count": -1}),
-     ValueError, r"state\['count'\] must be a finite count >= 0"),
+     ValueError, r"state\['count'\] must be >= 0"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), -0.5), ValueError, "p must be >= 0.0"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), float("inf")), ValueError, "p must be finite"),
     (lambda: random_apply(torch.randn(2, 3), 0.5), ValueError, r"x must have shape \[B, C, H, W\]"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, ""), ValueError, "augment must not be empty"),
-    (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, lambda t: t[:1]), ValueError, "K rows per sample"),
+    (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, lambda t: t[:1]), ValueError, "must return K·B rows"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, generator="g"), TypeError, "generator must be a torch.Generator"),
 ]
 
@@ -183,6 +183,74 @@ BAD = [
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _shrink(t):
+    return t[:, :, :2, :2]
+
+
+# Callables whose output torch.where would broadcast against the batch, or keep empty, silently.
+BAD_CALLABLES = [
+    (_shrink, ValueError, r"augment \(_shrink\) must return K·B rows of x's per-sample shape, i\.e\. \[K·2, 3, 4, 4\] "
+     r"with K >= 1, got \[2, 3, 2, 2\]"),
+    (lambda t: t[:, :1], ValueError, r"\[K·2, 3, 4, 4\] with K >= 1, got \[2, 1, 4, 4\]"),  # one channel
+    (lambda t: t.mean(dim=(2, 3), keepdim=True), ValueError, r"got \[2, 3, 1, 1\]"),
+    (lambda t: t[:0], ValueError, r"got \[0, 3, 4, 4\]"),  # an empty batch
+    (lambda t: t[:1].expand(3, 3, 4, 4), ValueError, r"got \[3, 3, 4, 4\]"),  # 3 rows for 2 samples
+    (lambda t: t.flatten(1), ValueError, r"got \[2, 48\]"),
+    (lambda t: t.double(), TypeError, r"augment \(.*<lambda>\) must return x's dtype torch\.float32, got torch\.float64"),
+    (lambda t: t.numpy(), TypeError, r"must return a torch\.Tensor, got ndarray"),
+]
+
+
+@pytest.mark.parametrize("fn, error, message", BAD_CALLABLES, ids=[str(i) for i in range(len(BAD_CALLABLES))])
+def test_random_apply_refuses_a_callable_that_changes_the_shape(fn, error, message):
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(error, match=message):
+        random_apply(x, 0.5, fn, generator=torch.Generator().manual_seed(0))
+    # K·B rows of the same per-sample shape (here K = 2: the batch twice, sample-major) is accepted.
+    assert random_apply(x, 0.5, lambda t: t.repeat_interleave(2, dim=0)).shape == (4, 3, 4, 4)
+
+
+def _state(**changes):
+    state = {"p": 0.25, "steps": 8, "rt": 0.5, "sign_sum": 6.0, "count": 16.0}
+    state.update(changes)
+    return state
+
+
+BAD_STATES = [
+    ({"sign_sum": float("nan")}, ValueError, r"state\['sign_sum'\] must be finite, got nan"),
+    ({"rt": float("nan")}, ValueError, r"state\['rt'\] must be finite, got nan"),
+    ({"count": float("nan")}, ValueError, r"state\['count'\] must be finite, got nan"),
+    ({"p": float("inf")}, ValueError, r"state\['p'\] must be finite"),
+    ({"sign_sum": True}, TypeError, r"state\['sign_sum'\] must be a real number, got bool"),
+    ({"rt": False}, TypeError, r"state\['rt'\] must be a real number, got bool"),
+    ({"count": True}, TypeError, r"state\['count'\] must be a real number, got bool"),
+    ({"p": True}, TypeError, r"state\['p'\] must be a real number, got bool"),
+    ({"steps": True}, TypeError, r"state\['steps'\] must be an int, got bool"),
+    ({"count": [16.0]}, TypeError, r"state\['count'\] must be a real number, got list"),
+    ({"sign_sum": [6.0]}, TypeError, r"state\['sign_sum'\] must be a real number, got list"),
+    ({"rt": [0.5]}, TypeError, r"state\['rt'\] must be a real number, got list"),
+    ({"steps": [8]}, TypeError, r"state\['steps'\] must be an int, got list"),
+    ({"rt": 1.5}, ValueError, r"state\['rt'\] must be None or lie in \[-1, 1\]"),
+    ({"count": 2.5}, ValueError, r"state\['count'\] must be a whole number of signs, got 2\.5"),
+    ({"sign_sum": 17.0}, ValueError, r"state\['sign_sum'\] must lie in \[-count, count\]"),
+    ({"steps": -1}, ValueError, r"state\['steps'\] must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("changes, error, message", BAD_STATES, ids=[str(i) for i in range(len(BAD_STATES))])
+def test_load_state_dict_validates_every_field_and_changes_nothing_on_error(changes, error, message):
+    ada = AdaptiveAugment(8, p=0.5)
+    ada.accumulate(torch.ones(4))
+    before = ada.state_dict()
+    with pytest.raises(error, match=message):
+        ada.load_state_dict(_state(**changes))
+    assert ada.state_dict() == before
+    ada.load_state_dict(_state())  # the good state loads
+    assert ada.state_dict() == _state() and ada.rt == 0.5
+    with pytest.raises(TypeError, match="state must be a dict"):
+        ada.load_state_dict([("p", 0.1)])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -192,6 +192,20 @@ def test_bad_call_arguments():
         lecam.load_state_dict({"anchor_real": 1.0, "anchor_fake": None})
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64, torch.complex128])
+@pytest.mark.parametrize("which", ["anchor_real", "anchor_fake"])
+def test_bool_and_complex_anchor_tensors_are_a_clear_type_error(dtype, which):
+    good = torch.randn(4)
+    anchors = {"anchor_real": 0.0, "anchor_fake": 0.0, which: torch.ones((), dtype=dtype)}
+    with pytest.raises(TypeError, match=f"{which} must be a real number or a real \\(floating or integer\\) tensor, "
+                                        f"got {dtype}"):
+        fastgp.lecam_penalty(good, good, anchors["anchor_real"], anchors["anchor_fake"])
+    # A real tensor anchor of either kind is taken (an integer one promotes as a Python int would).
+    anchors[which] = torch.ones((), dtype=torch.int64)
+    expected = fastgp.lecam_penalty(good, good, *(1.0 if isinstance(v, torch.Tensor) else v for v in anchors.values()))
+    assert torch.equal(fastgp.lecam_penalty(good, good, anchors["anchor_real"], anchors["anchor_fake"]), expected)
+
+
 WORLD = 2
 
 
