@@ -15,6 +15,10 @@ stylegan2-ada-pytorch (``training/training_loop.py``, ``training/loss.py``,
 - r_t is the mean of every sign reported since the last update, summed over the ranks
   (``training_stats`` reduces the count and the sum across processes; in float64);
 - np.sign(0) = 0: r_t equal to the target leaves p unchanged;
+- an interval without reports reuses the previous interval's r_t (``Collector(keep_previous=True)``);
+  before any report the original's r_t is NaN and so is its p — fastgp raises there instead, and
+  keeps the last r_t in its state_dict, so a resumed run reuses it where the original, whose
+  collector restarts empty, would again have no r_t;
 - p is clamped below at 0 only: it is never clamped above 1 (a p above 1 augments every sample,
   as p = 1 does, since each sample is augmented where U(0, 1) < p);
 - p lives in a float32 tensor (``augment_pipe.p``), so each update is rounded to float32.
@@ -209,15 +213,25 @@ class AdaptiveAugment:
     def step(self) -> bool:
         """Count a training step; every ``interval`` steps update p. Returns whether p was updated.
 
-        Raises RuntimeError at an update with no logits accumulated on any rank (r_t undefined).
+        An interval in which no rank accumulated a logit reuses the previous r_t, as StyleGAN2-ADA
+        does (its ``training_stats.Collector`` keeps a statistic's previous mean when a round
+        received no reports, ``keep_previous=True``), so p moves again by the same step. With no
+        previous r_t either (no logit accumulated since construction, and none restored by
+        :meth:`load_state_dict`) r_t is undefined: the original's mean is then NaN and its p
+        becomes NaN; this raises a RuntimeError instead.
         """
         self.steps += 1
         if self.steps % self.interval:
             return False
         total, count = (float(v) for v in self._reduced())
-        if count == 0:
-            raise RuntimeError("AdaptiveAugment.step: no real logits were accumulated in the interval (call accumulate)")
-        self.rt = total / count
+        if count:
+            self.rt = total / count
+        elif self.rt is None:
+            raise RuntimeError(
+                f"AdaptiveAugment.step: update at step {self.steps} has no r_t: no rank accumulated real "
+                "logits in this interval and there is no earlier r_t to reuse (call accumulate(real_logits) "
+                "before the first update; StyleGAN2-ADA's p would become NaN here)"
+            )
         adjust = np.sign(self.rt - self.target) * (self.batch_size * self.interval) / (self.kimg * 1000)
         self._p = (self._p + adjust).clamp_min(0.0)
         self._signs = None
