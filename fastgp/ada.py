@@ -15,6 +15,10 @@ stylegan2-ada-pytorch (``training/training_loop.py``, ``training/loss.py``,
 - r_t is the mean of every sign reported since the last update, summed over the ranks
   (``training_stats`` reduces the count and the sum across processes; in float64);
 - np.sign(0) = 0: r_t equal to the target leaves p unchanged;
+- an interval without reports reuses the previous interval's r_t (``Collector(keep_previous=True)``);
+  before any report the original's r_t is NaN and so is its p — fastgp raises there instead, and
+  keeps the last r_t in its state_dict, so a resumed run reuses it where the original, whose
+  collector restarts empty, would again have no r_t;
 - p is clamped below at 0 only: it is never clamped above 1 (a p above 1 augments every sample,
   as p = 1 does, since each sample is augmented where U(0, 1) < p);
 - p lives in a float32 tensor (``augment_pipe.p``), so each update is rounded to float32.
@@ -29,7 +33,6 @@ word gated on its own, or one user callable gated once).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -49,12 +52,30 @@ def _check_policy(policy: str, name: str) -> list[str]:
     return words
 
 
+def _check_augmented(out, x: torch.Tensor, augment) -> torch.Tensor:
+    """What a user's callable returned: x's dtype, device and per-sample shape, K·B rows (K >= 1).
+    torch.where below would broadcast a [1, ...] or [K·B, C', 1, 1] output and keep an empty one,
+    so a wrong shape must be refused here, not left to the gate."""
+    name = f"augment ({getattr(augment, '__qualname__', type(augment).__name__)})"
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"{name} must return x's dtype {x.dtype}, got {out.dtype}")
+    if out.device != x.device:
+        raise ValueError(f"{name} must return a tensor on x's device {x.device}, got {out.device}")
+    batch = x.shape[0]
+    if out.dim() != x.dim() or out.shape[1:] != x.shape[1:] or out.shape[0] == 0 or out.shape[0] % batch:
+        raise ValueError(
+            f"{name} must return K·B rows of x's per-sample shape, i.e. [K·{batch}, "
+            f"{', '.join(str(n) for n in x.shape[1:])}] with K >= 1, got {list(out.shape)}"
+        )
+    return out
+
+
 def _gate(x: torch.Tensor, augmented: torch.Tensor, p: float, generator) -> torch.Tensor:
     """Row i of ``augmented`` where U_i < p, else the original row (x repeated when ``augmented``
     holds K rows per sample, sample-major)."""
     rows = augmented.shape[0]
-    if rows % x.shape[0]:
-        raise ValueError(f"augment must return K rows per sample (K·{x.shape[0]}), got {rows}")
     original = x if rows == x.shape[0] else x.repeat_interleave(rows // x.shape[0], dim=0)
     source = generator.device if generator is not None else x.device
     drawn = torch.rand(rows, generator=generator, device=source) < p
@@ -85,7 +106,9 @@ def random_apply(
             it above).
         augment: a DiffAugment policy (words color, translation, cutout) or a callable x → its
             augmentation: B rows, or K·B rows sample-major (``fastgp.augment.translate`` with
-            ``copies=K``; the originals are then repeated K times).
+            ``copies=K``; the originals are then repeated K times), each of x's per-sample shape,
+            dtype and device — anything else (another size or channel count, an empty batch)
+            raises a ValueError/TypeError naming the callable.
         generator: a ``torch.Generator`` for every draw (the callable uses its own).
 
     Returns:
@@ -95,7 +118,7 @@ def random_apply(
     p = _checks.real_number(p, "p", minimum=0.0)
     _checks.generator(generator)
     if callable(augment):
-        return _gate(x, augment(x), p, generator)
+        return _gate(x, _check_augmented(augment(x), x, augment), p, generator)
     if not isinstance(augment, str):
         raise TypeError(f"augment must be a DiffAugment policy string or a callable, got {type(augment).__name__}")
     words = _check_policy(augment, "augment")
@@ -190,15 +213,25 @@ class AdaptiveAugment:
     def step(self) -> bool:
         """Count a training step; every ``interval`` steps update p. Returns whether p was updated.
 
-        Raises RuntimeError at an update with no logits accumulated on any rank (r_t undefined).
+        An interval in which no rank accumulated a logit reuses the previous r_t, as StyleGAN2-ADA
+        does (its ``training_stats.Collector`` keeps a statistic's previous mean when a round
+        received no reports, ``keep_previous=True``), so p moves again by the same step. With no
+        previous r_t either (no logit accumulated since construction, and none restored by
+        :meth:`load_state_dict`) r_t is undefined: the original's mean is then NaN and its p
+        becomes NaN; this raises a RuntimeError instead.
         """
         self.steps += 1
         if self.steps % self.interval:
             return False
         total, count = (float(v) for v in self._reduced())
-        if count == 0:
-            raise RuntimeError("AdaptiveAugment.step: no real logits were accumulated in the interval (call accumulate)")
-        self.rt = total / count
+        if count:
+            self.rt = total / count
+        elif self.rt is None:
+            raise RuntimeError(
+                f"AdaptiveAugment.step: update at step {self.steps} has no r_t: no rank accumulated real "
+                "logits in this interval and there is no earlier r_t to reuse (call accumulate(real_logits) "
+                "before the first update; StyleGAN2-ADA's p would become NaN here)"
+            )
         adjust = np.sign(self.rt - self.target) * (self.batch_size * self.interval) / (self.kimg * 1000)
         self._p = (self._p + adjust).clamp_min(0.0)
         self._signs = None
@@ -216,16 +249,30 @@ class AdaptiveAugment:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; under torch.distributed rank 0 takes the accumulated signs
-        and the other ranks start from zero, so their all-reduced sum is the saved one."""
+        and the other ranks start from zero, so their all-reduced sum is the saved one.
+
+        Every field is checked before anything is changed (a TypeError/ValueError naming the key):
+        p a finite real >= 0; steps an int >= 0; rt None or a real in [-1, 1]; count a whole
+        number >= 0; sign_sum a real with |sign_sum| <= count (a sum of that many signs). Bools
+        are refused where numbers are expected.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from AdaptiveAugment.state_dict(), got {type(state).__name__}")
         missing = {"p", "steps", "rt", "sign_sum", "count"} - set(state)
         if missing:
             raise ValueError(f"AdaptiveAugment state lacks {', '.join(sorted(missing))}")
         p = _checks.real_number(state["p"], "state['p']", minimum=0.0)
+        steps = _checks.integer(state["steps"], "state['steps']", minimum=0)
+        rt = None if state["rt"] is None else _checks.real_number(state["rt"], "state['rt']")
+        if rt is not None and not -1.0 <= rt <= 1.0:
+            raise ValueError(f"state['rt'] must be None or lie in [-1, 1] (a mean of signs), got {rt}")
+        count = _checks.real_number(state["count"], "state['count']", minimum=0.0)
+        if count != int(count):
+            raise ValueError(f"state['count'] must be a whole number of signs, got {count}")
+        sign_sum = _checks.real_number(state["sign_sum"], "state['sign_sum']")
+        if abs(sign_sum) > count:
+            raise ValueError(f"state['sign_sum'] must lie in [-count, count] = [{-count}, {count}], got {sign_sum}")
         self._p = torch.tensor(p, dtype=torch.float32)
-        self.steps = _checks.integer(state["steps"], "state['steps']", minimum=0)
-        self.rt = None if state["rt"] is None else float(state["rt"])
-        count = float(state["count"])
-        if not math.isfinite(count) or count < 0:
-            raise ValueError(f"state['count'] must be a finite count >= 0, got {count}")
+        self.steps, self.rt = steps, rt
         rank0 = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-        self._signs = torch.tensor([float(state["sign_sum"]), count], dtype=torch.float64) if count and rank0 else None
+        self._signs = torch.tensor([sign_sum, count], dtype=torch.float64) if count and rank0 else None

@@ -295,6 +295,36 @@ def _uniform(batch: int, x: torch.Tensor, generator) -> torch.Tensor:
     return torch.rand(batch, 1, 1, 1, generator=generator, dtype=x.dtype, device=source).to(x.device)
 
 
+class _TranslationGradLayout(torch.autograd.Function):
+    """Identity whose backward passes the gradient on as a dense channels_last tensor: the layout in
+    which the original's ``rand_translation`` (a gather from a permuted, channels-last copy) returns
+    its input's gradient. Placed after a colour step that a translation follows: colour's backward
+    sums over the channels and over the image in memory order, so with the original's layout its
+    input gradient is the original's bit for bit (the values are the same in any layout)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def jvp(ctx, x_tangent):
+        return x_tangent.view_as(x_tangent)  # identity in forward mode too (method="jvp" through D)
+
+
+def _translates_before_next_color(steps, index: int) -> bool:
+    """Whether a translation comes after step ``index`` and before the next colour step."""
+    for kind, translates, _ in steps[index:]:
+        if kind == "color":
+            return False
+        if translates:
+            return True
+    return False
+
+
 def _color(x: torch.Tensor, brightness, saturation, contrast) -> torch.Tensor:
     x = x + (brightness - 0.5)  # brightness: + U(-0.5, 0.5)
     mean = x.mean(dim=1, keepdim=True)
@@ -381,9 +411,16 @@ def DiffAugment(
 ) -> torch.Tensor:
     """A drop-in for DiffAugment's function (Zhao et al., 2020, mit-han-lab/data-efficient-gans
     ``DiffAugment_pytorch.py``), seed for seed: with the same generator state it makes the same
-    random draws in the same order and returns the same images (and gradients) for every policy
-    and dtype — color (brightness U(−0.5, 0.5), saturation ×U(0, 2), contrast ×U(0.5, 1.5), drawn
-    in x's dtype), translation (ratio 0.125, zero padding) and cutout (ratio 0.5).
+    random draws in the same order and returns the same images and input gradients, bit for bit,
+    for every policy, dtype and input layout (contiguous, channels_last, strided, and
+    ``channels_first=False``) — color (brightness U(−0.5, 0.5), saturation ×U(0, 2), contrast
+    ×U(0.5, 1.5), drawn in x's dtype), translation (ratio 0.125, zero padding) and cutout (ratio
+    0.5). The colour step's means sum in memory order, so colour runs in the layout the original's
+    would see: after a translation a contiguous tensor (the original's gather returns one; a
+    channels_last input otherwise stays channels_last through the translate kernel), and its
+    backward receives the gradient as channels_last, as the original's translation hands it back.
+    Checked on the CPU against the authors' file as written (tests/test_augment_originals.py,
+    which also runs on a visible CUDA device; not yet run on one).
 
     Translation and a cutout that follows it run as one pass of the translate kernel (the cutout
     box is zeroed while the translated image is written; the backward passes grad·0 there, so a
@@ -392,7 +429,9 @@ def DiffAugment(
 
     ``copies=K`` returns K augmented copies of every image [B·K, ...] whose draws are those of K
     calls of the original in a row; ``order="copy-major"`` returns exactly the original's
-    ``torch.cat([DiffAugment(x, policy) for _ in range(K)])``, ``"sample-major"`` (default) the
+    ``torch.cat([DiffAugment(x, policy) for _ in range(K)])`` (the images bit for bit in every
+    layout; the input gradient only to rounding: it sums the K copies' gradients in another order
+    than autograd's accumulation over the K calls), ``"sample-major"`` (default) the
     same images with row b·K + k holding copy k of sample b. Unlike the original (whose default
     policy is ``''``), the default policy is ``"color,translation,cutout"``.
     """
@@ -416,20 +455,30 @@ def DiffAugment(
     # Computed in sample-major rows: the draws of copy k for sample b go to row b·K + k. The
     # first step with per-copy values expands the B images to B·K rows (the translate kernel
     # does that itself, writing K copies of each image).
-    for index, (kind, _, _) in enumerate(steps):
+    for index, (kind, translates, _) in enumerate(steps):
         draws = [copy_draws[index] for copy_draws in per_copy]
         if kind == "color":
             factors = [torch.stack(parts, dim=1).flatten(0, 1) for parts in zip(*draws)]
             if x.shape[0] == batch and copies > 1:
-                x = x.repeat_interleave(copies, dim=0)
+                # repeat_interleave returns a contiguous tensor; the original's colour runs on x's
+                # own layout (channels_last stays channels_last), and its means sum in memory order.
+                layout = image_memory_format(x)
+                x = x.repeat_interleave(copies, dim=0).contiguous(memory_format=layout)
             x = _color(x, *factors)
             continue
+        if index > 0 and steps[index - 1][0] == "color" and _translates_before_next_color(steps, index):
+            x = _TranslationGradLayout.apply(x)
         shifts = torch.stack([d[0] for d in draws], dim=1)  # [B, K, 2]
         boxes = None if draws[0][1] is None else torch.stack([d[1] for d in draws], dim=1)  # [B, K, 4]
         if x.shape[0] != batch or copies == 1:
             shifts = shifts.reshape(-1, 1, 2)
             boxes = None if boxes is None else boxes.reshape(-1, 1, 4)
         x = _Translate.apply(x, shifts, boxes, "zeros")
+        if translates and any(later == "color" for later, _, _ in steps[index + 1:]):
+            # The original's rand_translation returns a contiguous tensor whatever the input's layout
+            # (its gather ends in .contiguous()), and colour's channel and image means sum in memory
+            # order: a channels_last translate output would round differently. One copy, only here.
+            x = x.contiguous()
     if x.shape[0] == batch and copies > 1:  # an empty policy
         x = x.repeat_interleave(copies, dim=0)
     if order == "copy-major":

@@ -6,18 +6,28 @@ outputs on fakes towards a moving average of its outputs on reals:
 
     R_LC = E_x ReLU(D(x) − α_F)² + E_z ReLU(α_R − D(G(z)))²
 
-where α_R, α_F are exponential moving averages (decay 0.99) of the batch means of D(x) and
-D(G(z)). The paper writes the un-rectified ‖D(x) − α_F‖² + ‖D(G(z)) − α_R‖²; the authors' code
+where α_R, α_F are exponential moving averages (decay 0.9 by default, the authors' PyTorch code)
+of the batch means of D(x) and D(G(z)). The paper writes the un-rectified ‖D(x) − α_F‖² + ‖D(G(z)) − α_R‖²; the authors' code
 (google/lecam-gan: ``lecam_reg`` in biggan_cifar/losses.py, the ``ema_losses`` class in
 third_party/utils.py, the TensorFlow ``lecamreg`` of stylegan2/lecam_loss.py) rectifies both terms,
 so only a real output above the fake anchor and a fake output below the real anchor are
 penalized. That is the default here; ``rectified=False`` gives the paper's form.
 
-Timing, as in the authors' BigGAN code: the anchors are updated from the current batch BEFORE the
-penalty is computed (the hinge loss updates ``ema_losses`` first); before iteration ``start`` the
-update has decay 0 (each anchor is the last batch mean), from ``start`` on it has ``decay``; the
-penalty is applied only when the iteration is greater than ``start`` (``itr > start_itr``); the
-authors pass ``start_itr=1000`` and count iterations from 1 (BigGAN's ``state_dict['itr']``).
+Timing, as in the authors' BigGAN code (google/lecam-gan at f9af948: ``third_party/train_fns.py``,
+``third_party/run_train.py``): the anchors are updated from the current batch BEFORE the penalty
+is computed (the hinge loss updates ``ema_losses`` first); before iteration ``start`` the update
+has decay 0 (each anchor is the last batch mean), from ``start`` on it has ``decay``; the penalty
+is applied only when the iteration is greater than ``start`` (``itr > start_itr``). The authors
+pass ``start_itr=1000`` and count iterations from 0: ``state_dict['itr']`` starts at 0, is shared
+by the D steps of one training step and is incremented after it. Pass the same 0-based count as
+``step`` (with ``start=1000``: decay 0 in iterations 0–999, the penalty from iteration 1001, the
+1,002nd training step); counting from 1 would start both one iteration early.
+
+Decay: 0.9 is the default of the authors' PyTorch ``ema_losses`` (third_party/utils.py), which
+their BigGAN scripts use (``ema_losses(start_itr=1000)``, biggan_cifar/train.py). Their TensorFlow
+StyleGAN2 code (stylegan2/lecam_loss.py) uses 0.99 through ``assign_moving_average`` with
+zero-debiasing, a differently started average that this class does not reproduce; pass
+``decay=0.99`` for its long-run smoothing.
 
 No kernel: the penalty is two ReLUs, two squares and two means over [B] logits, which a fused
 kernel would not speed up measurably next to D's forward and backward.
@@ -66,8 +76,14 @@ def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_r
     anchors = []
     for value, name in ((anchor_real, "anchor_real"), (anchor_fake, "anchor_fake")):
         if isinstance(value, torch.Tensor):
+            # A real anchor only: a bool or complex one would reach torch's NotImplementedError
+            # (or a complex penalty) inside the arithmetic below.
+            if value.dtype == torch.bool or value.dtype.is_complex:
+                raise TypeError(f"{name} must be a real number or a real (floating or integer) tensor, got {value.dtype}")
             if value.numel() != 1:
                 raise ValueError(f"{name} must be a number or a one-element tensor, got shape {list(value.shape)}")
+            if value.device not in (real_logits.device, torch.device("cpu")):
+                raise ValueError(f"{name} must be on the logits' device ({real_logits.device}) or the CPU, got {value.device}")
             value = value.detach().reshape(())
         else:
             value = _checks.real_number(value, name)
@@ -83,21 +99,23 @@ class LeCam:
     """Stateful LeCam regularizer: keeps the anchors α_R, α_F and returns ``weight · R_LC``.
 
     Call it once per discriminator step with D's outputs on that step's reals and fakes and the
-    training iteration: it updates the anchors from the batch means (detached), then returns the
+    training iteration (counted from 0, the same for the D steps of one G step): it updates the anchors from the batch means (detached), then returns the
     weighted penalty, or a zero tensor while ``step <= start``.
 
     Example::
 
         lecam = fastgp.LeCam(weight=0.3, start=1000)
-        for it in range(1, iterations + 1):      # BigGAN counts iterations from 1
+        for it in range(iterations):             # the authors count iterations from 0
             real_logits, fake_logits = D(real), D(G(z).detach())
             d_loss = hinge_d(real_logits, fake_logits) + lecam(real_logits, fake_logits, it)
 
     Args:
         weight: λ, the penalty's coefficient (``--LC 0.3`` in the authors' BigGAN CIFAR scripts).
-        decay: the anchors' EMA decay (0.99 in the authors' code and the paper).
-        start: the iteration from which the anchors average (before it each anchor is the last
-            batch mean) and after which the penalty applies (the authors' ``start_itr``, 1000).
+        decay: the anchors' EMA decay (0.9: the authors' PyTorch ``ema_losses``; see above for
+            their TensorFlow code's 0.99).
+        start: the iteration (counted from 0) from which the anchors average (before it each
+            anchor is the last batch mean) and after which the penalty applies (the authors'
+            ``start_itr``, 1000).
         init: the anchors before the first update. ``None`` (default): the first update sets them
             to the batch means. The authors start from 1000.0, which only matters when the first
             update already averages (``step >= start`` at the first call): pass ``init=1000.0``
@@ -114,7 +132,7 @@ class LeCam:
     anchors for checkpoints.
     """
 
-    def __init__(self, weight: float = 1.0, decay: float = 0.99, start: int = 1000, *, init: float | None = None,
+    def __init__(self, weight: float = 1.0, decay: float = 0.9, start: int = 1000, *, init: float | None = None,
                  rectified: bool = True, group=None):
         self.weight = _checks.real_number(weight, "weight", minimum=0.0)
         self.decay = _checks.real_number(decay, "decay", minimum=0.0)

@@ -3,6 +3,9 @@ written out (training_loop.py + training_stats), per-sample gating, state, DDP w
 processes, and bad inputs."""
 
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -13,27 +16,149 @@ from helpers import run_gloo_ranks
 from fastgp.ada import AdaptiveAugment, random_apply
 
 
+# ----------------------------------------------------------------------------------------------
+# StyleGAN2-ADA's code AS WRITTEN: NVlabs/stylegan2-ada-pytorch at commit
+# d72cc7d041b42ec8e806021a205ed9349f87c6a4 (Copyright (c) 2021, NVIDIA CORPORATION, NVIDIA Source
+# Code License; transcribed here only to test against it). From torch_utils/training_stats.py: the
+# module state, report(), Collector (the methods the training loop uses) and _sync(), unchanged
+# except where marked (single process: _sync_device stays None, no init_multiprocessing).
+# ----------------------------------------------------------------------------------------------
+
+_num_moments    = 3             # [num_scalars, sum_of_scalars, sum_of_squares]
+_reduce_dtype   = torch.float32 # Data type to use for initial per-tensor reduction.
+_counter_dtype  = torch.float64 # Data type to use for the internal counters.
+_rank           = 0             # Rank of the current process.
+_sync_device    = None          # Device to use for multiprocess communication. None = single-process.
+_sync_called    = False         # Has _sync() been called yet?
+_counters       = dict()        # Running counters on each device, updated by report(): name => device => torch.Tensor
+_cumulative     = dict()        # Cumulative counters on the CPU, updated by _sync(): name => torch.Tensor
+
+
+# (the original's @misc.profiled_function decorator, a profiler label, is left out)
+def report(name, value):
+    if name not in _counters:
+        _counters[name] = dict()
+
+    elems = torch.as_tensor(value)
+    if elems.numel() == 0:
+        return value
+
+    elems = elems.detach().flatten().to(_reduce_dtype)
+    moments = torch.stack([
+        torch.ones_like(elems).sum(),
+        elems.sum(),
+        elems.square().sum(),
+    ])
+    assert moments.ndim == 1 and moments.shape[0] == _num_moments
+    moments = moments.to(_counter_dtype)
+
+    device = moments.device
+    if device not in _counters[name]:
+        _counters[name][device] = torch.zeros_like(moments)
+    _counters[name][device].add_(moments)
+    return value
+
+
+class Collector:
+    def __init__(self, regex='.*', keep_previous=True):
+        self._regex = re.compile(regex)
+        self._keep_previous = keep_previous
+        self._cumulative = dict()
+        self._moments = dict()
+        self.update()
+        self._moments.clear()
+
+    def names(self):
+        return [name for name in _counters if self._regex.fullmatch(name)]
+
+    def update(self):
+        if not self._keep_previous:
+            self._moments.clear()
+        for name, cumulative in _sync(self.names()):
+            if name not in self._cumulative:
+                self._cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
+            delta = cumulative - self._cumulative[name]
+            self._cumulative[name].copy_(cumulative)
+            if float(delta[0]) != 0:
+                self._moments[name] = delta
+
+    def _get_delta(self, name):
+        assert self._regex.fullmatch(name)
+        if name not in self._moments:
+            self._moments[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
+        return self._moments[name]
+
+    def mean(self, name):
+        delta = self._get_delta(name)
+        if int(delta[0]) == 0:
+            return float('nan')
+        return float(delta[1] / delta[0])
+
+    def __getitem__(self, name):
+        return self.mean(name)
+
+
+def _sync(names):
+    if len(names) == 0:
+        return []
+    global _sync_called
+    _sync_called = True
+
+    # Collect deltas within current rank.
+    deltas = []
+    device = _sync_device if _sync_device is not None else torch.device('cpu')
+    for name in names:
+        delta = torch.zeros([_num_moments], dtype=_counter_dtype, device=device)
+        for counter in _counters[name].values():
+            delta.add_(counter.to(device))
+            counter.copy_(torch.zeros_like(counter))
+        deltas.append(delta)
+    deltas = torch.stack(deltas)
+
+    # Sum deltas across ranks.
+    if _sync_device is not None:
+        torch.distributed.all_reduce(deltas)
+
+    # Update cumulative values.
+    deltas = deltas.cpu()
+    for idx, name in enumerate(names):
+        if name not in _cumulative:
+            _cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
+        _cumulative[name].add_(deltas[idx])
+
+    # Return name-value pairs.
+    return [(name, _cumulative[name]) for name in names]
+
+
 class OriginalADA:
-    """StyleGAN2-ADA's heuristic as its training loop runs it: every reported sign since the last
-    update averaged in float64 (training_stats), then
-    p.copy_((p + sign(r − target) · batch · interval / (kimg · 1000)).max(0)) on a float32 tensor."""
+    """The ADA lines of training/training_loop.py (setup, lines 173-178; per iteration, lines
+    308-315) and training/loss.py (line 114: the report), as written around the collector above.
+    Left out: the networks and the rest of the loop; ``augment_pipe.p`` is its float32 buffer."""
 
     def __init__(self, batch_size, target=0.6, interval=4, kimg=500):
-        self.batch_size, self.target, self.interval, self.kimg = batch_size, target, interval, kimg
-        self.p = torch.zeros([])  # augment_pipe.p: float32
-        self.signs, self.batch_idx = [], 0
+        _counters.clear()  # a fresh process: training_stats' module state starts empty
+        _cumulative.clear()
+        self.batch_size, self.ada_target, self.ada_interval, self.ada_kimg = batch_size, target, interval, kimg
+        self.p = torch.zeros([])  # augment_pipe.p (register_buffer('p', torch.ones([])), then copy_(augment_p = 0))
+        self.ada_stats = Collector(regex='Loss/signs/real')
+        self.batch_idx = 0
 
-    def report(self, logits):
-        self.signs.append(logits.detach().sign().double().flatten())
+    def report(self, real_logits):
+        report('Loss/signs/real', real_logits.sign())  # loss.py line 114
 
     def iteration(self):
+        """training_loop.py lines 309-315; returns the r_t used, None when p was not updated."""
+        batch_size, ada_interval, ada_kimg, ada_target = self.batch_size, self.ada_interval, self.ada_kimg, self.ada_target
+        ada_stats, device = self.ada_stats, torch.device('cpu')
         self.batch_idx += 1
-        if self.batch_idx % self.interval == 0:
-            r = float(torch.cat(self.signs).mean())
-            self.signs = []
-            adjust = np.sign(r - self.target) * (self.batch_size * self.interval) / (self.kimg * 1000)
-            self.p.copy_((self.p + adjust).max(torch.tensor(0.0)))
-            return r
+        batch_idx = self.batch_idx
+        # --- as written (misc.constant(0, device=device) is a cached float32 tensor of 0) ---
+        if (ada_stats is not None) and (batch_idx % ada_interval == 0):
+            ada_stats.update()
+            adjust = np.sign(ada_stats['Loss/signs/real'] - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
+            self.p.copy_((self.p + adjust).max(torch.as_tensor(0, dtype=torch.float32, device=device)))
+        # --- end ---
+            return ada_stats['Loss/signs/real']
         return None
 
 
@@ -63,6 +188,43 @@ def test_controller_is_stylegan2_adas_update(interval, kimg):
     assert len(set(ps)) > 3  # p actually moved (up and down)
     assert min(ps) == 0.0 or interval == 4  # with a fast kimg p hits the floor at 0 and stays >= 0
     assert all(p >= 0 for p in ps)
+
+
+@pytest.mark.parametrize("interval", [1, 3])
+def test_an_interval_without_reports_reuses_the_previous_rt(interval):
+    """StyleGAN2-ADA's Collector keeps the previous mean for a round with no reports
+    (keep_previous=True): p moves again by the previous r_t's sign. Here whole intervals report
+    nothing (e.g. D steps skipped), including several in a row."""
+    ours, original = AdaptiveAugment(8, interval=interval, kimg=0.1), OriginalADA(8, interval=interval, kimg=0.1)
+    silent = {2, 5, 6, 7, 11}  # interval indices without a report
+    reused, ps = 0, set()
+    for t, logits in enumerate(_logit_stream(16 * interval, seed=4)):
+        if t // interval not in silent:
+            ours.accumulate(logits)
+            original.report(logits)
+        updated, r = ours.step(), original.iteration()
+        assert updated == (r is not None)
+        if updated:
+            assert ours.rt == r
+            reused += t // interval in silent
+        assert ours.p == float(original.p)
+        ps.add(ours.p)
+    assert reused == len(silent) and len(ps) > 2  # p moved, up and down
+
+
+def test_no_report_before_the_first_update_is_refused_where_the_original_gets_nan():
+    original = OriginalADA(8, interval=2, kimg=0.1)
+    original.iteration()
+    assert math.isnan(original.iteration()) and math.isnan(float(original.p))  # r_t undefined: p = NaN
+    ours = AdaptiveAugment(8, interval=2, kimg=0.1)
+    assert ours.step() is False
+    with pytest.raises(RuntimeError, match="update at step 2 has no r_t"):
+        ours.step()
+    assert ours.p == 0.0
+    # A restored r_t is reused (the original's collector would restart empty: NaN again).
+    ours.load_state_dict({"p": 0.5, "steps": 2, "rt": 0.75, "sign_sum": 0.0, "count": 0.0})
+    ours.step()
+    assert ours.step() is True and ours.rt == 0.75 and ours.p == float(torch.tensor(0.5) + 8 * 2 / 100)
 
 
 def test_p_is_not_clamped_above_one_and_target_equality_keeps_p():
@@ -166,15 +328,16 @@ BAD = [
     (lambda: AdaptiveAugment(8, augment=5), TypeError, "augment must be a DiffAugment policy string or a callable"),
     (lambda: AdaptiveAugment(8).accumulate(torch.ones(3, dtype=torch.int64)), TypeError, "real_logits must have a floating"),
     (lambda: AdaptiveAugment(8).accumulate(torch.ones(0)), ValueError, "real_logits is empty"),
-    (lambda: [AdaptiveAugment(8, interval=1).step()], RuntimeError, "no real logits were accumulated"),
+    (lambda: [AdaptiveAugment(8, interval=1).step()], RuntimeError,
+     "update at step 1 has no r_t: no rank accumulated real logits in this interval and there is no earlier r_t"),
     (lambda: AdaptiveAugment(8).load_state_dict({"p": 0.1}), ValueError, "state lacks count, rt, sign_sum, steps"),
     (lambda: AdaptiveAugment(8).load_state_dict({"p": 0.1, "steps": 1, "rt": None, "sign_sum": 0, "count": -1}),
-     ValueError, r"state\['count'\] must be a finite count >= 0"),
+     ValueError, r"state\['count'\] must be >= 0"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), -0.5), ValueError, "p must be >= 0.0"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), float("inf")), ValueError, "p must be finite"),
     (lambda: random_apply(torch.randn(2, 3), 0.5), ValueError, r"x must have shape \[B, C, H, W\]"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, ""), ValueError, "augment must not be empty"),
-    (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, lambda t: t[:1]), ValueError, "K rows per sample"),
+    (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, lambda t: t[:1]), ValueError, "must return K·B rows"),
     (lambda: random_apply(torch.randn(2, 3, 4, 4), 0.5, generator="g"), TypeError, "generator must be a torch.Generator"),
 ]
 
@@ -183,6 +346,74 @@ BAD = [
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _shrink(t):
+    return t[:, :, :2, :2]
+
+
+# Callables whose output torch.where would broadcast against the batch, or keep empty, silently.
+BAD_CALLABLES = [
+    (_shrink, ValueError, r"augment \(_shrink\) must return K·B rows of x's per-sample shape, i\.e\. \[K·2, 3, 4, 4\] "
+     r"with K >= 1, got \[2, 3, 2, 2\]"),
+    (lambda t: t[:, :1], ValueError, r"\[K·2, 3, 4, 4\] with K >= 1, got \[2, 1, 4, 4\]"),  # one channel
+    (lambda t: t.mean(dim=(2, 3), keepdim=True), ValueError, r"got \[2, 3, 1, 1\]"),
+    (lambda t: t[:0], ValueError, r"got \[0, 3, 4, 4\]"),  # an empty batch
+    (lambda t: t[:1].expand(3, 3, 4, 4), ValueError, r"got \[3, 3, 4, 4\]"),  # 3 rows for 2 samples
+    (lambda t: t.flatten(1), ValueError, r"got \[2, 48\]"),
+    (lambda t: t.double(), TypeError, r"augment \(.*<lambda>\) must return x's dtype torch\.float32, got torch\.float64"),
+    (lambda t: t.numpy(), TypeError, r"must return a torch\.Tensor, got ndarray"),
+]
+
+
+@pytest.mark.parametrize("fn, error, message", BAD_CALLABLES, ids=[str(i) for i in range(len(BAD_CALLABLES))])
+def test_random_apply_refuses_a_callable_that_changes_the_shape(fn, error, message):
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(error, match=message):
+        random_apply(x, 0.5, fn, generator=torch.Generator().manual_seed(0))
+    # K·B rows of the same per-sample shape (here K = 2: the batch twice, sample-major) is accepted.
+    assert random_apply(x, 0.5, lambda t: t.repeat_interleave(2, dim=0)).shape == (4, 3, 4, 4)
+
+
+def _state(**changes):
+    state = {"p": 0.25, "steps": 8, "rt": 0.5, "sign_sum": 6.0, "count": 16.0}
+    state.update(changes)
+    return state
+
+
+BAD_STATES = [
+    ({"sign_sum": float("nan")}, ValueError, r"state\['sign_sum'\] must be finite, got nan"),
+    ({"rt": float("nan")}, ValueError, r"state\['rt'\] must be finite, got nan"),
+    ({"count": float("nan")}, ValueError, r"state\['count'\] must be finite, got nan"),
+    ({"p": float("inf")}, ValueError, r"state\['p'\] must be finite"),
+    ({"sign_sum": True}, TypeError, r"state\['sign_sum'\] must be a real number, got bool"),
+    ({"rt": False}, TypeError, r"state\['rt'\] must be a real number, got bool"),
+    ({"count": True}, TypeError, r"state\['count'\] must be a real number, got bool"),
+    ({"p": True}, TypeError, r"state\['p'\] must be a real number, got bool"),
+    ({"steps": True}, TypeError, r"state\['steps'\] must be an int, got bool"),
+    ({"count": [16.0]}, TypeError, r"state\['count'\] must be a real number, got list"),
+    ({"sign_sum": [6.0]}, TypeError, r"state\['sign_sum'\] must be a real number, got list"),
+    ({"rt": [0.5]}, TypeError, r"state\['rt'\] must be a real number, got list"),
+    ({"steps": [8]}, TypeError, r"state\['steps'\] must be an int, got list"),
+    ({"rt": 1.5}, ValueError, r"state\['rt'\] must be None or lie in \[-1, 1\]"),
+    ({"count": 2.5}, ValueError, r"state\['count'\] must be a whole number of signs, got 2\.5"),
+    ({"sign_sum": 17.0}, ValueError, r"state\['sign_sum'\] must lie in \[-count, count\]"),
+    ({"steps": -1}, ValueError, r"state\['steps'\] must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("changes, error, message", BAD_STATES, ids=[str(i) for i in range(len(BAD_STATES))])
+def test_load_state_dict_validates_every_field_and_changes_nothing_on_error(changes, error, message):
+    ada = AdaptiveAugment(8, p=0.5)
+    ada.accumulate(torch.ones(4))
+    before = ada.state_dict()
+    with pytest.raises(error, match=message):
+        ada.load_state_dict(_state(**changes))
+    assert ada.state_dict() == before
+    ada.load_state_dict(_state())  # the good state loads
+    assert ada.state_dict() == _state() and ada.rt == 0.5
+    with pytest.raises(TypeError, match="state must be a dict"):
+        ada.load_state_dict([("p", 0.1)])
 
 
 # ----------------------------------------------------------------------------------------------

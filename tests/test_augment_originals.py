@@ -185,6 +185,157 @@ def test_diffaugment_seed_for_seed_odd_sizes_and_layouts(backend_name, device, p
     torch.testing.assert_close(got, expected)
 
 
+# ----------------------------------------------------------------------------------------------
+# DiffAugment AS WRITTEN: mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py at commit
+# 0b6339510be1e3859d360cbf464d0a425514a6b4 (file last changed in 3a5ba9f). Copyright (c) 2020,
+# Shengyu Zhao, Zhijian Liu, Ji Lin, Jun-Yan Zhu, and Song Han; BSD 2-clause licence. Transcribed
+# unchanged but for the names (prefixed ``authors_``, so as not to shadow fastgp's) and the
+# F.pad import spelled out; the bit-for-bit claims are checked against this, not a restatement.
+# ----------------------------------------------------------------------------------------------
+
+
+def authors_DiffAugment(x, policy='', channels_first=True):
+    if policy:
+        if not channels_first:
+            x = x.permute(0, 3, 1, 2)
+        for p in policy.split(','):
+            for f in AUTHORS_AUGMENT_FNS[p]:
+                x = f(x)
+        if not channels_first:
+            x = x.permute(0, 2, 3, 1)
+        x = x.contiguous()
+    return x
+
+
+def authors_rand_brightness(x):
+    x = x + (torch.rand(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device) - 0.5)
+    return x
+
+
+def authors_rand_saturation(x):
+    x_mean = x.mean(dim=1, keepdim=True)
+    x = (x - x_mean) * (torch.rand(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device) * 2) + x_mean
+    return x
+
+
+def authors_rand_contrast(x):
+    x_mean = x.mean(dim=[1, 2, 3], keepdim=True)
+    x = (x - x_mean) * (torch.rand(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device) + 0.5) + x_mean
+    return x
+
+
+def authors_rand_translation(x, ratio=0.125):
+    shift_x, shift_y = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    translation_x = torch.randint(-shift_x, shift_x + 1, size=[x.size(0), 1, 1], device=x.device)
+    translation_y = torch.randint(-shift_y, shift_y + 1, size=[x.size(0), 1, 1], device=x.device)
+    grid_batch, grid_x, grid_y = torch.meshgrid(
+        torch.arange(x.size(0), dtype=torch.long, device=x.device),
+        torch.arange(x.size(2), dtype=torch.long, device=x.device),
+        torch.arange(x.size(3), dtype=torch.long, device=x.device),
+    )
+    grid_x = torch.clamp(grid_x + translation_x + 1, 0, x.size(2) + 1)
+    grid_y = torch.clamp(grid_y + translation_y + 1, 0, x.size(3) + 1)
+    x_pad = torch.nn.functional.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])
+    x = x_pad.permute(0, 2, 3, 1).contiguous()[grid_batch, grid_x, grid_y].permute(0, 3, 1, 2).contiguous()
+    return x
+
+
+def authors_rand_cutout(x, ratio=0.5):
+    cutout_size = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    offset_x = torch.randint(0, x.size(2) + (1 - cutout_size[0] % 2), size=[x.size(0), 1, 1], device=x.device)
+    offset_y = torch.randint(0, x.size(3) + (1 - cutout_size[1] % 2), size=[x.size(0), 1, 1], device=x.device)
+    grid_batch, grid_x, grid_y = torch.meshgrid(
+        torch.arange(x.size(0), dtype=torch.long, device=x.device),
+        torch.arange(cutout_size[0], dtype=torch.long, device=x.device),
+        torch.arange(cutout_size[1], dtype=torch.long, device=x.device),
+    )
+    grid_x = torch.clamp(grid_x + offset_x - cutout_size[0] // 2, min=0, max=x.size(2) - 1)
+    grid_y = torch.clamp(grid_y + offset_y - cutout_size[1] // 2, min=0, max=x.size(3) - 1)
+    mask = torch.ones(x.size(0), x.size(2), x.size(3), dtype=x.dtype, device=x.device)
+    mask[grid_batch, grid_x, grid_y] = 0
+    x = x * mask.unsqueeze(1)
+    return x
+
+
+AUTHORS_AUGMENT_FNS = {
+    'color': [authors_rand_brightness, authors_rand_saturation, authors_rand_contrast],
+    'translation': [authors_rand_translation],
+    'cutout': [authors_rand_cutout],
+}
+
+LAYOUTS = ["contiguous", "channels_last", "strided", "nhwc", "nhwc-view"]
+LAYOUT_POLICIES = POLICIES + ["translation,cutout,color", "cutout,color", "color,cutout", "color,translation",
+                              "color,cutout,translation", "translation,translation,color"]
+
+
+def layout_input(layout, shape, dtype, device):
+    """(x, channels_first): an NCHW ``shape`` batch in ``layout``; "nhwc" a contiguous [B, H, W, C]
+    tensor and "nhwc-view" an [B, H, W, C] view of NCHW memory, both for channels_first=False."""
+    batch, channels, height, width = shape
+    if layout == "nhwc":
+        return make((batch, height, width, channels), dtype, seed=1, device=device), False
+    if layout == "nhwc-view":
+        return make(shape, dtype, seed=1, device=device).permute(0, 2, 3, 1), False
+    return make(shape, dtype, layout, seed=1, device=device), True
+
+
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_diffaugment_bit_for_bit_with_the_authors_code_in_every_layout(backend_name, device, dtype, layout):
+    """Issue 21: the images AND input gradients of the authors' DiffAugment, bit for bit, in every
+    layout and dtype — colour after a translation included (the original's translation returns a
+    contiguous tensor; its backward a channels_last gradient; colour's means sum in memory order)."""
+    for shape in [(5, 3, 12, 10), (2, 4, 9, 7)]:
+        x, channels_first = layout_input(layout, shape, dtype, device)
+        for policy in LAYOUT_POLICIES:
+            for seed in range(2):
+                got, got_grad, got_state = run(lambda t: augment.DiffAugment(t, policy, channels_first), x, seed)
+                expected, expected_grad, expected_state = run(
+                    lambda t: authors_DiffAugment(t, policy, channels_first), x, seed)
+                assert torch.equal(got_state, expected_state), policy
+                assert torch.equal(got, expected), (policy, seed)
+                assert torch.equal(got_grad, expected_grad), (policy, seed)
+
+
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_diffaugment_copies_are_the_authors_calls_concatenated_in_every_layout(backend_name, device, layout):
+    """copies=K, copy-major: the images of K calls of the authors' code concatenated, bit for bit in
+    every layout; the input gradient sums the K copies' gradients in another order than autograd's
+    accumulation over the K calls, so it is equal to rounding only (README, DiffAugment)."""
+    for dtype in (torch.float32, torch.float64):
+        x, channels_first = layout_input(layout, (3, 3, 8, 6), dtype, device)
+        for policy in ["color,translation,cutout", "translation,color", "color", "cutout,color"]:
+            def concatenated(t):
+                return torch.cat([authors_DiffAugment(t, policy, channels_first) for _ in range(3)])
+
+            def ours(t):
+                return augment.DiffAugment(t, policy, channels_first, copies=3, order="copy-major")
+
+            got, got_grad, got_state = run(ours, x, 5)
+            expected, expected_grad, expected_state = run(concatenated, x, 5)
+            assert torch.equal(got_state, expected_state)
+            assert torch.equal(got, expected), policy
+            torch.testing.assert_close(got_grad, expected_grad)
+
+
+def test_diffaugment_forward_mode_through_the_layout_steps(backend_name, device):
+    """The identity that hands colour's backward a channels_last gradient is an identity in
+    forward mode too (method="jvp" differentiates D's augmentation forward): the tangent equals
+    the reverse-mode directional derivative, colour before and after a translation."""
+    x = make((2, 3, 8, 8), torch.float64, "channels_last", seed=4, device=device)
+    tangent = make((2, 3, 8, 8), torch.float64, seed=5, device=device)
+    for policy in ["color,translation,cutout", "translation,color", "color,cutout,translation"]:
+        def fn(t):
+            return augment.DiffAugment(t, policy, generator=torch.Generator(device).manual_seed(3))
+
+        with torch.autograd.forward_ad.dual_level():
+            forward = torch.autograd.forward_ad.unpack_dual(fn(torch.autograd.forward_ad.make_dual(x, tangent))).tangent
+        _, reverse = torch.autograd.functional.jvp(fn, x, tangent)
+        torch.testing.assert_close(forward, reverse)
+
+
 def test_an_explicit_generator_draws_what_the_default_generator_would(backend_name, device):
     x = make((4, 3, 8, 8), torch.float64, seed=5, device=device)
     torch.manual_seed(9)

@@ -10,34 +10,90 @@ import fastgp
 from helpers import run_gloo_ranks
 
 
-class AuthorsEMA:
-    """The authors' ``ema_losses`` (third_party/utils.py), restated: Python floats, decay 0 before
-    ``start_itr``, initial value 1000."""
+# ----------------------------------------------------------------------------------------------
+# The authors' code AS WRITTEN: google/lecam-gan at commit f9af9485eda4637b25e694c142ce8e6992eb7243
+# (Apache License 2.0, Copyright 2021 Google). Transcribed unchanged (names, two-space indents,
+# comments) except where marked; do not "tidy" it, the point is to run their code.
+# ----------------------------------------------------------------------------------------------
 
-    def __init__(self, init=1000.0, decay=0.99, start_itr=0):
-        self.D_real = self.D_fake = init
-        self.decay, self.start_itr = decay, start_itr
+# third_party/utils.py, class ema_losses (lines 637-661)
+class ema_losses(object):
+    def __init__(self, init=1000., decay=0.9, start_itr=0):
+        self.G_loss = init
+        self.D_loss_real = init
+        self.D_loss_fake = init
+        self.D_real = init
+        self.D_fake = init
+        self.decay = decay
+        self.start_itr = start_itr
 
     def update(self, cur, mode, itr):
-        decay = 0.0 if itr < self.start_itr else self.decay
-        setattr(self, mode, getattr(self, mode) * decay + cur * (1 - decay))
+        if itr < self.start_itr:
+            decay = 0.0
+        else:
+            decay = self.decay
+        if mode == 'G_loss':
+          self.G_loss = self.G_loss*decay + cur*(1 - decay)
+        elif mode == 'D_loss_real':
+          self.D_loss_real = self.D_loss_real*decay + cur*(1 - decay)
+        elif mode == 'D_loss_fake':
+          self.D_loss_fake = self.D_loss_fake*decay + cur*(1 - decay)
+        elif mode == 'D_real':
+          self.D_real = self.D_real*decay + cur*(1 - decay)
+        elif mode == 'D_fake':
+          self.D_fake = self.D_fake*decay + cur*(1 - decay)
 
 
-def authors_lecam_reg(dis_real, dis_fake, ema):
-    """``lecam_reg`` of biggan_cifar/losses.py, restated."""
-    return torch.mean(F.relu(dis_real - ema.D_fake).pow(2)) + torch.mean(F.relu(ema.D_real - dis_fake).pow(2))
+# biggan_cifar/losses.py, lecam_reg and loss_hinge_dis (the default discriminator_loss)
+# LeCam Regularziation loss
+def lecam_reg(dis_real, dis_fake, ema):
+  reg = torch.mean(F.relu(dis_real - ema.D_fake).pow(2)) + \
+        torch.mean(F.relu(ema.D_real - dis_fake).pow(2))
+  return reg
 
 
-def authors_run(batches, lc, start_itr, n_dis):
-    """The penalties of the authors' D steps: the hinge loss updates the EMA (fake, then real)
-    before ``lecam_reg``, which applies when ``itr > start_itr``; itr counts G steps from 1."""
-    ema, out = AuthorsEMA(start_itr=start_itr), []
-    for i, (real, fake) in enumerate(batches):
-        itr = i // n_dis + 1
-        ema.update(torch.mean(fake).item(), "D_fake", itr)
-        ema.update(torch.mean(real).item(), "D_real", itr)
-        out.append(authors_lecam_reg(real, fake, ema) * lc if itr > start_itr else torch.tensor(0.0))
-    return out, (ema.D_real, ema.D_fake)
+def loss_hinge_dis(dis_fake, dis_real, ema=None, it=None):
+  if ema is not None:
+    # track the prediction
+    ema.update(torch.mean(dis_fake).item(), 'D_fake', it)
+    ema.update(torch.mean(dis_real).item(), 'D_real', it)
+
+  loss_real = F.relu(1. - dis_real)
+  loss_fake = F.relu(1. + dis_fake)
+  return torch.mean(loss_real), torch.mean(loss_fake)
+
+
+def authors_run(batches, lc, start_itr, n_dis, **ema_kwargs):
+    """The LeCam lines of the authors' training loop, as written, around given D outputs.
+
+    third_party/run_train.py: ``state_dict = {'itr': 0, ...}``, then per batch ``train(x, y)`` and
+    ``state_dict['itr'] += 1`` after it; biggan_cifar/train.py: ``ema_losses(start_itr=1000)``;
+    third_party/train_fns.py, GAN_training_function's D steps (``for step_index in
+    range(config['num_D_steps'])``): the two statements quoted below. Left out: D's forward (the
+    given ``batches`` are its outputs), G's step and the optimizers. Returns the LeCam term of
+    every D step (0 where the authors use ``torch.tensor(0.)``) and the final (D_real, D_fake)."""
+    ema_losses_ = ema_losses(start_itr=start_itr, **ema_kwargs)
+    config, state_dict = {'LC': lc, 'num_D_steps': n_dis}, {'itr': 0}
+    batches, out = iter(batches), []
+    for _ in range(10**6):
+        try:
+            pairs = [next(batches) for step_index in range(config['num_D_steps'])]
+        except StopIteration:
+            break
+        for D_real, D_fake in pairs:
+            # --- train_fns.py, as written ---
+            D_loss_real, D_loss_fake = loss_hinge_dis(
+                D_fake, D_real, ema_losses_, state_dict['itr'])
+
+            # consistency along time dimension
+            if config['LC'] > 0 and state_dict['itr'] > ema_losses_.start_itr:
+                D_loss_LC = lecam_reg(D_real, D_fake, ema_losses_)*config['LC']
+            else:
+                D_loss_LC = torch.tensor(0.)
+            # --- end ---
+            out.append(D_loss_LC)
+        state_dict['itr'] += 1
+    return out, (ema_losses_.D_real, ema_losses_.D_fake)
 
 
 def _batches(n, dtype=torch.float32, b=16):
@@ -50,10 +106,12 @@ def _batches(n, dtype=torch.float32, b=16):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("start,init,n_dis", [(3, None, 1), (3, 1000.0, 2), (0, 1000.0, 1), (1, 1000.0, 4)])
 def test_matches_the_authors_code_number_for_number(dtype, start, init, n_dis):
+    """fastgp's defaults (decay) and the documented loop (iterations counted from 0, shared by the
+    n_dis D steps of a G step) against the authors' loop run as written."""
     batches = _batches(24, dtype)
     expected, anchors = authors_run(batches, 0.3, start, n_dis)
     lecam = fastgp.LeCam(weight=0.3, start=start, init=init)
-    got = [lecam(real, fake, i // n_dis + 1) for i, (real, fake) in enumerate(batches)]
+    got = [lecam(real, fake, i // n_dis) for i, (real, fake) in enumerate(batches)]
     assert any(float(e) != 0 for e in expected)
     for e, g in zip(expected, got):
         assert g.dtype == (dtype if float(e) != 0 else g.dtype)
@@ -62,11 +120,30 @@ def test_matches_the_authors_code_number_for_number(dtype, start, init, n_dis):
 
 
 def test_init_none_equals_the_authors_once_the_first_update_has_no_decay():
-    # start >= 2 (iterations from 1): the authors' first update has decay 0, so their 1000.0 never counts.
+    # start >= 1 (iterations from 0): the authors' first update has decay 0, so their 1000.0 never counts.
     batches = _batches(10)
-    expected, _ = authors_run(batches, 1.0, 2, 1)
-    lecam = fastgp.LeCam(weight=1.0, start=2)
-    assert [float(lecam(r, f, i + 1)) for i, (r, f) in enumerate(batches)] == [float(e) for e in expected]
+    expected, _ = authors_run(batches, 1.0, 1, 1)
+    lecam = fastgp.LeCam(weight=1.0, start=1)
+    assert [float(lecam(r, f, i)) for i, (r, f) in enumerate(batches)] == [float(e) for e in expected]
+
+
+def test_the_penalty_starts_where_the_authors_does():
+    """start=1000 as the authors' scripts: decay 0 through iteration 999, the penalty from iteration
+    1001 (the 1,002nd training step, counting from 0 as their run_train.py)."""
+    batches = [(torch.full((2,), 1.0), torch.full((2,), -1.0))] * 1003
+    expected, anchors = authors_run(batches, 1.0, 1000, 1)
+    assert [i for i, e in enumerate(expected) if float(e) != 0][:1] == [1001]
+    lecam = fastgp.LeCam(start=1000)
+    got = [lecam(r, f, i) for i, (r, f) in enumerate(batches)]
+    assert [float(g) for g in got] == [float(e) for e in expected]
+    assert (float(lecam.anchor_real), float(lecam.anchor_fake)) == anchors
+
+
+def test_defaults_are_the_authors_pytorch_code():
+    # ema_losses(start_itr=1000) in biggan_cifar/train.py: decay left at its default, 0.9.
+    authors = ema_losses(start_itr=1000)
+    lecam = fastgp.LeCam()
+    assert (lecam.decay, lecam.start) == (authors.decay, authors.start_itr) == (0.9, 1000)
 
 
 def test_penalty_formula_rectified_and_papers():
@@ -190,6 +267,20 @@ def test_bad_call_arguments():
         lecam.load_state_dict({"real": 1.0})
     with pytest.raises(ValueError, match="one anchor without the other"):
         lecam.load_state_dict({"anchor_real": 1.0, "anchor_fake": None})
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64, torch.complex128])
+@pytest.mark.parametrize("which", ["anchor_real", "anchor_fake"])
+def test_bool_and_complex_anchor_tensors_are_a_clear_type_error(dtype, which):
+    good = torch.randn(4)
+    anchors = {"anchor_real": 0.0, "anchor_fake": 0.0, which: torch.ones((), dtype=dtype)}
+    with pytest.raises(TypeError, match=f"{which} must be a real number or a real \\(floating or integer\\) tensor, "
+                                        f"got {dtype}"):
+        fastgp.lecam_penalty(good, good, anchors["anchor_real"], anchors["anchor_fake"])
+    # A real tensor anchor of either kind is taken (an integer one promotes as a Python int would).
+    anchors[which] = torch.ones((), dtype=torch.int64)
+    expected = fastgp.lecam_penalty(good, good, *(1.0 if isinstance(v, torch.Tensor) else v for v in anchors.values()))
+    assert torch.equal(fastgp.lecam_penalty(good, good, anchors["anchor_real"], anchors["anchor_fake"]), expected)
 
 
 WORLD = 2

@@ -5,7 +5,7 @@ import torch
 
 from fastgp.train import cli, config, digits
 from fastgp.train import regularizers as regs
-from test_lecam import AuthorsEMA, authors_lecam_reg
+from test_lecam import ema_losses, lecam_reg, loss_hinge_dis
 from test_train_regularizers import BASE, RECT, make_run, spy_d_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,16 +55,15 @@ def test_bad_config_fails_before_training(sets, message, tmp_path, capsys):
 def test_lecam_d_loss_is_the_loss_plus_the_authors_penalty(tmp_path):
     run = make_run(tmp_path, *RECT, *LECAM, "loss.name=hinge", "regularizers.penalty.kind=none", "optim.n_dis=2",
                    "regularizers.lecam.start=2")
-    ema = AuthorsEMA(start_itr=2)
+    ema = ema_losses(start_itr=2)  # the authors' class and its default decay (0.9), as written
 
     def expect(real, fake):
-        # The authors' D step: hinge loss, EMA updated (fake, then real) before the penalty.
+        # The authors' D step (train_fns.py): hinge loss, which updates the EMA, then the penalty
+        # when itr > start_itr; itr is the G step counted from 0 (run_train.py).
         r, f = run.D(real), run.D(fake)
-        itr = run.step + 1
-        ema.update(torch.mean(f).item(), "D_fake", itr)
-        ema.update(torch.mean(r).item(), "D_real", itr)
-        hinge = torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
-        return hinge + (0.3 * authors_lecam_reg(r, f, ema) if itr > 2 else 0.0)
+        itr = run.step
+        loss_real, loss_fake = loss_hinge_dis(f, r, ema, itr)
+        return loss_real + loss_fake + (lecam_reg(r, f, ema) * 0.3 if itr > 2 else 0.0)
 
     run.expect = expect
     seen = spy_d_inputs(run)

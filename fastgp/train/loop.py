@@ -162,8 +162,8 @@ class Run:
         self.D.requires_grad_(True)
         for _ in range(self.cfg["optim"]["n_dis"]):
             real, fake, comb = self._d_batch(B, gen)
-            # LeCam counts iterations from 1, as the authors' BigGAN code.
-            d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step + 1)
+            # LeCam's iteration is the G step counted from 0, the authors' BigGAN itr (run_train.py).
+            d_loss_fn = self.lecam.wrap(self._d_main_loss(comb), self.step)
             # The latent path's (G, E, z), passed only when it is on (the linear path's call is unchanged).
             latent = {} if self.encoder is None else {"latent": (self.G_train, self.encoder.E, self._d_noise)}
             total, main, gp = self.penalty.d_loss(

@@ -614,8 +614,9 @@ class LeCamRegularization:
     Limited Data", CVPR 2021) with ``fastgp.LeCam``: every D step adds
     λ·[E ReLU(D(x) − α_F)² + E ReLU(α_R − D(G(z)))²] to D's loss, the anchors α being EMAs of D's
     mean outputs on reals and fakes (the authors' code; ``rectified: false`` drops the ReLUs, the
-    paper's formula). The iteration is the G step counted from 1 (BigGAN's ``itr``), shared by the
-    ``n_dis`` D steps of a G step; the anchors are in every checkpoint.
+    paper's formula). The iteration is the G step counted from 0 (the authors' BigGAN ``itr``,
+    google/lecam-gan third_party/run_train.py), shared by the ``n_dis`` D steps of a G step; the
+    anchors are in every checkpoint.
 
     With the switch on, the mean outputs of D on its training reals and fakes per D step are
     logged (``d_real``, ``d_fake``, their gap ``d_gap``) with the penalty (``lecam``); weight 0
@@ -625,8 +626,8 @@ class LeCamRegularization:
     OPTIONS = {
         "enabled": Option(False, "add the LeCam penalty to D's loss (and log D's mean real/fake outputs)"),
         "weight": Option(0.3, "λ (0.3: the authors' BigGAN CIFAR scripts; 0 only logs)", at_least(0.0)),
-        "decay": Option(0.99, "EMA decay of the anchors (the paper's 0.99)", open_unit_interval),
-        "start": Option(1000, "G step from which the anchors average and after which the penalty applies",
+        "decay": Option(0.9, "EMA decay of the anchors (0.9: the authors' PyTorch ema_losses)", open_unit_interval),
+        "start": Option(1000, "G step (from 0) from which the anchors average and after which the penalty applies",
                         at_least(0)),
         "rectified": Option(True, "the authors' ReLU on both terms (false: the paper's plain squares)"),
     }
