@@ -150,6 +150,12 @@ def main():
             build.write_record(os.path.dirname(path), with_cuda)
             log(f"built {os.path.relpath(path)} in {time.monotonic() - start:.0f} s")
 
+        def copy_extensions_to_source(self):
+            # --inplace and editable installs build in build/lib, then copy the library into the
+            # source tree; its record goes with it.
+            super().copy_extensions_to_source()
+            build.write_record(os.path.join(HERE, "fastgp"), with_cuda)
+
     setup(
         ext_modules=[extension],
         cmdclass={"build_ext": BuildExtensionKeepingObjects, "build_py": BuildPyWithData},

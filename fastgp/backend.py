@@ -223,7 +223,8 @@ def extension_status() -> str:
         build = _build_helpers()
         how = ("the first fused op compiles it" if build.jit_enabled()
                else "compiling on first use is off (FASTGP_JIT=0)")
-        return f"not built yet ({_extension_pending}): {how} into {build.cache_dir()}"
+        why = "" if _extension_pending == "not built yet" else f" for this torch ({_extension_pending})"
+        return f"not built yet{why}: {how} into {build.cache_dir()}"
     return f"failed: {_extension_error}"
 
 
