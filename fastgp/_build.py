@@ -442,9 +442,10 @@ def unique_names(sources, csrc, folder):
                 current = f.read()
         except OSError:
             current = None
-        if current != text:
-            with open(path, "w", encoding="utf-8") as f:
+        if current != text:  # atomically: another process may be compiling it right now
+            with open(f"{path}.{os.getpid()}", "w", encoding="utf-8") as f:
                 f.write(text)
+            os.replace(f"{path}.{os.getpid()}", path)
         wrappers.append(path)
     return wrappers
 

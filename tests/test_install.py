@@ -18,6 +18,8 @@ import fastgp
 from fastgp import backend
 
 REPO = Path(__file__).resolve().parent.parent
+# For the subprocesses below (each imports torch): generous, as the CI machine is often busy.
+TIMEOUT = 900
 
 
 def load_by_path(name, path):
@@ -156,7 +158,7 @@ def package_copy(tmp_path, library=True, sources=False):
     return site / "fastgp", env
 
 
-def run_python(code, env, cwd, timeout=300):
+def run_python(code, env, cwd, timeout=TIMEOUT):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=timeout)
 
@@ -182,7 +184,7 @@ def test_import_and_info_never_compile(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("not built yet: the first fused op compiles it into ")
     result = subprocess.run([sys.executable, "-m", "fastgp", "info"], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=120)
+                            cwd=tmp_path, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert "extension: not built yet" in result.stdout and "compiling" not in result.stderr
     assert not (tmp_path / "cache").exists()
@@ -210,7 +212,7 @@ def test_extension_built_for_another_torch_falls_back_with_one_warning(tmp_path)
     assert "fastgp._C was built for torch 2.11.0" in warnings_[0]
     assert "pip install --no-build-isolation -e ." in warnings_[0] and "FASTGP_JIT=0" in warnings_[0]
     info = subprocess.run([sys.executable, "-m", "fastgp", "info"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120).stdout
+                          cwd=tmp_path, timeout=TIMEOUT).stdout
     assert "extension built for: torch2.11.0-cpu-cxx11abi1-py311 (NOT this torch)" in info
 
 
@@ -262,7 +264,7 @@ def packages(tmp_path_factory):
     logs = ""
     for command in (["sdist", "-d", str(tmp)], ["bdist_wheel", "-d", str(tmp)]):
         result = subprocess.run([sys.executable, "-c", without_torch] + command, cwd=source, env=env,
-                                capture_output=True, text=True, timeout=600)
+                                capture_output=True, text=True, timeout=TIMEOUT)
         assert result.returncode == 0, result.stderr
         logs += result.stdout
     return {"sdist": next(tmp.glob("*.tar.gz")), "wheel": next(tmp.glob("*.whl")), "log": logs, "tmp": tmp}
@@ -301,12 +303,12 @@ def test_trainer_finds_bundled_configs_by_name_from_any_folder(packages, tmp_pat
              "checkpoint.every=2", "log.progress=false", "log.plots=false"]
     args = [a for s in quick for a in ("--set", s)]
     result = subprocess.run([sys.executable, "-W", "ignore", "-m", "fastgp.train", "--config", "ring", "--out", "run"]
-                            + args, capture_output=True, text=True, env=env, cwd=work, timeout=300)
+                            + args, capture_output=True, text=True, env=env, cwd=work, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
     saved = (work / "run" / "config.yaml").read_text()
     assert "name: ring" in saved, saved
     result = subprocess.run([sys.executable, "-m", "fastgp.train", "--config", "rign"], capture_output=True,
-                            text=True, env=env, cwd=work, timeout=300)
+                            text=True, env=env, cwd=work, timeout=TIMEOUT)
     assert result.returncode == 2 and "did you mean" in result.stderr and "ring.yaml" in result.stderr
 
 
