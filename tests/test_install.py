@@ -225,6 +225,17 @@ def test_extension_for_another_torch_without_sources_says_why_it_cannot_compile(
     assert "compiling it failed: this install has no C++ sources" in warnings_[0]
 
 
+def test_without_a_compiler_the_first_fused_op_falls_back_with_one_warning(tmp_path):
+    package, env = package_copy(tmp_path, library=False, sources=True)
+    env["CXX"] = "no-such-compiler"
+    result = run_python(USE_A_FUSED_OP, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings_ = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings_) == 1 and "runs: reference" in result.stdout, result.stdout
+    assert "not built yet and compiling it failed: no C++ compiler: 'no-such-compiler' is not on PATH" in warnings_[0]
+    assert "pip install --no-build-isolation -e ." in warnings_[0]
+
+
 def test_first_fused_op_compiles_once_then_the_cache_is_used(tmp_path):
     """The just-in-time route for real (a few minutes on 2 cores): one line while compiling, the
     extension runs, and a second process loads the cached library without compiling."""
