@@ -148,7 +148,7 @@ def main():
             path = self.get_ext_fullpath(ext.name)
             # Which torch this library is for: fastgp.backend reads it before loading the library.
             build.write_record(os.path.dirname(path), with_cuda)
-            log(f"built {os.path.relpath(path)} in {time.monotonic() - start:.0f} s")
+            log(f"built {os.path.basename(path)} in {time.monotonic() - start:.0f} s")
 
         def copy_extensions_to_source(self):
             # --inplace and editable installs build in build/lib, then copy the library into the
