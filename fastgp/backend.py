@@ -83,29 +83,149 @@ class BackendUnavailableError(RuntimeError):
 
 _extension_error: str | None = None
 _extension_loaded = False
+_extension_checked = False
+# Why the extension must be compiled just in time ("not built yet", "fastgp._C was built for
+# torch X"): set when no pre-built library can be loaded, cleared once the first fused op compiled it.
+_extension_pending: str | None = None
+# How the loaded library came ("pre-built", "compiled just in time") and its path.
+_extension_source: str | None = None
+_extension_library: str | None = None
+_extension_lock = threading.Lock()
 _triton_error: str | None = None
 _triton_checked = False
 
 
+def _build_helpers():
+    from . import _build
+
+    return _build
+
+
+def _warn_unavailable() -> None:
+    warnings.warn(
+        f"fastgp: the compiled extension is unavailable ({_extension_error}); "
+        "falling back to the next backend (Triton or pure PyTorch). `python -m fastgp info` explains.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def _load_extension() -> bool:
-    """Import ``fastgp._C`` (which registers ``torch.ops.fastgp.*``); warn once if it fails."""
-    global _extension_loaded, _extension_error
-    if _extension_loaded or _extension_error is not None:
+    """Load the compiled extension if that needs no compiler; warn once if a library is there but fails.
+
+    Loads the pre-built ``fastgp._C`` (setup.py's) when its record says it is for the running torch
+    (or has no record: a build by an older fastgp), else the just-in-time build of an earlier
+    process. Never compiles: ``import fastgp`` calls this and stays fast; the first fused op calls
+    ``_ensure_extension``, which compiles when this leaves ``_extension_pending`` set.
+    """
+    global _extension_loaded, _extension_error, _extension_checked, _extension_pending, _extension_source, _extension_library
+    if _extension_checked:
         return _extension_loaded
+    _extension_checked = True
+    build = _build_helpers()
+    library = build.prebuilt_library()
+    if library is not None:
+        record = build.read_record(os.path.dirname(library))
+        if record is not None and record["tag"] != build.torch_tag():
+            library = None
+            _extension_pending = (f"fastgp._C was built for torch {record.get('torch', '?')} ({record['tag']}), "
+                                  f"this is {build.torch_tag()}")
+    else:
+        _extension_pending = "not built yet"
     try:
-        importlib.import_module("fastgp._C")
+        if library is not None:
+            importlib.import_module("fastgp._C")
+            _extension_source, _extension_library = "pre-built", library
+        elif build.jit_library() is not None:
+            # An earlier process compiled it: load it as it is (a source change in a checkout is
+            # the pre-built library's business, and `pip install -e .` rebuilds that).
+            _extension_library = build.jit_library()
+            torch.ops.load_library(_extension_library)
+            _extension_source = "compiled just in time (cached)"
+            _extension_pending = None
+        else:
+            return False
         _extension_loaded = True
     except Exception as error:  # ImportError, OSError (undefined symbol), anything the loader raises
+        _extension_pending = None
         _extension_error = f"{type(error).__name__}: {error}"
         if isinstance(error, ModuleNotFoundError):
-            _extension_error = "not built (fastgp._C is missing: reinstall with pip install --no-build-isolation .)"
-        warnings.warn(
-            f"fastgp: the compiled extension is unavailable ({_extension_error}); "
-            "falling back to the next backend (Triton or pure PyTorch). `python -m fastgp info` explains.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+            _extension_error = ("fastgp._C is missing or cannot be imported: reinstall with "
+                                "pip install --no-build-isolation . (or remove the library to compile it on first use)")
+        elif library is not None:
+            _extension_error += " (rebuild it for this torch: pip install --no-build-isolation -e . in the source folder)"
+        _warn_unavailable()
     return _extension_loaded
+
+
+# The fused ops' fake (meta) kernels are registered by their family modules when they are imported
+# and the extension is loaded; after a just-in-time build they are registered here.
+_FAKE_KERNEL_MODULES = tuple(f"fastgp.{family}" for family in FAMILIES)
+
+
+def _compile_extension() -> None:
+    global _extension_loaded, _extension_error, _extension_pending, _extension_source, _extension_library
+    with _extension_lock:  # one thread compiles; the others wait and see its result
+        if _extension_pending is None:
+            return
+        reason, _extension_pending = _extension_pending, None
+        _compile_extension_for(reason)
+
+
+def _compile_extension_for(reason: str) -> None:
+    global _extension_loaded, _extension_error, _extension_source, _extension_library
+    build = _build_helpers()
+    if not build.jit_enabled():
+        _extension_error = (f"{reason}; compiling on first use is off (FASTGP_JIT=0): build it with "
+                            "pip install --no-build-isolation -e . in the source folder, or unset FASTGP_JIT")
+        _warn_unavailable()
+        return
+    try:
+        path = build.jit_build(reason)
+    except Exception as error:
+        _extension_error = (f"{reason} and compiling it failed: {error}. Install a C++ compiler and ninja, or "
+                            "pre-build it with pip install --no-build-isolation -e . in the source folder")
+        _warn_unavailable()
+        return
+    _extension_loaded = True
+    _extension_source, _extension_library = "compiled just in time", path
+    for name in _FAKE_KERNEL_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "_register_fake_kernels"):
+            module._register_fake_kernels()
+
+
+# While False (inside ``report``), asking for the extension never compiles it.
+_compile_allowed = True
+
+
+def _ensure_extension() -> bool:
+    """``_load_extension``, and on the first fused op compile the extension just in time when no
+    build for the running torch exists yet (``fastgp._build.jit_build``): once per torch version,
+    cached, a line on stderr while it compiles."""
+    if _load_extension() or _extension_pending is None or not _compile_allowed:
+        return _extension_loaded
+    compile_now = _compile_extension
+    if "torch._dynamo" in sys.modules and torch.compiler.is_compiling():
+        # A first fused op inside torch.compile: compiling is never traced (the graph breaks here).
+        # Decorating the function instead would import Dynamo with fastgp, slowing every import.
+        compile_now = torch.compiler.disable(_compile_extension)
+    compile_now()
+    return _extension_loaded
+
+
+def extension_status() -> str:
+    """How the extension stands, without compiling it: pre-built / compiled just in time (cached) /
+    not built yet / unavailable, with the path or the reason."""
+    if _load_extension():
+        return f"{_extension_source}: {_extension_library}"
+    if _extension_pending is not None:
+        build = _build_helpers()
+        how = ("the first fused op compiles it" if build.jit_enabled()
+               else "compiling on first use is off (FASTGP_JIT=0)")
+        why = "" if _extension_pending == "not built yet" else f" for this torch ({_extension_pending})"
+        return f"not built yet{why}: {how} into {build.cache_dir()}"
+    return f"failed: {_extension_error}"
 
 
 _extension_cuda: bool | None = None
@@ -116,9 +236,9 @@ def extension_has_cuda() -> bool:
     dispatcher query, and the answer does not change once the library is loaded)."""
     global _extension_cuda
     if _extension_cuda is None:
-        _extension_cuda = _load_extension() and torch._C._dispatch_has_kernel_for_dispatch_key(
-            "fastgp::interpolate", "CUDA"
-        )
+        if not _ensure_extension():
+            return False
+        _extension_cuda = torch._C._dispatch_has_kernel_for_dispatch_key("fastgp::interpolate", "CUDA")
     return _extension_cuda
 
 
@@ -147,8 +267,8 @@ def unavailable_reason(name: str, device_type: str) -> str | None:
     if name == "reference":
         return None
     if name == "extension":
-        if not _load_extension():
-            return _extension_error
+        if not _ensure_extension():
+            return _extension_error or extension_status()
         if device_type == "cuda":
             if not extension_has_cuda():
                 return ("fastgp._C was built without CUDA kernels (no GPU visible at build time, a CPU-only torch or "
@@ -275,7 +395,27 @@ def kernels(family: str, device: torch.device | str) -> ModuleType:
 
 
 def report() -> dict:
-    """Versions and, per device type, each backend's availability (with the reason when missing)."""
+    """Versions, how the compiled extension stands and, per device type, each backend's
+    availability (with the reason when missing). Never compiles the extension."""
+    global _compile_allowed
+    _compile_allowed = False
+    try:
+        return _report()
+    finally:
+        _compile_allowed = True
+
+
+def _extension_built_for() -> str | None:
+    """The torch the loaded (or pre-built) library was compiled for, from its record."""
+    build = _build_helpers()
+    library = _extension_library or build.prebuilt_library()
+    record = build.read_record(os.path.dirname(library)) if library else None
+    if record is None:
+        return "not recorded (built by an older fastgp)" if library else None
+    return record["tag"] + (" (this torch)" if record["tag"] == build.torch_tag() else " (NOT this torch)")
+
+
+def _report() -> dict:
     from . import __version__
 
     try:
@@ -300,6 +440,8 @@ def report() -> dict:
         "triton": triton_version,
         "python": platform.python_version(),
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "extension": extension_status(),
+        "extension_built_for": _extension_built_for(),
         "extension_cuda_kernels": extension_has_cuda() if _load_extension() else False,
         "requested": get_backend(),
         "selected": selected,
@@ -313,6 +455,8 @@ def info(file=None) -> str:
     lines = [
         f"fastgp {data['fastgp']}  torch {data['torch']} (CUDA {data['torch_cuda'] or 'none'})  "
         f"triton {data['triton'] or 'not installed'}  python {data['python']}",
+        f"extension: {data['extension']}",
+        f"extension built for: {data['extension_built_for'] or '-'}",
         f"GPUs visible: {data['gpu_count']}; extension CUDA kernels: {'built' if data['extension_cuda_kernels'] else 'not built'}",
         f"requested backend: {data['requested']}"
         + (f" (from {_ENV_VAR})" if os.environ.get(_ENV_VAR) else ""),

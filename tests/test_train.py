@@ -68,7 +68,7 @@ def test_help_names_the_command_as_called(argv0, name, monkeypatch, capsys):
 
 @pytest.mark.parametrize("given, suggested", [
     ("configs/digits-mlp.yaml", "configs/digits-mlp-gan.yaml"),  # a typo in the name
-    ("ring", "configs/ring.yaml"),  # the folder and extension left out
+    ("rings", "configs/ring.yaml"),  # not a bundled config's name
     ("configs/8gaussians-zerogp.yml", "configs/8gaussians-zero-gp.yaml"),
 ])
 def test_missing_config_file_suggests_the_nearest(given, suggested, monkeypatch, capsys):

@@ -57,6 +57,12 @@ def main(argv=None) -> int:
         return 0
     if args.name is None:
         parser.error(f"NAME is required (one of: {', '.join(EXPERIMENTS)}) unless --list is given")
+    from .._extras import missing
+
+    problem = missing("matplotlib", "train", "the reproductions' charts")  # before training, not after it
+    if problem:
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         exp = get(args.name)
         out = args.out or os.path.join("runs", "repro", exp.name)

@@ -11,8 +11,21 @@ import time
 from . import checkpoint, config, rundir
 
 
-# The configs shipped in the source tree, beside the package.
-BUNDLED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+# The bundled configs: inside an installed package (setup.py copies configs/ there), else configs/
+# of the source tree beside the package (a checkout, an editable install).
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_CONFIGS = next((folder for folder in (os.path.join(_PACKAGE, "configs"),
+                                               os.path.join(os.path.dirname(_PACKAGE), "configs"))
+                        if os.path.isdir(folder)), os.path.join(os.path.dirname(_PACKAGE), "configs"))
+
+
+def config_path(given: str) -> str:
+    """``--config`` takes a file, or the name of a bundled config (``ring`` for configs/ring.yaml),
+    so that the README's commands work from any folder with an installed package."""
+    if os.path.exists(given) or os.path.basename(given) != given or os.path.splitext(given)[1]:
+        return given
+    bundled = os.path.join(BUNDLED_CONFIGS, given + ".yaml")
+    return bundled if os.path.isfile(bundled) else given
 
 
 def prog() -> str:
@@ -61,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=config.help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="YAML file of options (repeatable; later files win), e.g. configs/ring.yaml")
+    parser.add_argument("--config", action="append", default=[], metavar="FILE|NAME",
+                        help="YAML file of options, or the name of a bundled one (repeatable; later files win), "
+                             "e.g. ring or configs/ring.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                         help="override one option, typed by its default (repeatable), e.g. --set optim.n_dis=2")
     parser.add_argument("--out", metavar="DIR", help="run directory [runs/<data.name>-<UTC time>]")
@@ -74,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
                              "--resume: continue the checkpoint's run even if DIR's config.yaml or metrics.jsonl "
                              "are of another run or config.yaml was edited (they are rewritten)")
     return parser
+
+
+def _check_extras(cfg: dict) -> None:
+    """Before training: the pictures written at the end need matplotlib (the [train] extra)."""
+    from .._extras import missing
+
+    if cfg["log"]["plots"]:
+        problem = missing("matplotlib", "train", "the pictures written at the end of the run (log.plots)")
+        if problem:
+            raise config.ConfigError(f"{problem} (or --set log.plots=false)")
 
 
 def run(argv=None) -> int:
@@ -97,10 +121,12 @@ def run(argv=None) -> int:
         rundir.check_resume(out, payload, cfg, args.force)  # train() checks again; here: before saying "resuming"
         print(f"resuming {out} at step {payload['step']} of {cfg['steps']}", file=sys.stderr)
     else:
+        args.config = [config_path(given) for given in args.config]
         _check_configs_exist(args.config)
         cfg = config.resolve(files=args.config, sets=args.sets)  # fails here, before any training
         out = args.out or os.path.join("runs", f"{cfg['data']['name']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
         payload = None
+    _check_extras(cfg)
     result = train(cfg, out, resume=payload, force=args.force)
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.last.items()
                         if k != "run_id")
