@@ -1,10 +1,9 @@
-"""Adaptive augmentation probability (fastgp.ada): the controller against StyleGAN2-ADA's update
-written out (training_loop.py + training_stats), per-sample gating, state, DDP with two gloo
-processes, and bad inputs."""
+"""Adaptive augmentation probability (fastgp.ada): the controller against our re-statement of
+StyleGAN2-ADA's update (training_loop.py + training_stats), per-sample gating, state, DDP with two
+gloo processes, and bad inputs."""
 
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -17,149 +16,79 @@ from fastgp.ada import AdaptiveAugment, random_apply
 
 
 # ----------------------------------------------------------------------------------------------
-# StyleGAN2-ADA's code AS WRITTEN: NVlabs/stylegan2-ada-pytorch at commit
-# d72cc7d041b42ec8e806021a205ed9349f87c6a4 (Copyright (c) 2021, NVIDIA CORPORATION, NVIDIA Source
-# Code License; transcribed here only to test against it). From torch_utils/training_stats.py: the
-# module state, report(), Collector (the methods the training loop uses) and _sync(), unchanged
-# except where marked (single process: _sync_device stays None, no init_multiprocessing).
+# The reference: our own re-statement of StyleGAN2-ADA's p update, written from the facts of
+# NVlabs/stylegan2-ada-pytorch at commit d72cc7d041b42ec8e806021a205ed9349f87c6a4 (none of its
+# code is reproduced here; it is under the NVIDIA Source Code License). Sources of the facts:
+#   torch_utils/training_stats.py, lines 23-30 (3 moments, float32 per-report reduction, float64
+#     counters), 79-99 (report), 133-168 (Collector: construction and update, the
+#     delta-count test on line 167), 188-196 (mean: NaN without moments), 234-266 (_sync);
+#   training/training_loop.py, lines 172-178 (the collector, p set to augment_p) and 308-315
+#     (the update every ada_interval batches); training/augment.py, line 126 (p is a float32
+#     buffer); training/loss.py, line 114 (what is reported: the signs of the real logits).
+# It is written independently of fastgp.ada, so the tests compare two separate statements.
 # ----------------------------------------------------------------------------------------------
 
-_num_moments    = 3             # [num_scalars, sum_of_scalars, sum_of_squares]
-_reduce_dtype   = torch.float32 # Data type to use for initial per-tensor reduction.
-_counter_dtype  = torch.float64 # Data type to use for the internal counters.
-_rank           = 0             # Rank of the current process.
-_sync_device    = None          # Device to use for multiprocess communication. None = single-process.
-_sync_called    = False         # Has _sync() been called yet?
-_counters       = dict()        # Running counters on each device, updated by report(): name => device => torch.Tensor
-_cumulative     = dict()        # Cumulative counters on the CPU, updated by _sync(): name => torch.Tensor
 
+class ReferenceSignStats:
+    """One statistic as training_stats keeps it, single process, with a keep_previous=True collector.
 
-# (the original's @misc.profiled_function decorator, a profiler label, is left out)
-def report(name, value):
-    if name not in _counters:
-        _counters[name] = dict()
+    Every report reduces its values in float32 to (count, sum, sum of squares) and adds them to
+    float64 running totals. An update takes the interval's moments as the change of the totals
+    since the previous update, but only replaces the kept moments when that change has a non-zero
+    count: an interval without reports keeps the previous interval's moments, hence its mean.
+    The mean is NaN while no interval has had a report."""
 
-    elems = torch.as_tensor(value)
-    if elems.numel() == 0:
-        return value
+    def __init__(self):
+        self.totals = torch.zeros(3, dtype=torch.float64)
+        self.at_last_update = self.totals.clone()  # the collector starts after every earlier report
+        self.interval_moments = None  # None: no interval with reports yet
 
-    elems = elems.detach().flatten().to(_reduce_dtype)
-    moments = torch.stack([
-        torch.ones_like(elems).sum(),
-        elems.sum(),
-        elems.square().sum(),
-    ])
-    assert moments.ndim == 1 and moments.shape[0] == _num_moments
-    moments = moments.to(_counter_dtype)
-
-    device = moments.device
-    if device not in _counters[name]:
-        _counters[name][device] = torch.zeros_like(moments)
-    _counters[name][device].add_(moments)
-    return value
-
-
-class Collector:
-    def __init__(self, regex='.*', keep_previous=True):
-        self._regex = re.compile(regex)
-        self._keep_previous = keep_previous
-        self._cumulative = dict()
-        self._moments = dict()
-        self.update()
-        self._moments.clear()
-
-    def names(self):
-        return [name for name in _counters if self._regex.fullmatch(name)]
+    def report(self, values):
+        flat = torch.as_tensor(values).detach().reshape(-1).to(torch.float32)
+        if flat.numel() == 0:
+            return
+        per_report = torch.stack([torch.ones_like(flat).sum(), flat.sum(), (flat * flat).sum()])
+        self.totals += per_report.to(torch.float64)
 
     def update(self):
-        if not self._keep_previous:
-            self._moments.clear()
-        for name, cumulative in _sync(self.names()):
-            if name not in self._cumulative:
-                self._cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-            delta = cumulative - self._cumulative[name]
-            self._cumulative[name].copy_(cumulative)
-            if float(delta[0]) != 0:
-                self._moments[name] = delta
+        change = self.totals - self.at_last_update
+        self.at_last_update = self.totals.clone()
+        if float(change[0]) != 0:
+            self.interval_moments = change
 
-    def _get_delta(self, name):
-        assert self._regex.fullmatch(name)
-        if name not in self._moments:
-            self._moments[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-        return self._moments[name]
-
-    def mean(self, name):
-        delta = self._get_delta(name)
-        if int(delta[0]) == 0:
-            return float('nan')
-        return float(delta[1] / delta[0])
-
-    def __getitem__(self, name):
-        return self.mean(name)
+    def mean(self):
+        if self.interval_moments is None:
+            return float("nan")
+        count, total = float(self.interval_moments[0]), float(self.interval_moments[1])
+        return total / count
 
 
-def _sync(names):
-    if len(names) == 0:
-        return []
-    global _sync_called
-    _sync_called = True
-
-    # Collect deltas within current rank.
-    deltas = []
-    device = _sync_device if _sync_device is not None else torch.device('cpu')
-    for name in names:
-        delta = torch.zeros([_num_moments], dtype=_counter_dtype, device=device)
-        for counter in _counters[name].values():
-            delta.add_(counter.to(device))
-            counter.copy_(torch.zeros_like(counter))
-        deltas.append(delta)
-    deltas = torch.stack(deltas)
-
-    # Sum deltas across ranks.
-    if _sync_device is not None:
-        torch.distributed.all_reduce(deltas)
-
-    # Update cumulative values.
-    deltas = deltas.cpu()
-    for idx, name in enumerate(names):
-        if name not in _cumulative:
-            _cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-        _cumulative[name].add_(deltas[idx])
-
-    # Return name-value pairs.
-    return [(name, _cumulative[name]) for name in names]
-
-
-class OriginalADA:
-    """The ADA lines of training/training_loop.py (setup, lines 173-178; per iteration, lines
-    308-315) and training/loss.py (line 114: the report), as written around the collector above.
-    Left out: the networks and the rest of the loop; ``augment_pipe.p`` is its float32 buffer."""
+class ReferenceADA:
+    """StyleGAN2-ADA's controller around ReferenceSignStats: after every `interval`-th batch,
+    r_t = the interval's mean sign; p moves by sign(r_t − target) · batch · interval / (kimg·1000)
+    (numpy's sign: 0 at equality, NaN for NaN) and is floored at 0, on a float32 scalar tensor
+    that starts at 0. Left out: the networks and the rest of the training loop."""
 
     def __init__(self, batch_size, target=0.6, interval=4, kimg=500):
-        _counters.clear()  # a fresh process: training_stats' module state starts empty
-        _cumulative.clear()
-        self.batch_size, self.ada_target, self.ada_interval, self.ada_kimg = batch_size, target, interval, kimg
-        self.p = torch.zeros([])  # augment_pipe.p (register_buffer('p', torch.ones([])), then copy_(augment_p = 0))
-        self.ada_stats = Collector(regex='Loss/signs/real')
-        self.batch_idx = 0
+        self.batch_size, self.target, self.interval, self.kimg = batch_size, target, interval, kimg
+        self.p = torch.zeros([], dtype=torch.float32)
+        self.stats = ReferenceSignStats()
+        self.batches = 0
 
     def report(self, real_logits):
-        report('Loss/signs/real', real_logits.sign())  # loss.py line 114
+        self.stats.report(real_logits.sign())
 
     def iteration(self):
-        """training_loop.py lines 309-315; returns the r_t used, None when p was not updated."""
-        batch_size, ada_interval, ada_kimg, ada_target = self.batch_size, self.ada_interval, self.ada_kimg, self.ada_target
-        ada_stats, device = self.ada_stats, torch.device('cpu')
-        self.batch_idx += 1
-        batch_idx = self.batch_idx
-        # --- as written (misc.constant(0, device=device) is a cached float32 tensor of 0) ---
-        if (ada_stats is not None) and (batch_idx % ada_interval == 0):
-            ada_stats.update()
-            adjust = np.sign(ada_stats['Loss/signs/real'] - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
-            self.p.copy_((self.p + adjust).max(torch.as_tensor(0, dtype=torch.float32, device=device)))
-        # --- end ---
-            return ada_stats['Loss/signs/real']
-        return None
+        """Ends one batch; returns the r_t used when p was updated, else None."""
+        self.batches += 1
+        if self.batches % self.interval != 0:
+            return None
+        self.stats.update()
+        r_t = self.stats.mean()
+        step = np.sign(r_t - self.target) * (self.batch_size * self.interval) / (self.kimg * 1000)
+        # A float32 tensor plus a Python float stays float32: p is rounded as the buffer rounds it.
+        self.p = torch.clamp(self.p + step, min=0.0)
+        return r_t
 
 
 def _logit_stream(steps, seed=0, bias=0.0):
@@ -173,17 +102,17 @@ def _logit_stream(steps, seed=0, bias=0.0):
 @pytest.mark.parametrize("interval, kimg", [(4, 500), (1, 0.1), (3, 0.05)])
 def test_controller_is_stylegan2_adas_update(interval, kimg):
     ours = AdaptiveAugment(8, interval=interval, kimg=kimg)
-    original = OriginalADA(8, interval=interval, kimg=kimg)
+    reference = ReferenceADA(8, interval=interval, kimg=kimg)
     ps = []
     for logits in _logit_stream(120):
         ours.accumulate(logits)
-        original.report(logits)
+        reference.report(logits)
         updated = ours.step()
-        r = original.iteration()
+        r = reference.iteration()
         assert updated == (r is not None)
         if updated:
             assert ours.rt == r
-        assert ours.p == float(original.p)  # bit for bit, float32 rounding included
+        assert ours.p == float(reference.p)  # bit for bit, float32 rounding included
         ps.append(ours.p)
     assert len(set(ps)) > 3  # p actually moved (up and down)
     assert min(ps) == 0.0 or interval == 4  # with a fast kimg p hits the floor at 0 and stays >= 0
@@ -195,27 +124,27 @@ def test_an_interval_without_reports_reuses_the_previous_rt(interval):
     """StyleGAN2-ADA's Collector keeps the previous mean for a round with no reports
     (keep_previous=True): p moves again by the previous r_t's sign. Here whole intervals report
     nothing (e.g. D steps skipped), including several in a row."""
-    ours, original = AdaptiveAugment(8, interval=interval, kimg=0.1), OriginalADA(8, interval=interval, kimg=0.1)
+    ours, reference = AdaptiveAugment(8, interval=interval, kimg=0.1), ReferenceADA(8, interval=interval, kimg=0.1)
     silent = {2, 5, 6, 7, 11}  # interval indices without a report
     reused, ps = 0, set()
     for t, logits in enumerate(_logit_stream(16 * interval, seed=4)):
         if t // interval not in silent:
             ours.accumulate(logits)
-            original.report(logits)
-        updated, r = ours.step(), original.iteration()
+            reference.report(logits)
+        updated, r = ours.step(), reference.iteration()
         assert updated == (r is not None)
         if updated:
             assert ours.rt == r
             reused += t // interval in silent
-        assert ours.p == float(original.p)
+        assert ours.p == float(reference.p)
         ps.add(ours.p)
     assert reused == len(silent) and len(ps) > 2  # p moved, up and down
 
 
 def test_no_report_before_the_first_update_is_refused_where_the_original_gets_nan():
-    original = OriginalADA(8, interval=2, kimg=0.1)
-    original.iteration()
-    assert math.isnan(original.iteration()) and math.isnan(float(original.p))  # r_t undefined: p = NaN
+    reference = ReferenceADA(8, interval=2, kimg=0.1)
+    reference.iteration()
+    assert math.isnan(reference.iteration()) and math.isnan(float(reference.p))  # r_t undefined: p = NaN
     ours = AdaptiveAugment(8, interval=2, kimg=0.1)
     assert ours.step() is False
     with pytest.raises(RuntimeError, match="update at step 2 has no r_t"):
@@ -244,14 +173,14 @@ def test_p_is_not_clamped_above_one_and_target_equality_keeps_p():
 
 def test_several_reports_per_step_are_averaged_together():
     """Lazy R1 in StyleGAN2-ADA reports the reals' signs twice in a step: every report counts."""
-    ada, original = AdaptiveAugment(4, interval=2, kimg=0.01), OriginalADA(4, interval=2, kimg=0.01)
+    ada, reference = AdaptiveAugment(4, interval=2, kimg=0.01), ReferenceADA(4, interval=2, kimg=0.01)
     for logits in _logit_stream(20, seed=3, bias=0.2):
         for part in (logits[:3], logits[3:]):
             ada.accumulate(part)
-            original.report(part)
+            reference.report(part)
         ada.step()
-        original.iteration()
-        assert ada.p == float(original.p)
+        reference.iteration()
+        assert ada.p == float(reference.p)
 
 
 def test_state_dict_resumes_mid_interval_exactly():

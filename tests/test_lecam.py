@@ -11,9 +11,24 @@ from helpers import run_gloo_ranks
 
 
 # ----------------------------------------------------------------------------------------------
-# The authors' code AS WRITTEN: google/lecam-gan at commit f9af9485eda4637b25e694c142ce8e6992eb7243
-# (Apache License 2.0, Copyright 2021 Google). Transcribed unchanged (names, two-space indents,
-# comments) except where marked; do not "tidy" it, the point is to run their code.
+# The authors' code AS WRITTEN: google/lecam-gan at commit f9af9485eda4637b25e694c142ce8e6992eb7243.
+# Kept verbatim as the comparison target under the Apache License 2.0 (notice below, as in the
+# authors' files). Transcribed unchanged (names, two-space indents, comments) except where marked;
+# do not "tidy" it, the point is to run their code.
+#
+# Copyright 2021 Google Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+# http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 # ----------------------------------------------------------------------------------------------
 
 # third_party/utils.py, class ema_losses (lines 637-661)
