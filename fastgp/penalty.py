@@ -39,7 +39,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.autograd.forward_ad as _fwad
 
 from . import _checks, backend, forward_mode
 from ._layout import accumulation_dtype, empty_kernel_output
@@ -426,7 +425,9 @@ def gradient_penalty(
             ``"jvp"``: the same value and exactly the same gradients from a forward-mode pass of D
             instead of a double backward, which ``torch.compile`` can compile (see the section
             "Exact penalties without double backward" below; D runs twice, with its random state
-            and buffers replayed, and ``per_sample`` is returned without graph).
+            and buffers replayed, and ``per_sample`` is returned without graph). Exact or refused:
+            an operator in D outside ``fastgp.forward_mode.ALLOWED`` raises
+            ``fastgp.forward_mode.UnsupportedOperator`` naming it.
 
     Returns the penalty (a scalar; the max over samples for ``max-gp``), and with
     ``return_per_sample`` a tuple ``(penalty, per_sample)``.
@@ -444,6 +445,8 @@ def gradient_penalty(
         _checks.same_as(fake, "fake", real, "real")
     elif alpha is not None:
         raise ValueError(f"alpha applies only to the interpolating kinds, not to kind={kind!r}")
+    for tensor, name in ((real, "real"), (fake, "fake")):
+        _check_values(tensor, name)
 
     with torch.no_grad():
         if spec.point == "interpolate" and alpha is None:
@@ -468,6 +471,13 @@ def _penalty_at(D, x, spec: PenaltyKind, weight, d_args, d_kwargs, grad_scaler, 
         logits = D(x, *d_args, **(d_kwargs or {}))
         per_sample = _per_sample_input_penalty(logits, x, spec, grad_scaler)
     return _finish(per_sample, weight, spec.reduction, return_per_sample)
+
+
+def _check_values(t: torch.Tensor, name: str) -> None:
+    """A penalty needs D's input gradient at actual values: a meta tensor (shape only) is refused."""
+    if t is not None and t.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds no values: a gradient penalty differentiates D "
+                         f"at actual values; pass {name} on a real device (cpu, cuda)")
 
 
 def _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, fn: str):
@@ -508,6 +518,7 @@ def gradient_penalty_at(
     """
     spec, weight = _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, "gradient_penalty_at")
     _checks.batch(points, "points")
+    _check_values(points, "points")
     return _penalty_at(D, points, spec, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample)
 
 
@@ -647,6 +658,7 @@ def r1_penalty(
     if method != "jvp" and (D is not None or d_args != () or d_kwargs is not None):
         raise ValueError("D, d_args and d_kwargs apply only to r1_penalty(method='jvp')")
     _checks.batch(inputs, "inputs")
+    _check_values(inputs, "inputs")
     if not inputs.requires_grad:
         raise ValueError(
             "inputs must require grad and logits must be computed from them: "
@@ -763,11 +775,8 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     # forward-mode pass does not underflow; J is divided by the scale in float32 below.
     scale = 1.0 if grad_scaler is None else grad_scaler.get_scale()
     tangent_in = direction * scale if scale != 1.0 else direction
-    if not forward_mode._FORWARD_AD_LOADED:
-        forward_mode._load_forward_ad_decompositions()
-    with torch.enable_grad(), forward_mode._ForwardADExactOps(), _fwad.dual_level():
-        out = replay.call(D, _fwad.make_dual(primal, tangent_in.to(x.dtype)), d_args, d_kwargs)
-        primal, tangent = _fwad.unpack_dual(out)
+    primal, tangent = forward_mode.directional_derivative(D, replay, primal, tangent_in.to(x.dtype), d_args, d_kwargs,
+                                                          _NOT_REPRODUCED)
     if tangent is None:
         raise ValueError(_NOT_CONNECTED)
     if shared_forward:
@@ -779,26 +788,29 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     return (penalty, weighted) if return_per_sample else penalty
 
 
+_NOT_REPRODUCED = (
+    "method='jvp' re-runs D on inputs, and D(inputs) did not reproduce logits: D must compute the "
+    "same function again (no random augmentation or dropout inside D, no forward that updates "
+    "state such as spectral norm's power iteration in training mode). Use "
+    "gradient_penalty(D, real, kind='r1', method='jvp'), which replays D's random state and "
+    "buffers, or method='double-backward'"
+)
+
+
 def _check_replayed_logits(recomputed: torch.Tensor, logits: torch.Tensor) -> None:
     """r1_penalty(method="jvp") re-runs D on inputs: it must reproduce the given logits."""
     tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(logits.dtype, 2e-2)
     same = torch.allclose(recomputed.detach().reshape(logits.shape).to(logits.dtype), logits.detach(), rtol=tol, atol=tol)
     if not same:
-        raise ValueError(
-            "method='jvp' re-runs D on inputs, and D(inputs) did not reproduce logits: D must compute the "
-            "same function again (no random augmentation or dropout inside D, no forward that updates "
-            "state such as spectral norm's power iteration in training mode). Use "
-            "gradient_penalty(D, real, kind='r1', method='jvp'), which replays D's random state and "
-            "buffers, or method='double-backward'"
-        )
+        raise ValueError(_NOT_REPRODUCED)
 
 
 def _gradient_penalty_jvp(D, x, d_args, d_kwargs, kind: PenaltyKind, weight, grad_scaler, return_per_sample):
     """gradient_penalty's method="jvp": x is gradient_penalty's own leaf (real and fake are
     constants), so the forward-mode primal is x detached and no Hessian-vector product is formed."""
-    replay = forward_mode._ForwardReplay(D, x.device)  # before D's first call
+    replay = forward_mode.ForwardReplay(D)  # before D's first call
     with torch.enable_grad():
-        logits = D(x, *d_args, **d_kwargs)
+        logits = replay.first_call(D, x, d_args, d_kwargs)
         return _jvp_penalty(D, x, x.detach(), logits, d_args, d_kwargs, kind, weight, grad_scaler, replay,
                             return_per_sample)
 
@@ -808,9 +820,9 @@ def _r1_penalty_jvp(D, logits, inputs, d_args, d_kwargs, weight, grad_scaler, re
         raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
     if not isinstance(d_args, (tuple, list)):
         raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
-    # D already ran: the replay keeps D's buffers from advancing a second time and the random
-    # generators where they are, and the recomputed logits are checked against the given ones.
-    replay = forward_mode._ForwardReplay(D, inputs.device)
+    # D already ran: the replay keeps D's buffers from advancing a second time, a random draw in D
+    # is refused (step 1's draws are unknown), and the recomputed logits are checked against the given ones.
+    replay = forward_mode.ForwardReplay(D)
     with torch.enable_grad():
         return _jvp_penalty(D, inputs, inputs, logits, d_args, d_kwargs or {}, KINDS["r1"], weight, grad_scaler,
                             replay, return_per_sample, shared_forward=True)
