@@ -397,6 +397,9 @@ class ForwardReplay:
         if self.module is not None:
             self.buffers = {name: b.clone() for name, b in self.module.named_buffers()}
 
+    # Dispatch modes cannot be traced by torch.compile: both runs of D are left to eager mode, as
+    # a clean graph break (without the decorator Dynamo warns, then breaks the graph anyway).
+    @torch.compiler.disable
     def first_call(self, D, x, d_args, d_kwargs):
         """Step 1: D(x, ...), its random draws recorded."""
         recorder = _RecordRandom()
@@ -446,6 +449,7 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous() if shared else t
 
 
+@torch.compiler.disable
 def directional_derivative(D, replay: ForwardReplay, primal, tangent, d_args, d_kwargs,
                            unrecorded_message: str):
     """Step 3: (D's output, its tangent along ``tangent``) from one forward-mode pass of D at

@@ -342,3 +342,15 @@ def test_meta_tensors_are_refused_in_one_line(kind, method):
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="points is on the meta device"):
         fastgp.gradient_penalty_at(D, real, method=method)
+
+
+@pytest.mark.parametrize("name", ["dcgan", "resnet", "mlp-gan", "mlp"])
+def test_trainers_discriminators_are_allowed_and_exact(name):
+    from fastgp.train import models
+
+    torch.manual_seed(2)
+    D = {"dcgan": lambda: models.dcgan_discriminator(3, 4), "resnet": lambda: models.ResNetDiscriminator(3, 4),
+         "mlp-gan": lambda: models.mlp_gan_discriminator((3, 32, 32)),
+         "mlp": lambda: nn.Sequential(nn.Flatten(), models.mlp(3 * 32 * 32, 8, 1, "leaky_relu"))}[name]().double()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert_exact(D, x, kind="wgan-gp")
