@@ -54,7 +54,7 @@ from torch import nn as _nn
 from torch.overrides import TorchFunctionMode as _TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode as _TorchDispatchMode
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a D that itself calls a jvp penalty gets the nested-level error, not a deadlock
 
 # --------------------------------------------------------------------------------------------
 # Explicit replacements of the problem operators (above autograd)
