@@ -36,17 +36,12 @@ Gradient orders: ``interpolate`` and ``grad_norm_penalty`` support first and sec
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.autograd.forward_ad as _fwad
-import torch.nn.functional as _F
-from torch import nn as _nn
-from torch.overrides import TorchFunctionMode as _TorchFunctionMode
 
-from . import _checks, backend
+from . import _checks, backend, forward_mode
 from ._layout import accumulation_dtype, empty_kernel_output
 from .reference.penalty import _penalty_coefficient, _per_sample, dragan_points, draw_alpha
 
@@ -431,7 +426,9 @@ def gradient_penalty(
             ``"jvp"``: the same value and exactly the same gradients from a forward-mode pass of D
             instead of a double backward, which ``torch.compile`` can compile (see the section
             "Exact penalties without double backward" below; D runs twice, with its random state
-            and buffers replayed, and ``per_sample`` is returned without graph).
+            and buffers replayed, and ``per_sample`` is returned without graph). Exact or refused:
+            an operator in D outside ``fastgp.forward_mode.ALLOWED`` raises
+            ``fastgp.forward_mode.UnsupportedOperator`` naming it.
 
     Returns the penalty (a scalar; the max over samples for ``max-gp``), and with
     ``return_per_sample`` a tuple ``(penalty, per_sample)``.
@@ -449,6 +446,8 @@ def gradient_penalty(
         _checks.same_as(fake, "fake", real, "real")
     elif alpha is not None:
         raise ValueError(f"alpha applies only to the interpolating kinds, not to kind={kind!r}")
+    for tensor, name in ((real, "real"), (fake, "fake")):
+        _check_values(tensor, name)
 
     with torch.no_grad():
         if spec.point == "interpolate" and alpha is None:
@@ -473,6 +472,13 @@ def _penalty_at(D, x, spec: PenaltyKind, weight, d_args, d_kwargs, grad_scaler, 
         logits = D(x, *d_args, **(d_kwargs or {}))
         per_sample = _per_sample_input_penalty(logits, x, spec, grad_scaler)
     return _finish(per_sample, weight, spec.reduction, return_per_sample)
+
+
+def _check_values(t: torch.Tensor, name: str) -> None:
+    """A penalty needs D's input gradient at actual values: a meta tensor (shape only) is refused."""
+    if t is not None and t.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds no values: a gradient penalty differentiates D "
+                         f"at actual values; pass {name} on a real device (cpu, cuda)")
 
 
 def _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, fn: str):
@@ -513,6 +519,7 @@ def gradient_penalty_at(
     """
     spec, weight = _check_penalty_args(D, kind, weight, method, d_args, d_kwargs, grad_scaler, "gradient_penalty_at")
     _checks.batch(points, "points")
+    _check_values(points, "points")
     return _penalty_at(D, points, spec, weight, d_args, d_kwargs, grad_scaler, method, return_per_sample)
 
 
@@ -652,6 +659,7 @@ def r1_penalty(
     if method != "jvp" and (D is not None or d_args != () or d_kwargs is not None):
         raise ValueError("D, d_args and d_kwargs apply only to r1_penalty(method='jvp')")
     _checks.batch(inputs, "inputs")
+    _check_values(inputs, "inputs")
     if not inputs.requires_grad:
         raise ValueError(
             "inputs must require grad and logits must be computed from them: "
@@ -905,169 +913,13 @@ def r1_r2_penalty(
 #      reverse-mode graph (reverse-over-forward) carries exactly ∇_θ P and ∇ₓ P.
 # The returned scalar is P + (J − J.detach()): its value is P, its backward is the exact one. None
 # of this is a double backward, so torch.compile can compile it.
-#
-# Step 3 runs D a second time, and must compute the same function as step 1:
-# - the default random generators (CPU and x's device) and the torch.Generator attributes of D's
-#   submodules are rewound to their state before step 1 and restored after step 3 (dropout and
-#   random augmentation inside D draw the same numbers);
-# - when D is an nn.Module, step 3 runs on copies of D's buffers taken before step 1
-#   (torch.func.functional_call): BatchNorm running statistics and spectral norm's power
-#   iteration advance once per call, as with double backward, and step 3 sees step 1's state;
-# - PyTorch's forward-mode formulas of batch/layer/instance norm (training statistics) and
-#   softmax are not differentiable in reverse mode (their saved statistics carry no graph: the
-#   parameter gradients came out wrong in float64, or autograd raised): inside step 3 those calls
-#   run as explicit torch ops (``_ForwardADExactOps``).
+# Step 3 (D's second run, in forward mode) is fastgp/forward_mode.py.
 
 METHODS = ("double-backward", "jvp")
 
 
 def _check_method(method) -> str:
     return _checks.choice(method, "method", METHODS)
-
-
-def _has_tangent(t) -> bool:
-    return isinstance(t, torch.Tensor) and _fwad.unpack_dual(t).tangent is not None
-
-
-def _stat_dtype(x: torch.Tensor) -> torch.dtype:
-    """Statistics of reduced-precision inputs in float32, as the fused norm kernels accumulate."""
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
-def _normalize(x, dims, weight, bias, eps, affine_shape):
-    xs = x.to(_stat_dtype(x))
-    mean = xs.mean(dim=dims, keepdim=True)
-    var = xs.var(dim=dims, unbiased=False, keepdim=True)
-    out = (xs - mean) * torch.rsqrt(var + eps)
-    if weight is not None:
-        out = out * weight.reshape(affine_shape)
-    if bias is not None:
-        out = out + bias.reshape(affine_shape)
-    return out.to(x.dtype)
-
-
-def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    if not (training or running_mean is None or running_var is None) or not _has_tangent(input):
-        # Running statistics are constants: the built-in formula is exact.
-        return _F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    # Batch statistics. The running statistics are not updated: step 1 already did (step 3 replays it).
-    shape = [1, input.shape[1]] + [1] * (input.dim() - 2)
-    return _normalize(input, [0, *range(2, input.dim())], weight, bias, eps, shape)
-
-
-def _instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
-                   use_input_stats=True, momentum=0.1, eps=1e-5):
-    if not use_input_stats or not _has_tangent(input):
-        return _F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
-    shape = [1, input.shape[1]] + [1] * (input.dim() - 2)
-    return _normalize(input, list(range(2, input.dim())), weight, bias, eps, shape)
-
-
-def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    if not _has_tangent(input):
-        return _F.layer_norm(input, normalized_shape, weight, bias, eps)
-    dims = list(range(input.dim() - len(normalized_shape), input.dim()))
-    return _normalize(input, dims, weight, bias, eps, tuple(normalized_shape))
-
-
-def _softmax_args(input, dim, dtype):
-    x = input if dtype is None else input.to(dtype)
-    return x, x - x.amax(dim=dim, keepdim=True).detach()  # a constant shift: exact, and no overflow
-
-
-def _softmax(input, dim=None, _stacklevel=3, dtype=None):
-    if dim is None or not _has_tangent(input):
-        return _F.softmax(input, dim, _stacklevel, dtype)
-    _, shifted = _softmax_args(input, dim, dtype)
-    e = shifted.exp()
-    return e / e.sum(dim=dim, keepdim=True)
-
-
-def _log_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    if dim is None or not _has_tangent(input):
-        return _F.log_softmax(input, dim, _stacklevel, dtype)
-    _, shifted = _softmax_args(input, dim, dtype)
-    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
-
-
-def _softmax_no_stacklevel(input, dim, dtype=None):  # torch.softmax and Tensor.softmax
-    return _softmax(input, dim, dtype=dtype)
-
-
-def _log_softmax_no_stacklevel(input, dim, dtype=None):
-    return _log_softmax(input, dim, dtype=dtype)
-
-
-class _ForwardADExactOps(_TorchFunctionMode):
-    """Inside the forward-mode pass: the functions whose built-in forward-mode formula is not
-    differentiable in reverse mode run as explicit torch ops (see the section comment)."""
-
-    REPLACEMENTS = {
-        _F.batch_norm: _batch_norm,
-        _F.instance_norm: _instance_norm,
-        _F.layer_norm: _layer_norm,
-        _F.softmax: _softmax,
-        _F.log_softmax: _log_softmax,
-        torch.softmax: _softmax_no_stacklevel,
-        torch.log_softmax: _log_softmax_no_stacklevel,
-        torch.Tensor.softmax: _softmax_no_stacklevel,
-        torch.Tensor.log_softmax: _log_softmax_no_stacklevel,
-    }
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        replacement = self.REPLACEMENTS.get(func)
-        return (replacement or func)(*args, **(kwargs or {}))
-
-
-class _ForwardReplay:
-    """What D's forward reads besides its arguments, captured before step 1 and replayed in step 3:
-    random generators and (when D is a module) its buffers."""
-
-    def __init__(self, D, device: torch.device):
-        self.module = D if isinstance(D, _nn.Module) else None
-        generators = [torch.default_generator]
-        if device.type == "cuda":
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            generators.append(torch.cuda.default_generators[index])
-        if self.module is not None:
-            for sub in self.module.modules():
-                generators += [g for g in vars(sub).values() if isinstance(g, torch.Generator)]
-        self.generators = list({id(g): g for g in generators}.values())
-        self.states = [g.get_state() for g in self.generators]
-        self.buffers = {}
-        if self.module is not None:
-            self.buffers = {name: b.clone() for name, b in self.module.named_buffers()}
-
-    def call(self, D, x, d_args, d_kwargs):
-        """D(x, ...) from the state captured at construction; every generator ends where it was."""
-        after = [g.get_state() for g in self.generators]
-        try:
-            for g, state in zip(self.generators, self.states):
-                g.set_state(state)
-            if self.buffers:
-                return torch.func.functional_call(D, self.buffers, (x, *d_args), d_kwargs, strict=False)
-            return D(x, *d_args, **d_kwargs)
-        finally:
-            for g, state in zip(self.generators, after):
-                g.set_state(state)
-
-
-_FORWARD_AD_LOADED = False
-
-
-def _load_forward_ad_decompositions() -> None:
-    """PyTorch scripts its forward-AD decompositions at the first make_dual of a process, warning
-    about its own use of torch.jit.script (a FutureWarning on torch 2.14+; on 2.11 also
-    DeprecationWarnings for torch.jit.script_method, from torch.utils.mkldnn): load them once here,
-    quietly. (Under torch.compile this is a graph break on the first call only: the flag is then a
-    constant.)"""
-    global _FORWARD_AD_LOADED
-    load = getattr(_fwad, "_maybe_load_decompositions", None)
-    if load is not None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", r"`torch\.jit\.script(_method)?` is deprecated", Warning)
-            load()
-    _FORWARD_AD_LOADED = True
 
 
 def _jvp_head(grad: torch.Tensor, kind: PenaltyKind, weight: float):
@@ -1095,11 +947,8 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     # forward-mode pass does not underflow; J is divided by the scale in float32 below.
     scale = 1.0 if grad_scaler is None else grad_scaler.get_scale()
     tangent_in = direction * scale if scale != 1.0 else direction
-    if not _FORWARD_AD_LOADED:
-        _load_forward_ad_decompositions()
-    with torch.enable_grad(), _ForwardADExactOps(), _fwad.dual_level():
-        out = replay.call(D, _fwad.make_dual(primal, tangent_in.to(x.dtype)), d_args, d_kwargs)
-        primal, tangent = _fwad.unpack_dual(out)
+    primal, tangent = forward_mode.directional_derivative(D, replay, primal, tangent_in.to(x.dtype), d_args, d_kwargs,
+                                                          _NOT_REPRODUCED)
     if tangent is None:
         raise ValueError(_NOT_CONNECTED)
     if shared_forward:
@@ -1111,26 +960,29 @@ def _jvp_penalty(D, x, primal, logits, d_args, d_kwargs, kind: PenaltyKind, weig
     return (penalty, weighted) if return_per_sample else penalty
 
 
+_NOT_REPRODUCED = (
+    "method='jvp' re-runs D on inputs, and D(inputs) did not reproduce logits: D must compute the "
+    "same function again (no random augmentation or dropout inside D, no forward that updates "
+    "state such as spectral norm's power iteration in training mode). Use "
+    "gradient_penalty(D, real, kind='r1', method='jvp'), which replays D's random state and "
+    "buffers, or method='double-backward'"
+)
+
+
 def _check_replayed_logits(recomputed: torch.Tensor, logits: torch.Tensor) -> None:
     """r1_penalty(method="jvp") re-runs D on inputs: it must reproduce the given logits."""
     tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(logits.dtype, 2e-2)
     same = torch.allclose(recomputed.detach().reshape(logits.shape).to(logits.dtype), logits.detach(), rtol=tol, atol=tol)
     if not same:
-        raise ValueError(
-            "method='jvp' re-runs D on inputs, and D(inputs) did not reproduce logits: D must compute the "
-            "same function again (no random augmentation or dropout inside D, no forward that updates "
-            "state such as spectral norm's power iteration in training mode). Use "
-            "gradient_penalty(D, real, kind='r1', method='jvp'), which replays D's random state and "
-            "buffers, or method='double-backward'"
-        )
+        raise ValueError(_NOT_REPRODUCED)
 
 
 def _gradient_penalty_jvp(D, x, d_args, d_kwargs, kind: PenaltyKind, weight, grad_scaler, return_per_sample):
     """gradient_penalty's method="jvp": x is gradient_penalty's own leaf (real and fake are
     constants), so the forward-mode primal is x detached and no Hessian-vector product is formed."""
-    replay = _ForwardReplay(D, x.device)  # before D's first call
+    replay = forward_mode.ForwardReplay(D)  # before D's first call
     with torch.enable_grad():
-        logits = D(x, *d_args, **d_kwargs)
+        logits = replay.first_call(D, x, d_args, d_kwargs)
         return _jvp_penalty(D, x, x.detach(), logits, d_args, d_kwargs, kind, weight, grad_scaler, replay,
                             return_per_sample)
 
@@ -1140,9 +992,9 @@ def _r1_penalty_jvp(D, logits, inputs, d_args, d_kwargs, weight, grad_scaler, re
         raise TypeError(f"d_kwargs must be a dict or None, got {type(d_kwargs).__name__}")
     if not isinstance(d_args, (tuple, list)):
         raise TypeError(f"d_args must be a tuple, got {type(d_args).__name__}")
-    # D already ran: the replay keeps D's buffers from advancing a second time and the random
-    # generators where they are, and the recomputed logits are checked against the given ones.
-    replay = _ForwardReplay(D, inputs.device)
+    # D already ran: the replay keeps D's buffers from advancing a second time, a random draw in D
+    # is refused (step 1's draws are unknown), and the recomputed logits are checked against the given ones.
+    replay = forward_mode.ForwardReplay(D)
     with torch.enable_grad():
         return _jvp_penalty(D, inputs, inputs, logits, d_args, d_kwargs or {}, KINDS["r1"], weight, grad_scaler,
                             replay, return_per_sample, shared_forward=True)

@@ -216,6 +216,19 @@ def test_penalty_head_propagates_non_finite(backend_name, device):
         assert not torch.isfinite(grad_in[2]).all()
 
 
+
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_penalty_head_nan_row_gradient_is_nan_in_every_element(backend_name, device, one_sided):
+    # A NaN row has a NaN norm, so its coefficient is NaN: nothing is masked to 0 (as torch's
+    # autograd of (norm - 1)**2 gives), on every backend.
+    grad = make((3, 4), seed=7, device=device, dtype=torch.float64)
+    grad[1, 2] = float("nan")
+    penalty, norm = kernels(device).grad_norm_penalty_forward(grad, 1.0, one_sided)
+    ones = torch.ones(3, dtype=torch.float64, device=device)
+    grad_in = kernels(device).grad_norm_penalty_backward(ones, grad, norm, 1.0, one_sided)
+    assert torch.isnan(grad_in[1]).all(), grad_in[1]
+    assert torch.isfinite(grad_in[[0, 2]]).all()
+
 # ------------------------------------------------------------------------------------------
 # The compiled ops: schema, fake kernels, torch.compile
 # ------------------------------------------------------------------------------------------

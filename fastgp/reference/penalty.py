@@ -121,14 +121,18 @@ def scaled_norm(rows: torch.Tensor) -> torch.Tensor:
 
 
 def _penalty_coefficient(norm: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
-    """d penalty_b / d grad_b = coef_b · grad_b; coef is 0 where the norm is 0 (as torch's norm)."""
+    """d penalty_b / d grad_b = coef_b · grad_b; coef is 0 where the norm is 0 (as torch's norm).
+
+    Only a zero norm is masked (``norm != 0``, not ``norm > 0``): a NaN norm gives a NaN
+    coefficient, so a NaN row's gradient is NaN in every element, as on the other backends."""
     if center == 0:
         return torch.full_like(norm, 2.0)
     distance = norm - center
     if one_sided:
         distance = distance.clamp_min(0)
-    safe_norm = torch.where(norm > 0, norm, torch.ones_like(norm))
-    return torch.where(norm > 0, 2 * distance / safe_norm, torch.zeros_like(norm))
+    nonzero = norm != 0
+    safe_norm = torch.where(nonzero, norm, torch.ones_like(norm))
+    return torch.where(nonzero, 2 * distance / safe_norm, torch.zeros_like(norm))
 
 
 def grad_norm_penalty_forward(

@@ -306,7 +306,7 @@ def _grad_norm_backward_kernel(
             d = norm - tl.cast(center, tl.float32)
         if ONE_SIDED:
             d = tl.where(d < 0, 0.0, d)
-        positive = norm > 0
+        positive = norm != 0  # a NaN norm keeps its NaN coefficient (nothing masked but a zero norm)
         safe_norm = tl.where(positive, norm, 1.0)
         if ACC_DTYPE == tl.float64:
             ratio = (2.0 * d) / safe_norm

@@ -654,3 +654,15 @@ def test_grad_norm_head_extreme_magnitudes(dtype, scale, shape):
         coef = torch.where(norm > 0, 2 * (scale - center / norm.clamp_min(1e-300)), torch.zeros_like(norm))
         torch.testing.assert_close(grad_in.cpu(), (coef[:, None] * u).to(dtype), rtol=2e-2 if dtype != acc else 2e-5,
                                    atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, interpreter
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_penalty_head_nan_row_gradient_is_nan_in_every_element(one_sided):
+    # Only a zero norm is masked: a NaN row's coefficient is NaN, as the extension's and torch's.
+    grad = grad_like((3, 4), torch.float32, seed=9)
+    grad[1, 2] = float("nan")
+    _, norm = tp.grad_norm_penalty_forward(grad, 1.0, one_sided)
+    grad_in = tp.grad_norm_penalty_backward(torch.ones(3, device=DEVICE), grad, norm, 1.0, one_sided)
+    assert torch.isnan(grad_in[1]).all(), grad_in[1]
+    assert torch.isfinite(grad_in[[0, 2]]).all()
