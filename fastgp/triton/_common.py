@@ -80,6 +80,20 @@ def cast(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def scalar(value, DTYPE: tl.constexpr):
+    """A float launch argument (a parameter typed ``tl.float64``) as a DTYPE scalar, rounded once
+    to nearest, as a C++ ``static_cast<acc_t>(double)``.
+
+    Why not ``tl.cast`` or a bare ``tl.maximum(x, value)``: the interpreter passes the argument as
+    a Python float, which those first turn into a float32 tensor, rounding a float64 value (only
+    arithmetic and comparison operators convert a Python float to the other operand's dtype).
+    ``tl.full`` converts the Python float straight to DTYPE; compiled, ``value`` is a float64
+    tensor and ``tl.full`` casts it.
+    """
+    return tl.full((), value, DTYPE)
+
+
+@triton.jit
 def both(block_mask, scalar_condition):
     """``block_mask & scalar_condition`` for a per-program (scalar) condition, written as a select.
 

@@ -18,16 +18,20 @@ import triton
 import triton.language as tl
 
 from .._layout import image_memory_format
-from ._common import both, cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
+from ._common import both, cast, grid_stride, invariant, register, scalar, tl_accumulation_dtype, wrap_triton
 
 _BLOCK = 1024
 
 
 @triton.jit
 def _combine_kernel(
-    x_ptr, pairs_ptr, out_ptr, P, N, pairs_per_program, threshold,
+    x_ptr, pairs_ptr, out_ptr, P, N, pairs_per_program, threshold: tl.float64,
     MODE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # ``threshold`` is typed float64: compiled Triton types an unannotated Python float as float32
+    # and would round a float64 threshold (the interpreter keeps float64: only a GPU would show it).
+    # The launcher has rounded it to float32 already for float32 math.
+    limit = scalar(threshold, ACC)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
     for t in range(0, pairs_per_program):
@@ -45,9 +49,9 @@ def _combine_kernel(
         elif MODE == 2:
             out = tl.where((a != a) | (b != b), a + b, tl.where(b > a, b, a))
         elif MODE == 3:
-            out = tl.where((a > threshold) & (b > threshold), 1.0, 0.0).to(ACC)
+            out = tl.where((a > limit) & (b > limit), 1.0, 0.0).to(ACC)
         else:
-            out = tl.where((a > threshold) | (b > threshold), 1.0, 0.0).to(ACC)
+            out = tl.where((a > limit) | (b > limit), 1.0, 0.0).to(ACC)
         tl.store(out_ptr + p * N + cols, cast(out, out_ptr.dtype.element_ty), mask=m)
 
 

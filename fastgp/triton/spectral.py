@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .._layout import accumulation_dtype
-from ._common import TL_DTYPES, invariant
+from ._common import TL_DTYPES, invariant, scalar
 
 # Elements of W per program (the same split as the C++ kernels), and of one loaded tile.
 _ITEM_ELEMS = 16384
@@ -99,7 +99,11 @@ def _pass_kernel(
 
 
 @triton.jit
-def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.constexpr, SIGMA_ONLY: tl.constexpr):
+def _finish_kernel(
+    meta, p_all, partials, u_all, v_all, sigmas, eps: tl.float64, BLOCK: tl.constexpr, SIGMA_ONLY: tl.constexpr
+):
+    # ``eps`` is typed float64 (an unannotated Python float compiles as float32, rounding a float64
+    # eps) and rounded to the accumulation dtype once, as the C++ static_cast<acc_t>(eps).
     g = tl.program_id(0).to(tl.int64)
     row = meta + g * _META_COLS
     first_item = tl.load(row + _FIRST_ITEM)
@@ -134,9 +138,10 @@ def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.c
             ptrs += w
         tl.store(v_ptr + cols, t, mask=col_mask)
         t_sq += t * t
-    du = tl.maximum(tl.sqrt(tl.sum(p_sq, axis=0)), eps)
+    eps_acc = scalar(eps, acc_ty)
+    du = tl.maximum(tl.sqrt(tl.sum(p_sq, axis=0)), eps_acc)
     wtu = tl.sqrt(tl.sum(t_sq, axis=0)) / du
-    dv = tl.maximum(wtu, eps)
+    dv = tl.maximum(wtu, eps_acc)
     inv_du = 1.0 / du
     inv_dv = 1.0 / (dv * du)
     for i in range(0, h, BLOCK):
