@@ -100,9 +100,11 @@ def _arg_key(value, annotation: str, no_value: bool, no_alignment: bool):
 
 
 @contextlib.contextmanager
-def recording():
+def recording(execute: bool = True):
     """Patch the interpreter's ``InterpretedFunction.run`` to record every launch's key into the
-    ``Recorder`` it yields (restored on exit). Needs ``TRITON_INTERPRET=1``."""
+    ``Recorder`` it yields (restored on exit). Needs ``TRITON_INTERPRET=1``. With ``execute=False``
+    the kernels are not run (outputs stay uninitialized, so tests fail after their first launch
+    and later launches of a test are missed: a fast lower bound)."""
     from triton.runtime.interpreter import InterpretedFunction
 
     recorder = Recorder()
@@ -121,7 +123,9 @@ def recording():
         key.append(tuple(sorted((k, v) for k, v in kwargs.items() if k not in names)))  # num_warps, ...
         recorder.keys.add(tuple(key))
         recorder.launches += 1
-        return original(self, *args, grid=grid, warmup=warmup, **kwargs)
+        if execute:
+            return original(self, *args, grid=grid, warmup=warmup, **kwargs)
+        return None
 
     InterpretedFunction.run = run
     try:
@@ -143,6 +147,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--main", action="store_true", help="run the main suite's cuda-triton cases")
     parser.add_argument("--by-kernel", action="store_true", help="print the count per kernel")
+    parser.add_argument("--no-run", action="store_true",
+                        help="record launches without running the kernels: minutes instead of an hour on a "
+                             "busy CPU, a lower bound (a test stops at its first wrong result)")
     parser.add_argument("pytest_args", nargs="*", help="pytest arguments (after --)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") != "1":
@@ -155,7 +162,7 @@ def main(argv=None) -> int:
         sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
         plugins.append(_MainSuiteOnTriton())
         pytest_args = ["tests", "--ignore=tests/triton_kernels", "-k", "triton", *args.pytest_args]
-    with recording() as recorder:
+    with recording(execute=not args.no_run) as recorder:
         code = pytest.main(["-q", "-p", "no:cacheprovider", *pytest_args], plugins=plugins)
     if args.by_kernel:
         for kernel, count in recorder.by_kernel().items():

@@ -141,3 +141,37 @@ def test_float64_eps_is_not_rounded_to_float32():
     v = torch.ones(1, dtype=torch.float64, device=DEVICE)
     tsp.spectral_power_iteration(w, u, v, 1, 0.1)
     assert abs(u.item() - a.item() / 0.1) <= 1e-15  # a / float32(0.1) is 1.5e-8 away
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="records launches through the interpreter")
+def test_sizes_outside_the_hot_loops_reuse_one_compilation():
+    """Counts of rows, pairs, copies, candidates, bank rows (1, multiples of 16 or neither), the
+    penalty's center/one-sided flags and the combine mode do not multiply the compilations: with
+    one dtype, one row length and aligned tensors every kernel has one specialization key."""
+    g = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g).to(DEVICE)
+
+    with _counter().recording() as recorder:
+        for count in (1, 3, 16):
+            x = randn(count + 1, 3, 5, 8)  # rows of 120 elements; H = 5 is not specialized either
+            real = randn(count, 120)
+            tp.interpolate(real, randn(count, 120), torch.rand(count, generator=g).to(DEVICE))
+            tp.interpolate_random(real, randn(count, 120), torch.tensor([count], device=DEVICE))
+            for center, one_sided in ((0.0, False), (1.0, True), (1.0, False)):
+                grad = randn(2, 120)
+                penalty, norm = tp.grad_norm_penalty_forward(grad, center, one_sided)
+                tp.grad_norm_penalty_backward(torch.ones_like(penalty), grad, norm, center, one_sided)
+            tp.grad_norm_penalty_forward(randn(2, 5000), float(count % 2), count == 3)  # two-stage reduction
+            pairs = torch.stack([torch.arange(count), torch.arange(1, count + 1)], dim=1).to(DEVICE)
+            for mode in range(5):
+                tc.pixelwise_combine(x, pairs, mode, 0.5)
+            shifts = torch.randint(-2, 3, (2, count, 2), generator=g).to(DEVICE)  # K = count copies
+            out = ta.translate(x[:2], shifts, None, "zeros")
+            ta.translate_backward(out, shifts, None, "zeros")
+            ts.far_batch(x, randn(count + 1), x + 1, count)
+            tco.nearest_distance(x[:2], randn(count + 16, 3, 5, 8), 16)  # chunks of 16 rows and a remainder
+            w = randn(3 * count, 2 * count + 1)
+            tsp.spectral_power_iteration(w, randn(3 * count), randn(2 * count + 1), 1, 1e-12)
+    assert recorder.by_kernel() and all(keys == 1 for keys in recorder.by_kernel().values()), recorder.by_kernel()
