@@ -79,7 +79,7 @@ def test_no_cuda_kernel_asserts():
 @pytest.mark.parametrize("source,check", [
     ("csrc/host/augment.cpp", "check_reflect_range_on_device(op, shifts, g);\n  FASTGP_LAUNCH"),
     ("csrc/host/combine.cpp", "check_pair_range_on_device(\"pixelwise_combine\", pairs, x.size(0));\n  FASTGP_LAUNCH"),
-])
+], ids=["augment", "combine"])
 def test_host_functions_check_before_every_cuda_launch(source, check):
     text = (ROOT / source).read_text()
     launches = text.count("FASTGP_LAUNCH(")

@@ -70,7 +70,7 @@ FLOAT_PARAMETERS = {
 }
 
 
-@pytest.mark.parametrize("family,name", sorted(FLOAT_PARAMETERS), ids="-".join)
+@pytest.mark.parametrize("family,name", sorted(FLOAT_PARAMETERS), ids=[".".join(k) for k in sorted(FLOAT_PARAMETERS)])
 def test_float_parameters_are_typed_float64(family, name):
     kernel = getattr(next(f for f in FAMILIES if f.__name__.endswith("." + family)), name)
     params = {p.name: p for p in _compiled(kernel).params}
