@@ -4,8 +4,8 @@
 // csrc/ops.cpp, finishing math in csrc/fastgp/spectral.h.
 //
 // The multi-tensor pattern of apex's multi_tensor_apply: a metadata table (pointers, sizes,
-// offsets of every matrix, in device memory) and a table of work items (matrix, chunk of rows);
-// one launch covers every item of every matrix. Per iteration:
+// offsets of every matrix, in device memory, cached: TableCache) and a table of work items
+// (matrix, chunk of rows); one launch covers every item of every matrix. Per iteration:
 //   pass_kernel    one block per item: p_i = W_i·v for its rows (one warp per row), then the
 //                  item's partial Wᵀp from the same rows (a second read of a chunk of at most
 //                  kMaxRows rows, served by L1/L2) — W is read from DRAM once per iteration;
@@ -25,6 +25,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <list>
+#include <mutex>
 #include <vector>
 
 #include "fastgp/spectral.h"
@@ -205,11 +207,57 @@ GroupTable build_table(at::TensorList weights, at::TensorList us, at::TensorList
   return table;
 }
 
-// A host vector of int64 copied to the device (a blocking copy from pageable memory: the host
-// vector may die after it).
-at::Tensor to_device(const int64_t* data, int64_t n, const at::Device& device) {
-  return at::from_blob(const_cast<int64_t*>(data), {n}, at::TensorOptions().dtype(at::kLong))
-      .to(device);
+// Device copies of group tables (Meta rows then the item -> matrix map, one int64 array), the
+// most recent kTableCacheSize kept. A table is a pure function of its contents, which hold the
+// data pointers of W, u and v: a model's SN layers keep their storage from step to step, so after
+// the first call the table is found here and a call does no host-to-device copy. Such a copy
+// (from pageable memory) waits for the GPU and cannot be captured in a CUDA graph: capture after
+// one warm-up call, as for any op. The same cache as the Triton launcher's (_tables in
+// fastgp/triton/spectral.py). Leaked on purpose: device memory must not be freed by a static
+// destructor after the CUDA runtime has shut down.
+constexpr size_t kTableCacheSize = 64;
+
+class TableCache {
+ public:
+  at::Tensor get(const std::vector<int64_t>& host, const at::Device& device) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->device == device && it->host == host) {
+        entries_.splice(entries_.begin(), entries_, it);  // most recently used first
+        return entries_.front().table;
+      }
+    }
+    // A blocking copy: the host vector may die after it.
+    at::Tensor table = at::from_blob(const_cast<int64_t*>(host.data()),
+                                     {static_cast<int64_t>(host.size())},
+                                     at::TensorOptions().dtype(at::kLong))
+                           .to(device);
+    entries_.push_front(Entry{host, device, table});
+    if (entries_.size() > kTableCacheSize) entries_.pop_back();
+    return table;
+  }
+
+ private:
+  struct Entry {
+    std::vector<int64_t> host;
+    at::Device device;
+    at::Tensor table;
+  };
+  std::mutex mutex_;
+  std::list<Entry> entries_;
+};
+
+TableCache& table_cache() {
+  static TableCache* cache = new TableCache();  // never destroyed (see above)
+  return *cache;
+}
+
+// The device copy of a group's table: G Meta rows, then the matrix of each work item.
+at::Tensor device_table(const GroupTable& table, const at::Device& device) {
+  const auto* meta = reinterpret_cast<const int64_t*>(table.meta.data());
+  std::vector<int64_t> host(meta, meta + table.meta.size() * (sizeof(Meta) / sizeof(int64_t)));
+  host.insert(host.end(), table.item_matrix.begin(), table.item_matrix.end());
+  return table_cache().get(host, device);
 }
 
 // The iterations on the device, in acc precision: init, then per iteration one pass over every W
@@ -258,9 +306,9 @@ void launch_spectral_power_iteration_cuda(at::TensorList weights, at::TensorList
               "fastgp::spectral_power_iteration: too many rows (", items,
               " work items exceed the CUDA grid)");
   const at::Device device = weights[0].device();
-  const at::Tensor meta = to_device(reinterpret_cast<const int64_t*>(table.meta.data()),
-                                    G * static_cast<int64_t>(sizeof(Meta) / sizeof(int64_t)), device);
-  const at::Tensor item_matrix = to_device(table.item_matrix.data(), items, device);
+  const at::Tensor tables = device_table(table, device);
+  const int64_t* meta = tables.const_data_ptr<int64_t>();
+  const int64_t* item_matrix = meta + G * static_cast<int64_t>(sizeof(Meta) / sizeof(int64_t));
   const auto acc_options = sigma.options();
   at::Tensor u_acc = at::empty({table.u_size}, acc_options);
   at::Tensor v_acc = at::empty({table.v_size}, acc_options);
@@ -271,8 +319,7 @@ void launch_spectral_power_iteration_cuda(at::TensorList weights, at::TensorList
       at::kHalf, at::kBFloat16, weights[0].scalar_type(), "fastgp_spectral_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         run_iterations<scalar_t, acc_t>(
-            reinterpret_cast<const Meta*>(meta.const_data_ptr<int64_t>()),
-            item_matrix.const_data_ptr<int64_t>(), G, items, n_iterations,
+            reinterpret_cast<const Meta*>(meta), item_matrix, G, items, n_iterations,
             static_cast<acc_t>(eps), u_acc.mutable_data_ptr<acc_t>(),
             v_acc.mutable_data_ptr<acc_t>(), p.mutable_data_ptr<acc_t>(),
             partial.mutable_data_ptr<acc_t>(), sigma.mutable_data_ptr<acc_t>(), stream);

@@ -28,7 +28,8 @@ FASTGP_HOST_DEVICE inline int64_t clamp_shift(int64_t d, int64_t n) {
 }
 
 // Reflect padding reflects once, which is exact for |d| < n: the range the public API admits
-// (fastgp/augment.py). The CPU launches check it on the host, the CUDA kernels assert it.
+// (fastgp/augment.py). The CPU launches check it while they read the shifts, the host functions
+// before a CUDA launch (check_reflect_range_on_device in csrc/host/augment.cpp).
 FASTGP_HOST_DEVICE inline bool in_reflect_range(int64_t d, int64_t n) { return d > -n && d < n; }
 
 // The source coordinate of output coordinate i under shift d (|d| <= n, see clamp_shift) on an
@@ -126,7 +127,8 @@ struct Geometry {
 // The launches. Their arguments are checked by the host functions: `in` the image (translate) or
 // the gradient (translate_backward) in the ImageView layout of `out`, shifts int64 [B, K, 2]
 // contiguous, boxes int64 [B, K, 4] contiguous or undefined, `out` allocated and not empty. With
-// reflect padding a launch checks |dy| < H and |dx| < W (the only check that reads data).
+// reflect padding the CPU launch checks |dy| < H and |dx| < W (the only check that reads data;
+// for a CUDA launch the host function has checked it).
 void launch_translate_cpu(const at::Tensor& in, const at::Tensor& shifts, const at::Tensor& boxes,
                           const at::Tensor& out, const Geometry& g);
 void launch_translate_cuda(const at::Tensor& in, const at::Tensor& shifts, const at::Tensor& boxes,

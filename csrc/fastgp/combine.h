@@ -35,8 +35,8 @@ FASTGP_HOST_DEVICE inline acc_t apply(int64_t mode, acc_t a, acc_t b, acc_t thre
 // The per-device launch of pixelwise_combine (csrc/cpu/combine.cpp, csrc/cuda/combine.cu), called
 // by the host function of csrc/host/combine.cpp with checked arguments: x [B, ...] and out
 // [P, ...] in one row format, pairs int64 [P, 2] contiguous, P >= 1, mode a Mode. The pair
-// indices must lie in [0, B): the only check that reads data (the CPU launch on the host, the
-// CUDA kernel with a device assert).
+// indices must lie in [0, B): the only check that reads data (the CPU launch while it reads them,
+// the host function with one reduction before a CUDA launch).
 void launch_pixelwise_combine_cpu(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,
                                   double threshold, const at::Tensor& out);
 void launch_pixelwise_combine_cuda(const at::Tensor& x, const at::Tensor& pairs, int64_t mode,

@@ -9,7 +9,9 @@
 // in csrc/fastgp/<family>.h, with the tensor's device made current by
 // `const c10::OptionalDeviceGuard guard(launch_device(x));`. A launch
 // runs kernels; the only checks it makes are those that read tensor data (the CPU launch on the
-// host, the CUDA kernel with a device assert, so that no launch waits for the GPU). User-facing
+// host). A CUDA kernel never asserts (a failed CUDA_KERNEL_ASSERT poisons the whole CUDA context,
+// failing every later call in the process): what memory safety rests on in tensor data is checked
+// by the host function before the launch (one reduction and one host sync). User-facing
 // validation (ValueError / TypeError naming the argument) is the Python public layer's
 // (fastgp/<family>.py).
 #pragma once

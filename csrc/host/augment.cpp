@@ -66,6 +66,22 @@ at::Tensor check_boxes(const char* op, const std::optional<at::Tensor>& boxes,
   return b.contiguous();
 }
 
+// Reflect padding is exact only for |dy| < H and |dx| < W (augment::in_reflect_range). The CPU
+// launches check while they read the shifts; for a GPU this reduction and its host sync check
+// before any launch, so that a bad call is one clear error (a failed CUDA_KERNEL_ASSERT would
+// poison the whole CUDA context). The public layer (fastgp/augment.py) has checked user input
+// already: this guards the raw op. Out-of-range shifts would stay memory-safe in the kernels
+// (source_index clamps), but inexact.
+void check_reflect_range_on_device(const char* op, const at::Tensor& shifts, const Geometry& g) {
+  if (g.mode != augment::kReflect || shifts.is_cpu()) return;
+  const at::Tensor dy = shifts.select(2, 0);
+  const at::Tensor dx = shifts.select(2, 1);
+  const at::Tensor outside = dy.le(-g.H).logical_or_(dy.ge(g.H)).logical_or_(dx.le(-g.W)).logical_or_(dx.ge(g.W));
+  TORCH_CHECK(!outside.any().item<bool>(), "fastgp::", op,
+              ": reflect padding needs |dy| < H and |dx| < W, got a shift outside for an image of size ",
+              g.H, "x", g.W);
+}
+
 at::Tensor translate(const at::Tensor& x, const at::Tensor& shifts_in,
                      const std::optional<at::Tensor>& boxes_in, c10::string_view padding) {
   constexpr const char* op = "translate";
@@ -81,6 +97,7 @@ at::Tensor translate(const at::Tensor& x, const at::Tensor& shifts_in,
   // No pixel to write (H == 0 or W == 0 included): every shift gives the empty image.
   if (out.numel() == 0) return out;
   const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
+  check_reflect_range_on_device(op, shifts, g);
   FASTGP_LAUNCH(augment::launch_translate, x, v.t, shifts, boxes, out, g);
   return out;
 }
@@ -103,6 +120,7 @@ at::Tensor translate_backward(const at::Tensor& grad, const at::Tensor& shifts_i
   at::Tensor out = augment::empty_image(v, B, grad.size(1));
   if (out.numel() == 0) return out;
   const Geometry g{B, K, v.P, v.H, v.W, v.E, mode};
+  check_reflect_range_on_device(op, shifts, g);
   FASTGP_LAUNCH(augment::launch_translate_backward, grad, v.t, shifts, boxes, out, g);
   return out;
 }

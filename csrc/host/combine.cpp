@@ -26,6 +26,18 @@ void check_pairs(const char* op, const at::Tensor& x, const at::Tensor& pairs, i
               ": mode must be 0 (mean), 1 (min), 2 (max), 3 (and) or 4 (or), got ", mode);
 }
 
+// The kernels read rows pairs[p, 0] and pairs[p, 1] of x: an index outside [0, B) would read
+// outside x. The CPU launch checks while it reads the pairs; for a GPU this reduction and its host
+// sync check before any launch, so that a bad call is one clear error (a failed
+// CUDA_KERNEL_ASSERT would poison the whole CUDA context). The public layer (fastgp/combine.py)
+// has checked user input already: this guards the raw op's memory safety.
+void check_pair_range_on_device(const char* op, const at::Tensor& pairs, int64_t B) {
+  if (pairs.is_cpu()) return;
+  const at::Tensor outside = pairs.lt(0).logical_or_(pairs.ge(B));
+  TORCH_CHECK(!outside.any().item<bool>(), "fastgp::", op, ": pairs must hold indices in [0, ", B,
+              "), got ", pairs.masked_select(outside)[0].item<int64_t>());
+}
+
 at::Tensor pixelwise_combine(const at::Tensor& x_in, const at::Tensor& pairs_in, int64_t mode,
                              double threshold) {
   check_pairs("pixelwise_combine", x_in, pairs_in, mode);
@@ -35,6 +47,7 @@ at::Tensor pixelwise_combine(const at::Tensor& x_in, const at::Tensor& pairs_in,
   const at::Tensor pairs = pairs_in.contiguous();
   at::Tensor out = empty_rows(x, pairs.size(0), fmt);
   if (pairs.size(0) == 0) return out;
+  check_pair_range_on_device("pixelwise_combine", pairs, x.size(0));
   FASTGP_LAUNCH(combine::launch_pixelwise_combine, x, x, pairs, mode, threshold, out);
   return out;
 }

@@ -40,8 +40,12 @@ except ImportError:  # pragma: no cover - older torch: plain launchers
 # Triton reads TRITON_INTERPRET when a kernel is defined: the family modules are imported after it.
 INTERPRETED = bool(triton.knobs.runtime.interpret)
 
-# Elements per tile (one tl.arange block); smaller rows get the next power of two, at least MIN_BLOCK.
+# Elements per tile (one tl.arange block): SMALL_BLOCK for rows of at most SMALL_BLOCK elements,
+# MAX_BLOCK otherwise. Two sizes, not every power of two: each block size is another compilation of
+# every row kernel on a GPU (docs/design.md, "Triton compilations"), and a row shorter than its
+# tile only leaves lanes masked. MIN_BLOCK: the smallest tile of the other per-row loops.
 MAX_BLOCK = 1024
+SMALL_BLOCK = 128
 MIN_BLOCK = 16
 # CUDA limits of grid.y and grid.x. Read at call time (tests lower MAX_GRID_Y to exercise the
 # several-items-per-program paths on small inputs).
@@ -80,6 +84,20 @@ def cast(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def scalar(value, DTYPE: tl.constexpr):
+    """A float launch argument (a parameter typed ``tl.float64``) as a DTYPE scalar, rounded once
+    to nearest, as a C++ ``static_cast<acc_t>(double)``.
+
+    Why not ``tl.cast`` or a bare ``tl.maximum(x, value)``: the interpreter passes the argument as
+    a Python float, which those first turn into a float32 tensor, rounding a float64 value (only
+    arithmetic and comparison operators convert a Python float to the other operand's dtype).
+    ``tl.full`` converts the Python float straight to DTYPE; compiled, ``value`` is a float64
+    tensor and ``tl.full`` casts it.
+    """
+    return tl.full((), value, DTYPE)
+
+
+@triton.jit
 def both(block_mask, scalar_condition):
     """``block_mask & scalar_condition`` for a per-program (scalar) condition, written as a select.
 
@@ -96,8 +114,8 @@ def tl_accumulation_dtype(dtype: torch.dtype):
 
 
 def tile(n: int) -> tuple[int, int]:
-    """(BLOCK, num_warps) for rows of n elements."""
-    block = min(MAX_BLOCK, max(MIN_BLOCK, triton.next_power_of_2(max(n, 1))))
+    """(BLOCK, num_warps) for rows of n elements: (SMALL_BLOCK, 1) or (MAX_BLOCK, 4)."""
+    block = SMALL_BLOCK if n <= SMALL_BLOCK else MAX_BLOCK
     return block, max(1, min(8, block // 256))
 
 

@@ -27,6 +27,13 @@ from ._common import both, cast, invariant, register, tile, tl_accumulation_dtyp
 
 _PADDINGS = {"zeros": 0, "reflect": 1, "replicate": 2}
 
+# Compilations (docs/design.md, "Triton compilations"): the row length W·E (W and E, which give the
+# stores' divisibility, and E = 1 removes the per-element division) and the image pointers stay
+# specialized; the copies K, planes P and height H (per-row arithmetic only) are not, nor the shift
+# and box tables, and the padding mode and the boxes flag are runtime values (a few selects per
+# element in the forward, branches uniform over a program in the adjoint).
+_NOT_SPECIALIZED = dict(do_not_specialize_on_alignment=["shifts_ptr", "boxes_ptr"])
+
 
 # ------------------------------------------------------------------------------------------------
 # Kernels
@@ -34,40 +41,34 @@ _PADDINGS = {"zeros": 0, "reflect": 1, "replicate": 2}
 
 
 @triton.jit
-def _source(i, d, n, MODE: tl.constexpr):
-    """Source coordinate of output coordinate i under shift d (-1: zero padding); see augment.h."""
+def _source(i, d, n, mode):
+    """Source coordinate of output coordinate i under shift d (-1: zero padding) for the padding
+    ``mode`` (a runtime value); see augment.h."""
     p = i - d
     inside = (p >= 0) & (p < n)
-    if MODE == 0:
-        q = tl.where(inside, p, -1)
-    else:
-        if MODE == 1:
-            r = tl.where(p < 0, -p, 2 * (n - 1) - p)
-            r = tl.where(n > 1, r, 0)
-        else:
-            r = tl.where(p < 0, 0, n - 1)
-        r = tl.minimum(tl.maximum(r, 0), n - 1)
-        q = tl.where(inside, p, r)
-    return q
+    reflected = tl.where(p < 0, -p, 2 * (n - 1) - p)
+    reflected = tl.where(n > 1, reflected, 0)
+    replicated = tl.where(p < 0, 0, n - 1)
+    r = tl.where(mode == 1, reflected, replicated)
+    r = tl.minimum(tl.maximum(r, 0), n - 1)
+    return tl.where(inside, p, tl.where(mode == 0, -1, r))
 
 
 @triton.jit
-def _in_box(boxes_ptr, n, i, j, HAS_BOXES: tl.constexpr):
-    if HAS_BOXES:
-        top = tl.load(boxes_ptr + 4 * n)
-        left = tl.load(boxes_ptr + 4 * n + 1)
-        height = tl.load(boxes_ptr + 4 * n + 2)
-        width = tl.load(boxes_ptr + 4 * n + 3)
-        result = both((j >= left) & (j < left + width), (i >= top) & (i < top + height))  # i: per row
-    else:
-        result = j < 0  # all False
-    return result
+def _in_box(boxes_ptr, n, i, j, has_boxes):
+    """Whether output pixel (i, j) of image n is in its box; all False without boxes (the loads are
+    masked off, and a box of width 0 holds nothing)."""
+    top = tl.load(boxes_ptr + 4 * n, mask=has_boxes, other=0)
+    left = tl.load(boxes_ptr + 4 * n + 1, mask=has_boxes, other=0)
+    height = tl.load(boxes_ptr + 4 * n + 2, mask=has_boxes, other=0)
+    width = tl.load(boxes_ptr + 4 * n + 3, mask=has_boxes, other=0)
+    return both((j >= left) & (j < left + width), (i >= top) & (i < top + height))  # i: per row
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["K", "P", "H", "mode"], **_NOT_SPECIALIZED)
 def _translate_kernel(
-    x_ptr, shifts_ptr, boxes_ptr, out_ptr, K, P, H, W, E,
-    BLOCK: tl.constexpr, MODE: tl.constexpr, HAS_BOXES: tl.constexpr,
+    x_ptr, shifts_ptr, boxes_ptr, out_ptr, K, P, H, W, E, mode, has_boxes,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)  # (n, p, i)
     i = row % H
@@ -83,54 +84,54 @@ def _translate_kernel(
     in_row = cols < L
     j = cols // E
     e = cols % E
-    sy = _source(i, dy, H, MODE)
-    sx = _source(j, dx, W, MODE)
+    sy = _source(i, dy, H, mode)
+    sx = _source(j, dx, W, mode)
     valid = both(in_row & (sx >= 0), sy >= 0)  # sy is per row (a scalar)
     src = ((b * P + p) * H + sy) * L + sx * E + e
     v = tl.load(x_ptr + src, mask=valid, other=0.0)
     # Multiplied by 0 in the box, as DiffAugment's mask: a NaN/inf pixel there stays NaN.
-    v = tl.where(_in_box(boxes_ptr, n, i, j, HAS_BOXES), v * 0.0, v)
+    v = tl.where(_in_box(boxes_ptr, n, i, j, has_boxes), v * 0.0, v)
     tl.store(out_ptr + row * L + cols, v, mask=in_row)
 
 
 @triton.jit
-def _cut(v, boxes_ptr, n, i, j, HAS_BOXES: tl.constexpr):
+def _cut(v, boxes_ptr, n, i, j, has_boxes):
     """v, times 0 where output pixel (i, j) of image n is in its cutout box (NaN/inf stay NaN)."""
-    return tl.where(_in_box(boxes_ptr, n, i, j, HAS_BOXES), v * 0.0, v)
+    return tl.where(_in_box(boxes_ptr, n, i, j, has_boxes), v * 0.0, v)
 
 
 @triton.jit
 def _gather_row(
     acc, g_ptr, boxes_ptr, n, i, x, e, dx, W, E, in_row,
-    MODE: tl.constexpr, HAS_BOXES: tl.constexpr,
+    has_boxes, mode,
 ):  # fmt: skip
     """acc += the grad of output row i (a [W·E] row at g_ptr) over each source column's preimage,
     times 0 inside the cutout box (grad * mask, as DiffAugment: a NaN/inf gradient there gives NaN)."""
     # The direct preimage j = x + dx (every mode).
     j = x + dx
     acc += _cut(tl.load(g_ptr + j * E + e, mask=in_row & (j >= 0) & (j < W), other=0.0).to(acc.dtype),
-                boxes_ptr, n, i, j, HAS_BOXES)
-    if MODE == 1:  # reflect: the mirror images -x + dx (x > 0) and 2(W-1) - x + dx (x < W-1)
+                boxes_ptr, n, i, j, has_boxes)
+    if mode == 1:  # reflect: the mirror images -x + dx (x > 0) and 2(W-1) - x + dx (x < W-1)
         j = -x + dx
         m = in_row & (x > 0) & (j >= 0) & (j < W)
-        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, HAS_BOXES)
+        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, has_boxes)
         j = 2 * (W - 1) - x + dx
         m = in_row & (x < W - 1) & (j >= 0) & (j < W)
-        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, HAS_BOXES)
-    if MODE == 2:  # replicate: column 0 also collects j < dx, column W-1 also j >= W + dx
+        acc += _cut(tl.load(g_ptr + j * E + e, mask=m, other=0.0).to(acc.dtype), boxes_ptr, n, i, j, has_boxes)
+    if mode == 2:  # replicate: column 0 also collects j < dx, column W-1 also j >= W + dx
         for t in range(0, tl.minimum(dx, W)):
             v = tl.load(g_ptr + t * E + e, mask=in_row & (x == 0), other=0.0).to(acc.dtype)
-            acc += _cut(v, boxes_ptr, n, i, t + x * 0, HAS_BOXES)
+            acc += _cut(v, boxes_ptr, n, i, t + x * 0, has_boxes)
         for t in range(tl.maximum(W + dx, 0), W):
             v = tl.load(g_ptr + t * E + e, mask=in_row & (x == W - 1), other=0.0).to(acc.dtype)
-            acc += _cut(v, boxes_ptr, n, i, t + x * 0, HAS_BOXES)
+            acc += _cut(v, boxes_ptr, n, i, t + x * 0, has_boxes)
     return acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["K", "P", "H", "mode"], **_NOT_SPECIALIZED)
 def _translate_backward_kernel(
     g_ptr, shifts_ptr, boxes_ptr, out_ptr, K, P, H, W, E,
-    BLOCK: tl.constexpr, MODE: tl.constexpr, HAS_BOXES: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    mode, has_boxes, BLOCK: tl.constexpr, ACC_DTYPE: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)  # (b, p, y): one row of grad_x
     y = row % H
@@ -148,24 +149,25 @@ def _translate_backward_kernel(
         dx = tl.minimum(tl.maximum(tl.load(shifts_ptr + 2 * n + 1), -W), W)
         plane = g_ptr + (n * P + p) * H * L
         # The output rows whose source row is y, as intervals (see preimages in augment.h).
-        if MODE == 2:  # replicate: one interval
+        if mode == 2:  # replicate: one interval
             lo = tl.where(y == 0, 0, y + dy)
             hi = tl.where(y == H - 1, H - 1, y + dy)
             lo = tl.maximum(lo, 0)
             hi = tl.minimum(hi, H - 1)
-            for i in range(lo, hi + 1):
-                acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, MODE, HAS_BOXES)
+            for source_row in range(lo, hi + 1):  # not `i`: the else branch assigns i (a runtime if)
+                acc = _gather_row(acc, plane + source_row * L, boxes_ptr, n, source_row, x, e, dx, W, E, in_row,
+                                  has_boxes, mode)
         else:
             i = y + dy
             if (i >= 0) & (i < H):
-                acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, MODE, HAS_BOXES)
-            if MODE == 1:
+                acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, has_boxes, mode)
+            if mode == 1:
                 i = -y + dy
                 if (y > 0) & (i >= 0) & (i < H):
-                    acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, MODE, HAS_BOXES)
+                    acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, has_boxes, mode)
                 i = 2 * (H - 1) - y + dy
                 if (y < H - 1) & (i >= 0) & (i < H):
-                    acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, MODE, HAS_BOXES)
+                    acc = _gather_row(acc, plane + i * L, boxes_ptr, n, i, x, e, dx, W, E, in_row, has_boxes, mode)
     tl.store(out_ptr + row * L + cols, cast(acc, out_ptr.dtype.element_ty), mask=in_row)
 
 
@@ -213,7 +215,7 @@ def translate(x: torch.Tensor, shifts: torch.Tensor, boxes: torch.Tensor | None,
     block, grid, num_warps = _grid(batch * copies * planes * height, width * pixel)
     wrap_triton(_translate_kernel)[grid](
         x, shifts, boxes if boxes is not None else shifts, out, copies, planes, height, width, pixel,
-        BLOCK=block, MODE=_PADDINGS[padding], HAS_BOXES=boxes is not None, num_warps=num_warps,
+        _PADDINGS[padding], boxes is not None, BLOCK=block, num_warps=num_warps,
     )  # fmt: skip
     return out
 
@@ -232,6 +234,6 @@ def translate_backward(grad: torch.Tensor, shifts: torch.Tensor, boxes: torch.Te
     acc = tl_accumulation_dtype(grad.dtype)
     wrap_triton(_translate_backward_kernel)[grid](
         grad, shifts, boxes if boxes is not None else shifts, out, copies, planes, height, width, pixel,
-        BLOCK=block, MODE=_PADDINGS[padding], HAS_BOXES=boxes is not None, ACC_DTYPE=acc, num_warps=num_warps,
+        _PADDINGS[padding], boxes is not None, BLOCK=block, ACC_DTYPE=acc, num_warps=num_warps,
     )  # fmt: skip
     return out

@@ -3,7 +3,7 @@
 ``pixelwise_combine(x, pairs, mode, threshold)`` has the name, signature and semantics of
 ``torch.ops.fastgp.pixelwise_combine`` and ``fastgp.reference.combine`` (csrc/ops.cpp): program
 (x, y) gathers column tile x of the two rows of pairs y, y + grid_y, ... and combines them in the
-accumulation dtype (mode a ``tl.constexpr``, so one branch is compiled). Registered as
+accumulation dtype (mode a runtime value: one compilation serves the five modes). Registered as
 ``torch.ops.fastgp_triton.pixelwise_combine`` (see ``_common.register``). User input is validated
 by fastgp/combine.py (pairs in range, i != j); the launcher asserts only its invariants.
 """
@@ -18,16 +18,24 @@ import triton
 import triton.language as tl
 
 from .._layout import image_memory_format
-from ._common import both, cast, grid_stride, invariant, register, tl_accumulation_dtype, wrap_triton
+from ._common import both, cast, grid_stride, invariant, register, scalar, tl_accumulation_dtype, wrap_triton
 
 _BLOCK = 1024
 
 
-@triton.jit
+# Compiled once per dtype, class of N (1, divisible by 16, other: the row loads vectorize on it) and
+# alignment of x and out (docs/design.md, "Triton compilations"): the pair count and the pairs
+# per program are not specialized, nor the pairs' pointer (read as scalars), and the mode is a
+# runtime value (a branch per tile, uniform over the program).
+@triton.jit(do_not_specialize=["P", "pairs_per_program", "mode"], do_not_specialize_on_alignment=["pairs_ptr"])
 def _combine_kernel(
-    x_ptr, pairs_ptr, out_ptr, P, N, pairs_per_program, threshold,
-    MODE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, pairs_ptr, out_ptr, P, N, pairs_per_program, threshold: tl.float64, mode,
+    ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # ``threshold`` is typed float64: compiled Triton types an unannotated Python float as float32
+    # and would round a float64 threshold (the interpreter keeps float64: only a GPU would show it).
+    # The launcher has rounded it to float32 already for float32 math.
+    limit = scalar(threshold, ACC)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
     for t in range(0, pairs_per_program):
@@ -38,16 +46,16 @@ def _combine_kernel(
         m = both(mask, live)
         a = tl.load(x_ptr + i * N + cols, mask=m, other=0.0).to(ACC)
         b = tl.load(x_ptr + j * N + cols, mask=m, other=0.0).to(ACC)
-        if MODE == 0:
+        if mode == 0:
             out = (a + b) * 0.5
-        elif MODE == 1:
+        elif mode == 1:
             out = tl.where((a != a) | (b != b), a + b, tl.where(b < a, b, a))
-        elif MODE == 2:
+        elif mode == 2:
             out = tl.where((a != a) | (b != b), a + b, tl.where(b > a, b, a))
-        elif MODE == 3:
-            out = tl.where((a > threshold) & (b > threshold), 1.0, 0.0).to(ACC)
+        elif mode == 3:
+            out = tl.where((a > limit) & (b > limit), 1.0, 0.0).to(ACC)
         else:
-            out = tl.where((a > threshold) | (b > threshold), 1.0, 0.0).to(ACC)
+            out = tl.where((a > limit) | (b > limit), 1.0, 0.0).to(ACC)
         tl.store(out_ptr + p * N + cols, cast(out, out_ptr.dtype.element_ty), mask=m)
 
 
@@ -76,5 +84,5 @@ def pixelwise_combine(x: torch.Tensor, pairs: torch.Tensor, mode: int, threshold
     t = threshold if x.dtype == torch.float64 else _round_to_float32(threshold)
     programs, pairs_per_program = grid_stride(p)
     grid = (triton.cdiv(n, _BLOCK), programs)
-    wrap_triton(_combine_kernel)[grid](x, pairs, out, p, n, pairs_per_program, t, MODE=mode, ACC=acc, BLOCK=_BLOCK)
+    wrap_triton(_combine_kernel)[grid](x, pairs, out, p, n, pairs_per_program, t, mode, ACC=acc, BLOCK=_BLOCK)
     return out

@@ -35,7 +35,11 @@ def _sum_squares_kernel(x_ptr, D, out_ptr, BLOCK: tl.constexpr, ACC: tl.constexp
     tl.store(out_ptr + r, tl.sum(s, axis=0))
 
 
-@triton.jit
+# Compilations (docs/design.md, "Triton compilations"): the bank chunk's size c and offset j0 (which
+# changes from chunk to chunk) are not specialized, nor the per-sample vectors' pointers; the row
+# length D of _sum_squares_kernel is (its row loads vectorize on it).
+@triton.jit(do_not_specialize=["c", "j0"],
+            do_not_specialize_on_alignment=["dot_ptr", "sa_ptr", "sb_ptr", "best_ptr", "best_j_ptr"])
 def _update_minima_kernel(
     dot_ptr, sa_ptr, sb_ptr, c, j0, best_ptr, best_j_ptr, BIG: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr
 ):

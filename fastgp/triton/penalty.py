@@ -26,19 +26,45 @@ They do not validate user input: the public layer (fastgp/penalty.py) has done i
 only the invariants their pointer arithmetic relies on (``_common.invariant``).
 """
 
+import inspect
+
 import torch
 import triton
 import triton.language as tl
 
 from .._layout import accumulation_dtype, kernel_inputs
 from . import _common
-from ._common import MIN_BLOCK, TL_DTYPES, cast, chunking, invariant, register, tile, tl_accumulation_dtype, wrap_triton
+from ._common import TL_DTYPES, cast, chunking, invariant, register, tl_accumulation_dtype, wrap_triton
 
 # Tiles summed by one program of the two-stage reduction; rows of at most
 # MAX_BLOCK * _REDUCE_TILES elements are reduced by a single program (one launch).
 _REDUCE_TILES = 4
 # Partials summed per step by the finishing kernel.
 _FINISH_BLOCK = 256
+# (BLOCK, num_warps) of every row kernel: one tile size whatever the row length, one compilation
+# (a short row leaves lanes masked; the penalty's rows are images, thousands of elements).
+_TILE = (_common.MAX_BLOCK, 4)
+
+# Compilations (docs/design.md, "Triton compilations"): a GPU compiles a kernel once per value of
+# each constexpr and per class (1, divisible by 16, other) of each specialized integer and per
+# alignment of each pointer. The row length N and the data pointers stay specialized (their
+# divisibility lets the compiler vectorize the row loads); loop counts, strides and row counts are
+# not, nor the pointers of per-row scalars; center == 0 and one_sided are runtime flags (one
+# branch per row, not per element).
+_SIZES = ("tiles_per_program", "num_chunks", "alpha_stride", "grad_penalty_stride", "norm_stride")
+_SCALAR_POINTERS = ("alpha_ptr", "seed_ptr", "penalty_ptr", "norm_ptr", "partial_ptr", "grad_penalty_ptr")
+
+
+def _jit(fn=None, *, sizes=_SIZES, scalar_pointers=_SCALAR_POINTERS):
+    """``triton.jit`` with the parameters of ``fn`` named in ``sizes`` not specialized and those in
+    ``scalar_pointers`` not specialized on alignment."""
+
+    def decorate(fn):
+        names = set(inspect.signature(fn).parameters)
+        return triton.jit(fn, do_not_specialize=[n for n in sizes if n in names],
+                          do_not_specialize_on_alignment=[n for n in scalar_pointers if n in names])
+
+    return decorate(fn) if fn is not None else decorate
 
 
 # ------------------------------------------------------------------------------------------------
@@ -70,7 +96,7 @@ def _lerp_tiles(
         tl.store(out_ptr + row_start + cols, cast(out, out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@_jit
 def _interpolate_kernel(
     real_ptr,
     fake_ptr,
@@ -90,7 +116,7 @@ def _interpolate_kernel(
                 BLOCK, ACC_DTYPE)
 
 
-@triton.jit
+@_jit
 def _interpolate_random_kernel(
     real_ptr,
     fake_ptr,
@@ -172,8 +198,8 @@ def _penalty_from_sum_sq(
     lowest_trusted,
     BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
-    CENTER_ZERO: tl.constexpr,
-    ONE_SIDED: tl.constexpr,
+    center_zero,
+    one_sided,
 ):
     """(penalty, norm) of one row (x_ptr + row_start, N elements) from its sum of squares. NaN and
     inf propagate. A sum that overflowed (inf without NaN) or fell below ``lowest_trusted``
@@ -193,20 +219,20 @@ def _penalty_from_sum_sq(
     if rescale:
         norm = _scaled_norm(x_ptr, row_start, N, BLOCK, ACC_DTYPE)
         sum_sq = norm * norm
-    if CENTER_ZERO:
+    if center_zero:
         penalty = sum_sq  # never sqrt then square
     else:
         if ACC_DTYPE == tl.float64:
             d = norm - center
         else:
             d = norm - tl.cast(center, tl.float32)
-        if ONE_SIDED:
+        if one_sided:
             d = tl.where(d < 0, 0.0, d)  # keeps NaN (tl.maximum would not promise to)
         penalty = d * d
     return penalty, norm
 
 
-@triton.jit
+@_jit
 def _grad_norm_forward_row_kernel(
     grad_ptr,
     penalty_ptr,
@@ -216,19 +242,19 @@ def _grad_norm_forward_row_kernel(
     lowest_trusted: tl.float64,
     BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
-    CENTER_ZERO: tl.constexpr,
-    ONE_SIDED: tl.constexpr,
+    center_zero,
+    one_sided,
 ):
     # grid (B,): one program reduces a whole (short) row and applies the penalty
     row = tl.program_id(0).to(tl.int64)
     sum_sq = _sum_sq_tiles(grad_ptr, row * N, N, 0, tl.cdiv(N, BLOCK), BLOCK, ACC_DTYPE)
     penalty, norm = _penalty_from_sum_sq(sum_sq, grad_ptr, row * N, N, center, lowest_trusted, BLOCK,
-                                         ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
+                                         ACC_DTYPE, center_zero, one_sided)
     tl.store(penalty_ptr + row, penalty)
     tl.store(norm_ptr + row, norm)
 
 
-@triton.jit
+@_jit
 def _grad_norm_partial_kernel(
     grad_ptr,
     partial_ptr,
@@ -246,7 +272,7 @@ def _grad_norm_partial_kernel(
     tl.store(partial_ptr + row * num_chunks + chunk, partial)
 
 
-@triton.jit
+@_jit(sizes=(*_SIZES, "N"), scalar_pointers=(*_SCALAR_POINTERS, "grad_ptr"))
 def _grad_norm_finish_kernel(
     partial_ptr,
     grad_ptr,
@@ -259,8 +285,8 @@ def _grad_norm_finish_kernel(
     BLOCK: tl.constexpr,
     ROW_BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
-    CENTER_ZERO: tl.constexpr,
-    ONE_SIDED: tl.constexpr,
+    center_zero,
+    one_sided,
 ):
     # grid (B,): stage 2, sums a row's partials in a fixed order and applies the penalty
     row = tl.program_id(0).to(tl.int64)
@@ -271,12 +297,12 @@ def _grad_norm_finish_kernel(
         acc += tl.load(base + cols, mask=cols < num_chunks, other=0.0)
     sum_sq = tl.sum(acc, axis=0)
     penalty, norm = _penalty_from_sum_sq(sum_sq, grad_ptr, row * N, N, center, lowest_trusted, ROW_BLOCK,
-                                         ACC_DTYPE, CENTER_ZERO, ONE_SIDED)
+                                         ACC_DTYPE, center_zero, one_sided)
     tl.store(penalty_ptr + row, penalty)
     tl.store(norm_ptr + row, norm)
 
 
-@triton.jit
+@_jit
 def _grad_norm_backward_kernel(
     grad_penalty_ptr,
     grad_ptr,
@@ -289,14 +315,14 @@ def _grad_norm_backward_kernel(
     center: tl.float64,
     BLOCK: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
-    CENTER_ZERO: tl.constexpr,
-    ONE_SIDED: tl.constexpr,
+    center_zero,
+    one_sided,
 ):
     # grid (B, chunks): grad_in = grad · (grad_penalty · coef) in ACC_DTYPE, one pass
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1).to(tl.int64)
     grad_penalty = tl.load(grad_penalty_ptr + row * grad_penalty_stride).to(ACC_DTYPE)
-    if CENTER_ZERO:
+    if center_zero:
         scale = grad_penalty * 2.0
     else:
         norm = tl.load(norm_ptr + row * norm_stride).to(ACC_DTYPE)
@@ -304,7 +330,7 @@ def _grad_norm_backward_kernel(
             d = norm - center
         else:
             d = norm - tl.cast(center, tl.float32)
-        if ONE_SIDED:
+        if one_sided:
             d = tl.where(d < 0, 0.0, d)
         positive = norm != 0  # a NaN norm keeps its NaN coefficient (nothing masked but a zero norm)
         safe_norm = tl.where(positive, norm, 1.0)
@@ -350,7 +376,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
     if out.numel() == 0:
         return out
     n = real.numel() // batch
-    block, num_warps = tile(n)
+    block, num_warps = _TILE
     chunks, tiles_per_program = chunking(n, block)
     wrap_triton(_interpolate_kernel)[(batch, chunks)](
         real, fake, alpha, out, alpha.stride(0), n, tiles_per_program,
@@ -375,7 +401,7 @@ def interpolate_random(real: torch.Tensor, fake: torch.Tensor, seed: torch.Tenso
     if batch == 0:
         return out, alpha
     n = real.numel() // batch
-    block, num_warps = tile(n)
+    block, num_warps = _TILE
     # N == 0 still needs one program per row to draw alpha (its tile loop is empty).
     chunks, tiles_per_program = chunking(n, block) if n > 0 else (1, 0)
     wrap_triton(_interpolate_random_kernel)[(batch, chunks)](
@@ -398,8 +424,8 @@ def grad_norm_penalty_forward(grad: torch.Tensor, center: float, one_sided: bool
     if batch == 0:
         return penalty, norm
     n = grad.numel() // batch
-    block, num_warps = tile(n)
-    modes = dict(ACC_DTYPE=TL_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided)
+    block, num_warps = _TILE
+    modes = dict(ACC_DTYPE=TL_DTYPES[acc], center_zero=center == 0.0, one_sided=bool(one_sided))
     lowest = _LOWEST_TRUSTED_SUM_SQUARES[acc]
     if n <= block * _REDUCE_TILES:  # one program per row
         wrap_triton(_grad_norm_forward_row_kernel)[(batch,)](
@@ -412,9 +438,8 @@ def grad_norm_penalty_forward(grad: torch.Tensor, center: float, one_sided: bool
         grad, partial, n, chunks, tiles_per_program,
         BLOCK=block, ACC_DTYPE=modes["ACC_DTYPE"], num_warps=num_warps,
     )  # fmt: skip
-    finish_block = min(_FINISH_BLOCK, max(MIN_BLOCK, triton.next_power_of_2(chunks)))
     wrap_triton(_grad_norm_finish_kernel)[(batch,)](
-        partial, grad, penalty, norm, n, chunks, center, lowest, BLOCK=finish_block, ROW_BLOCK=block,
+        partial, grad, penalty, norm, n, chunks, center, lowest, BLOCK=_FINISH_BLOCK, ROW_BLOCK=block,
         num_warps=1, **modes,
     )  # fmt: skip
     return penalty, norm
@@ -436,11 +461,11 @@ def grad_norm_penalty_backward(
     if out.numel() == 0:
         return out
     n = grad.numel() // batch
-    block, num_warps = tile(n)
+    block, num_warps = _TILE
     chunks, tiles_per_program = chunking(n, block)
     wrap_triton(_grad_norm_backward_kernel)[(batch, chunks)](
         grad_penalty, grad, norm, out, grad_penalty.stride(0), norm.stride(0), n, tiles_per_program, center,
-        BLOCK=block, ACC_DTYPE=TL_DTYPES[acc], CENTER_ZERO=center == 0.0, ONE_SIDED=one_sided,
+        BLOCK=block, ACC_DTYPE=TL_DTYPES[acc], center_zero=center == 0.0, one_sided=bool(one_sided),
         num_warps=num_warps,
     )  # fmt: skip
     return out

@@ -29,7 +29,9 @@ _BLOCK_COLS = 1024
 _MAX_RANK_CANDIDATES = 16384
 
 
-@triton.jit
+# Compilations (docs/design.md, "Triton compilations"): once per dtype. The ranking is
+# compute-bound (O(M²) comparisons on strided loads): no size or pointer is specialized.
+@triton.jit(do_not_specialize=["stride", "M", "k"], do_not_specialize_on_alignment=["logits_ptr", "indices_ptr"])
 def _rank_select_kernel(
     logits_ptr, stride, M, k, indices_ptr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, ACC: tl.constexpr
 ):
@@ -52,7 +54,9 @@ def _rank_select_kernel(
     tl.store(indices_ptr + rank, i, mask=mask_i & (rank < k))
 
 
-@triton.jit
+# The row length N and the row pointers stay specialized (the row copies vectorize on them); the
+# row counts and the index table are not.
+@triton.jit(do_not_specialize=["R", "rows", "rows_per_program"], do_not_specialize_on_alignment=["indices_ptr"])
 def _gather_rows_kernel(real_ptr, R, cand_ptr, indices_ptr, out_ptr, rows, rows_per_program, N, BLOCK: tl.constexpr):
     """Row r of out = real row r (r < R) or candidates row indices[r − R]; program (x, y) copies
     column tile x of rows y, y + grid_y, ..."""

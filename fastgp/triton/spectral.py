@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .._layout import accumulation_dtype
-from ._common import TL_DTYPES, invariant
+from ._common import TL_DTYPES, invariant, scalar
 
 # Elements of W per program (the same split as the C++ kernels), and of one loaded tile.
 _ITEM_ELEMS = 16384
@@ -52,10 +52,14 @@ _ITEMS = tl.constexpr(8)
 _META_COLS = tl.constexpr(9)
 
 
-@triton.jit
+# Compilations (docs/design.md, "Triton compilations"): once per weight dtype and row split (ROWS and
+# BLOCK_W, one pair per ROWS); the σ-only pass (no iteration) is a runtime flag. Every pointer argument is a table or a flat buffer
+# reached through offsets loaded from the table, so their alignment tells the compiler nothing:
+# not specialized.
+@triton.jit(do_not_specialize_on_alignment=["w_ptrs", "meta", "work", "v_all", "u_all", "p_all", "partials"])
 def _pass_kernel(
     w_ptrs, meta, work, v_all, u_all, p_all, partials,
-    W_DTYPE: tl.constexpr, ROWS: tl.constexpr, BLOCK_W: tl.constexpr, SIGMA_ONLY: tl.constexpr,
+    sigma_only, W_DTYPE: tl.constexpr, ROWS: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     # The work list maps this program to (matrix g, row chunk) and the table describes matrix g.
@@ -83,7 +87,7 @@ def _pass_kernel(
         tile = tl.load(W + rows[:, None] * stride_r + cols[None, :] * stride_c, mask=mask, other=0.0).to(acc_ty)
         vv = tl.load(v_ptr + cols, mask=col_mask, other=0.0)
         p += tl.sum(tile * vv[None, :], axis=1)
-    if SIGMA_ONLY:
+    if sigma_only:  # a runtime flag: one branch per program
         uu = tl.load(u_ptr + rows, mask=row_mask, other=0.0)
         tl.store(partials + pid, tl.sum(p * uu, axis=0))
     else:
@@ -98,8 +102,12 @@ def _pass_kernel(
             tl.store(partial_ptr + cols, tl.sum(tile * p[:, None], axis=0), mask=col_mask)
 
 
-@triton.jit
-def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.constexpr, SIGMA_ONLY: tl.constexpr):
+@triton.jit(do_not_specialize_on_alignment=["meta", "p_all", "partials", "u_all", "v_all", "sigmas"])
+def _finish_kernel(
+    meta, p_all, partials, u_all, v_all, sigmas, eps: tl.float64, BLOCK: tl.constexpr, SIGMA_ONLY: tl.constexpr
+):
+    # ``eps`` is typed float64 (an unannotated Python float compiles as float32, rounding a float64
+    # eps) and rounded to the accumulation dtype once, as the C++ static_cast<acc_t>(eps).
     g = tl.program_id(0).to(tl.int64)
     row = meta + g * _META_COLS
     first_item = tl.load(row + _FIRST_ITEM)
@@ -134,9 +142,10 @@ def _finish_kernel(meta, p_all, partials, u_all, v_all, sigmas, eps, BLOCK: tl.c
             ptrs += w
         tl.store(v_ptr + cols, t, mask=col_mask)
         t_sq += t * t
-    du = tl.maximum(tl.sqrt(tl.sum(p_sq, axis=0)), eps)
+    eps_acc = scalar(eps, acc_ty)
+    du = tl.maximum(tl.sqrt(tl.sum(p_sq, axis=0)), eps_acc)
     wtu = tl.sqrt(tl.sum(t_sq, axis=0)) / du
-    dv = tl.maximum(wtu, eps)
+    dv = tl.maximum(wtu, eps_acc)
     inv_du = 1.0 / du
     inv_dv = 1.0 / (dv * du)
     for i in range(0, h, BLOCK):
@@ -164,7 +173,9 @@ def _split(max_w: int):
     about _ITEM_ELEMS elements of W per item for it, fewer for narrower matrices."""
     r = min(_MAX_ROWS, max(1, _ITEM_ELEMS // max(max_w, 1)))
     rows = max(2, 1 << (r.bit_length() - 1))
-    block_w = max(16, min(triton.next_power_of_2(max(max_w, 1)), _TILE_ELEMS // rows))
+    # _TILE_ELEMS // rows: narrow matrices (w < 64) use a wider tile than their rows, masked,
+    # rather than another compilation per width.
+    block_w = min(_TILE_ELEMS // rows, max(64, triton.next_power_of_2(max(max_w, 1))))
     return rows, block_w
 
 
@@ -217,7 +228,7 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
         partials = torch.empty(max(n_items, 1), dtype=acc, device=device)
         if n_items:
             _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, u_all, partials,
-                               W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=True)
+                               sigma_only=True, W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w)
         _finish_kernel[(len(weights),)](meta, u_all, partials, u_all, v_all, sigmas, eps,
                                         BLOCK=_FINISH_BLOCK, SIGMA_ONLY=True)
         return sigmas
@@ -226,7 +237,7 @@ def spectral_power_iteration_grouped(weights, us, vs, n_iterations: int, eps: fl
     for _ in range(n_iterations):
         if n_items:
             _pass_kernel[grid](w_ptrs, meta, work, v_all, u_all, p_all, partials,
-                               W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w, SIGMA_ONLY=False)
+                               sigma_only=False, W_DTYPE=TL_DTYPES[dtype], ROWS=rows, BLOCK_W=block_w)
         _finish_kernel[(len(weights),)](meta, p_all, partials, u_all, v_all, sigmas, eps,
                                         BLOCK=_FINISH_BLOCK, SIGMA_ONLY=False)
     torch._foreach_copy_(us, list(u_all.split([u.numel() for u in us])))

@@ -49,8 +49,15 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+COMPILE_EARLY = (
+    "triton_compile_early: the Triton ops as custom ops (registration, opcheck, torch.compile): never run "
+    "by the interpreter, so they run first on a GPU (`-m triton_compile_early`; first in any run)"
+)
+
+
 def pytest_configure(config):
     # also called when this conftest is only found during collection (``pytest tests``)
+    config.addinivalue_line("markers", COMPILE_EARLY)
     if not _interpreting() and not torch.cuda.is_available():
         pytest.exit(RUN_HINT, returncode=pytest.ExitCode.USAGE_ERROR)
     version = _triton_version()
@@ -62,3 +69,14 @@ def pytest_configure(config):
 def pytest_report_header(config):
     mode = "interpreter (TRITON_INTERPRET=1, CPU tensors)" if _interpreting() else "compiled (CUDA tensors)"
     return f"fastgp triton kernels: {mode}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``triton_compile_early`` tests first (a stable sort: the others keep their order).
+
+    Why: the interpreter passes kernels through ``wrap_triton`` unchanged and fake tensors cannot
+    run them, so custom-op registration, opcheck and torch.compile of the Triton ops have only ever
+    run compiled, on a GPU, where a run may be cut short (scripts/gpu-check): they must not be the
+    tail that a timeout drops. docs/design.md lists what they guard ("Compiled Triton ops").
+    """
+    items.sort(key=lambda item: item.get_closest_marker("triton_compile_early") is None)

@@ -53,6 +53,7 @@ def test_public_api_on_triton_backend_gradients():
         assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
 
 
+@pytest.mark.triton_compile_early
 def test_registered_as_custom_op():
     if not hasattr(torch.library, "triton_op"):
         pytest.skip("torch.library.triton_op needs torch >= 2.6")
@@ -71,6 +72,7 @@ def test_threshold_is_rounded_like_a_float32_cast():
         assert torch.equal(tc.pixelwise_combine(x, pairs, 4, threshold), ref.pixelwise_combine(x, pairs, 4, threshold))
 
 
+@pytest.mark.triton_compile_early
 @pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
 def test_opcheck_and_compile_on_gpu():
     x = torch.randn(6, 3, 8, 8, device=DEVICE)

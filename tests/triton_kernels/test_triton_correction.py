@@ -68,6 +68,7 @@ def test_public_api_on_triton_backend_extreme_magnitudes(dtype, scale):
     assert index.tolist() == [1] and float(distance[0]) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.triton_compile_early
 def test_registered_as_custom_op():
     if not hasattr(torch.library, "triton_op"):
         pytest.skip("torch.library.triton_op needs torch >= 2.6")
@@ -79,6 +80,7 @@ def test_registered_as_custom_op():
     assert_nearest(samples, bank, distance, index, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.triton_compile_early
 @pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
 def test_opcheck_and_compile_on_gpu():
     samples, bank = torch.randn(4, 12, device=DEVICE), torch.randn(30, 12, device=DEVICE)

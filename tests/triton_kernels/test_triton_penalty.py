@@ -579,6 +579,7 @@ def test_launchers_assert_their_memory_invariants():
             call()
 
 
+@pytest.mark.triton_compile_early
 def test_registered_as_custom_ops():
     if not hasattr(torch.library, "triton_op"):
         pytest.skip("torch.library.triton_op needs torch >= 2.6")
@@ -591,6 +592,7 @@ def test_registered_as_custom_ops():
     assert_close(norm, ref.grad_norm_penalty_forward(real, 1.0, True)[1], **tolerance(torch.float32, True))
 
 
+@pytest.mark.triton_compile_early
 @pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels (wrap_triton passes "
                     "an InterpretedFunction through unchanged); needs a GPU")
 def test_opcheck_and_compile_on_gpu():

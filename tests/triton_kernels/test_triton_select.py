@@ -76,6 +76,7 @@ def test_public_api_on_triton_backend_gradients():
         assert torch.autograd.gradgradcheck(fn, (candidates,), fast_mode=True)
 
 
+@pytest.mark.triton_compile_early
 def test_registered_as_custom_ops():
     if not hasattr(torch.library, "triton_op"):
         pytest.skip("torch.library.triton_op needs torch >= 2.6")
@@ -88,6 +89,7 @@ def test_registered_as_custom_ops():
         assert torch.equal(got, expected)
 
 
+@pytest.mark.triton_compile_early
 @pytest.mark.skipif(INTERPRETED, reason="fake tensors cannot run interpreted kernels; needs a GPU")
 def test_opcheck_and_compile_on_gpu():
     candidates = torch.randn(40, 3, 4, 4, device=DEVICE)
