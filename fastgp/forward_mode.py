@@ -273,7 +273,8 @@ NO_DERIVATIVE = frozenset("""
     arange argmax argmin bitwise_and bitwise_not bitwise_or detach empty empty_like empty_strided eq
     fill full full_like ge gt isfinite isinf isnan is_same_size le logical_and logical_not logical_or
     lt ne new_empty new_empty_strided new_full new_ones new_zeros ones ones_like scalar_tensor sym_size
-    zero zeros zeros_like _efficientzerotensor _has_same_storage_numel _local_scalar_dense
+    zero zeros zeros_like _efficientzerotensor _has_same_storage_numel _new_zeros_with_same_feature_meta
+    _local_scalar_dense
     lift_fresh lift_fresh_copy sgn sign _assert_async
     bernoulli exponential multinomial normal rand rand_like randint randint_like randn randn_like randperm
     uniform fastgp.spectral_power_iteration fastgp.spectral_power_iteration_grouped

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from torch import nn as _nn
 
 from . import _checks, backend, forward_mode
 from ._layout import accumulation_dtype, empty_kernel_output
