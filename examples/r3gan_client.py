@@ -26,13 +26,17 @@ enough that D's forward and backward, not the penalty, dominate).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from torch import nn
 
 import fastgp
+
+if __package__:
+    from . import _client_compare
+else:  # run as a script: python examples/r3gan_client.py
+    import _client_compare
 
 CLASSES, Z, C, H = 4, 16, 3, 8
 
@@ -169,36 +173,16 @@ def train(trainer_cls, steps: int, seed: int = 0, batch: int = 16, gamma: float 
 
 
 def compare(steps: int, seed: int = 0, dtype=torch.float32) -> dict:
-    ref, ref_grads, ref_s = train(AdversarialTraining, steps, seed, dtype=dtype)
-    ours, our_grads, our_s = train(FastgpTraining, steps, seed, dtype=dtype)
-    grad_diff = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(our_grads, ref_grads))
-    return {
-        "step0_reference": ref[0].tolist(),
-        "step0_fastgp": ours[0].tolist(),
-        "step0_grad_rel_diff": grad_diff,
-        "curve_max_abs_diff": float((ours - ref).abs().max()),
-        "reference_s_per_step": ref_s,
-        "fastgp_s_per_step": our_s,
-        "reference": ref,
-        "fastgp": ours,
-    }
+    return _client_compare.summarize(train(AdversarialTraining, steps, seed, dtype=dtype),
+                                     train(FastgpTraining, steps, seed, dtype=dtype))
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                        help="float64 (default): the curves agree to ~1e-12 over hundreds of steps; in float32 "
-                             "rounding differences grow with the GAN's dynamics and the curves part after ~100 steps")
-    args = parser.parse_args(argv)
-    r = compare(args.steps, args.seed, getattr(torch, args.dtype))
-    print("step 0 (d_loss, g_loss, r1, r2): R3GAN-style", [f"{v:.6f}" for v in r["step0_reference"]])
-    print("                                 fastgp     ", [f"{v:.6f}" for v in r["step0_fastgp"]])
-    print(f"step 0 D gradients: largest relative difference {r['step0_grad_rel_diff']:.2e}")
-    print(f"loss curves over {args.steps} steps: largest difference {r['curve_max_abs_diff']:.2e}")
-    print(f"time per step: R3GAN-style {1e3 * r['reference_s_per_step']:.2f} ms, "
-          f"fastgp {1e3 * r['fastgp_s_per_step']:.2f} ms")
+    _client_compare.main(argv, description=__doc__.splitlines()[0], compare=compare,
+                         columns="d_loss, g_loss, r1, r2", names=("R3GAN-style", "fastgp"),
+                         dtype_help="float64 (default): the curves agree to ~1e-12 over hundreds of steps; in "
+                                    "float32 rounding differences grow with the GAN's dynamics and the curves "
+                                    "part after ~100 steps")
 
 
 if __name__ == "__main__":
