@@ -677,7 +677,15 @@ def r1_penalty(
 class LazyRegularizer:
     """Lazy regularization (StyleGAN2): apply a penalty every ``interval`` steps with gain ``interval``.
 
-    ``due(step)`` says whether this step applies it; multiply the penalty by ``gain``.
+    ``due(step)`` says whether this step applies it (``step % interval == offset``); multiply the
+    penalty by ``gain``. ``offset`` staggers two lazy penalties, e.g. R1 and R2 on alternating
+    steps half an interval apart, each with gain ``interval``::
+
+        lazy_r1, lazy_r2 = fastgp.LazyRegularizer(16), fastgp.LazyRegularizer(16, offset=8)
+        if lazy_r1.due(step):
+            loss = loss + lazy_r1.gain * fastgp.gradient_penalty(D, real, kind="r1", weight=gamma / 2)
+        if lazy_r2.due(step):
+            loss = loss + lazy_r2.gain * fastgp.gradient_penalty(D, real, fake, kind="r2", weight=gamma / 2)
     ``adjust_optimizer(opt)`` rescales an Adam-like or RMSprop optimizer of the regularized network
     by ``mb_ratio = interval / (interval + 1)`` (lr·mb_ratio, betas**mb_ratio; for RMSprop
     alpha**mb_ratio and momentum**mb_ratio), as StyleGAN2 does for its separate penalty steps.
@@ -691,8 +699,11 @@ class LazyRegularizer:
             (lazy.gain * fastgp.gradient_penalty(D, real, kind="r1", weight=5.0)).backward()
     """
 
-    def __init__(self, interval: int):
+    def __init__(self, interval: int, *, offset: int = 0):
         self.interval = _checks.integer(interval, "interval", minimum=1)
+        self.offset = _checks.integer(offset, "offset", minimum=0)
+        if self.offset >= self.interval:
+            raise ValueError(f"offset must be in [0, interval) = [0, {self.interval}), got {self.offset}")
 
     @property
     def gain(self) -> int:
@@ -703,7 +714,7 @@ class LazyRegularizer:
         return self.interval / (self.interval + 1)
 
     def due(self, step: int) -> bool:
-        return _checks.integer(step, "step", minimum=0) % self.interval == 0
+        return _checks.integer(step, "step", minimum=0) % self.interval == self.offset
 
     def adjust_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -830,7 +841,8 @@ def r1_r2_penalty(
     R3GAN's D has no normalization and no minibatch statistics: one forward is exact for it.
 
     Lazy regularization: R3GAN applies R1 and R2 at every D step (its code has no lazy schedule);
-    for a StyleGAN2-style one use :class:`LazyRegularizer` (``lazy.gain * out.penalty`` when due).
+    for a StyleGAN2-style one use :class:`LazyRegularizer` (``lazy.gain * out.penalty`` when due),
+    and for R1 and R2 on alternating steps two of them staggered by ``offset`` (see its docstring).
     """
     if not callable(D):
         raise TypeError(f"D must be callable (a module or function), got {type(D).__name__}")

@@ -534,3 +534,36 @@ def test_autocast_bf16_step_with_grad_scaler(backend_name, device):
     scaler.step(opt)
     scaler.update()
     assert all(torch.isfinite(p).all() for p in D.parameters())
+
+
+def test_lazy_regularizers_staggered_by_offset_alternate_r1_and_r2():
+    """R1 and R2 on alternating steps half an interval apart (the schedule issue 25 describes):
+    each penalty is due once per interval, never on the same step, and with gain = interval the
+    summed gradients over an interval equal R1 + R2 at every step."""
+    D, real, fake, _, _ = make_problem("image")
+    lazy_r1, lazy_r2 = fastgp.LazyRegularizer(4), fastgp.LazyRegularizer(4, offset=2)
+    assert [s for s in range(8) if lazy_r1.due(s)] == [0, 4] and [s for s in range(8) if lazy_r2.due(s)] == [2, 6]
+    lazy_total = [torch.zeros_like(p) for p in D.parameters()]
+    eager_total = [torch.zeros_like(p) for p in D.parameters()]
+    for step in range(4):
+        D.zero_grad()
+        loss = 0
+        if lazy_r1.due(step):
+            loss = loss + lazy_r1.gain * fastgp.gradient_penalty(D, real, kind="r1", weight=1.0)
+        if lazy_r2.due(step):
+            loss = loss + lazy_r2.gain * fastgp.gradient_penalty(D, real, fake, kind="r2", weight=1.0)
+        if torch.is_tensor(loss):
+            loss.backward()
+            lazy_total = [t + g for t, g in zip(lazy_total, param_grads(D))]
+        D.zero_grad()
+        (fastgp.gradient_penalty(D, real, kind="r1", weight=1.0)
+         + fastgp.gradient_penalty(D, real, fake, kind="r2", weight=1.0)).backward()
+        eager_total = [t + g for t, g in zip(eager_total, param_grads(D))]
+    for a, b in zip(lazy_total, eager_total):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"offset must be in \[0, interval\)"):
+        fastgp.LazyRegularizer(4, offset=4)
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        fastgp.LazyRegularizer(4, offset=-1)
+    with pytest.raises(TypeError, match="offset must be an int"):
+        fastgp.LazyRegularizer(4, offset=1.5)
