@@ -28,6 +28,7 @@ What the trainer does with N processes:
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -83,7 +84,13 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
 
 
 def teardown(ctx: Context) -> None:
+    """Leave the process group. The barrier first: on torch 2.11 a gloo worker thread still
+    releasing a finished all_gather (whose tensors need the GIL) while the main thread destroys the
+    group (holding it) deadlocked one rank at exit (seen once in CI's torch-2.11 phase); after the
+    barrier every rank's earlier collectives are done and released."""
     if ctx.enabled and dist.is_initialized():
+        gc.collect()  # the DDP reducers the caller dropped release their hold on the group now
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -486,5 +486,7 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
 
             plots.write_all(run)
     finally:
+        # The DDP wrappers go first (their reducers hold the process group), then teardown.
+        run._ddp = {"G": None, "D": None}
         distributed.teardown(run.dist)
     return run
