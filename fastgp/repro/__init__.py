@@ -100,11 +100,12 @@ from __future__ import annotations
 
 import math
 
-from . import latent_path, optimal_d
+from . import latent_path, optimal_d, stats
 from .runner import Experiment, Metric, ReproError, Setting, aggregate, run, summarize
+from .stats import Comparison
 
-__all__ = ["EXPERIMENTS", "Experiment", "Metric", "ReproError", "Setting", "aggregate", "get", "run", "run_mean",
-           "share_positive", "summarize"]
+__all__ = ["EXPERIMENTS", "Comparison", "Experiment", "Metric", "ReproError", "Setting", "aggregate", "get", "run",
+           "run_mean", "share_positive", "stats", "summarize"]
 
 # Columns shared by the 2-D experiments: the trainer's metrics of G and of its EMA.
 MODES = Metric("modes", "modes covered (G)", ".1f")

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: a few steps, 1 seed, small evaluations; its table says QUICK")
     parser.add_argument("--out", metavar="DIR", help="output directory [runs/repro/NAME]; runs in DIR/<setting>/seed<k>")
+    parser.add_argument("--jobs", type=_positive_int("--jobs"), default=1, metavar="N",
+                        help="train N runs at once, each in its own process with one torch thread [1]")
     parser.add_argument("--force", action="store_true",
                         help="replace the earlier run in the output directory (refused without it): deletes only the "
                              "files its repro-manifest.json lists, never through a symbolic link")
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
     try:
         exp = get(args.name)
         out = args.out or os.path.join("runs", "repro", exp.name)
-        results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force)
+        results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force,
+                      jobs=args.jobs)
     except (ReproError, CheckpointError) as e:  # CheckpointError: a trainer run's disk write failed
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ from typing import Callable
 
 from ..train import config as train_config
 from ..train import rundir as train_rundir
+from . import stats
+from .stats import Comparison
 
 # A --quick run: enough steps to exercise every code path of the experiment, nothing more.
 QUICK_STEPS = 4
@@ -44,14 +46,22 @@ class Metric:
     derive: Callable[[dict, dict], float | None] | None = None
     over_run: Callable[[list], float | None] | None = None
 
-    def value(self, record: dict, cfg: dict, records: list | None = None) -> float | None:
+    def value(self, record: dict, cfg: dict, records: list | None = None, tail: int = 1) -> float | None:
+        """The metric of a run: ``over_run(records)``; else, with ``tail`` > 1, the mean over the
+        last ``tail`` metrics records that have it (one logged point is noisy); else the final
+        record's (``record``, which also holds what an experiment's ``measure`` added)."""
         if self.over_run is not None:
             value = self.over_run(records if records is not None else [record])
-        elif self.derive is not None:
-            value = self.derive(record, cfg)
         else:
-            value = record.get(self.key)
+            present = [v for v in map(lambda r: self._one(r, cfg), records or []) if v is not None]
+            if tail > 1 and present:
+                value = sum(map(float, present[-tail:])) / len(present[-tail:])
+            else:
+                value = self._one(record, cfg)
         return None if value is None else float(value)
+
+    def _one(self, record: dict, cfg: dict):
+        return self.derive(record, cfg) if self.derive is not None else record.get(self.key)
 
 
 def read_records(run_dir: str) -> list[dict]:
@@ -94,6 +104,17 @@ class Experiment:
     # the trainer does not log; figure(results, out_dir) -> a further picture's file name.
     measure: Callable | None = None
     figure: Callable | None = None
+    # Round 3 (a claim tested, not described): the claim quoted from the paper with its source
+    # (file, section, figure or table); the paper's setting, what runs here and each deviation.
+    quote: str = ""
+    setting_note: str = ""
+    # Each plain metric is the mean over the run's last ``tail`` metrics records that have it.
+    tail: int = 1
+    # Paired by seed, each with a 95 % bootstrap interval (fastgp.repro.stats); judge(results)
+    # turns their outcomes (and a study's) into the verdict sentence, which starts with one of
+    # stats.VERDICTS. An experiment with a judge needs no hand-written ``verdict``.
+    comparisons: tuple[Comparison, ...] = ()
+    judge: Callable[[dict], str] | None = None
 
     def configs(self, steps: int, seed: int, quick: bool) -> dict[str, dict]:
         """The validated trainer config of every setting for one seed; fails before any training,
@@ -297,7 +318,7 @@ def write_manifest(exp: Experiment, out_dir: str, n_seeds: int) -> None:
 
 
 def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int | None = None,
-        quick: bool = False, force: bool = False, log=None) -> dict:
+        quick: bool = False, force: bool = False, jobs: int = 1, log=None) -> dict:
     """Train every setting × seed of ``exp`` in ``out_dir`` and write the reports; returns the
     results (what ``results.json`` holds). ``seeds``/``steps`` default to the experiment's full
     values, or to 1 seed and ``QUICK_STEPS`` with ``quick``.
@@ -308,14 +329,18 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
     its directories left empty, and nothing else. A file in the way that no manifest lists, or a
     symbolic link below ``out_dir`` on the way to anything the run writes or deletes, is refused
     even with ``force``."""
-    from ..train import train
-
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     n_seeds = seeds if seeds is not None else (1 if quick else exp.seeds)
     n_steps = steps if steps is not None else (QUICK_STEPS if quick else exp.steps)
-    for name, value in (("seeds", n_seeds), ("steps", n_steps)):
+    for name, value in (("seeds", n_seeds), ("steps", n_steps), ("jobs", jobs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ReproError(f"{name}: expected an int >= 1, got {value!r}")
+    if jobs > 1:
+        from . import EXPERIMENTS
+
+        if EXPERIMENTS.get(exp.name) is not exp:
+            raise ReproError(f"jobs: {jobs} parallel runs need an experiment of fastgp.repro.EXPERIMENTS (the workers "
+                             f"look it up by name); {exp.name!r} is not one: use jobs=1")
     per_seed = [exp.configs(n_steps, seed, quick) for seed in range(n_seeds)]  # all checked before training
     previous = check_output_dir(exp, out_dir, n_seeds, force)
     if previous is not None:  # only with force: stale seeds of a larger earlier run must not linger
@@ -333,26 +358,21 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
         "metrics": [{"key": m.key, "label": m.label} for m in exp.metrics],
         "settings": [],
     }
-    total, done, started = len(exp.settings) * n_seeds, 0, time.perf_counter()
+    started = time.perf_counter()
     if exp.study is not None:
         results["study"] = exp.study(out_dir, n_seeds, quick, log)
+    jobs_list = [(setting, seed, per_seed[seed][setting.name]) for setting in exp.settings for seed in range(n_seeds)]
+    finals = _train_all(exp, out_dir, jobs_list, jobs, log)
     for setting in exp.settings:
         runs = []
-        for seed, configs in enumerate(per_seed):
-            cfg = configs[setting.name]
+        for seed in range(n_seeds):
+            cfg = per_seed[seed][setting.name]
             rel = os.path.join(setting.name, f"seed{seed}")
-            t0 = time.perf_counter()
-            finished = train(cfg, os.path.join(out_dir, rel))
-            final = dict(finished.last)
-            if exp.measure is not None:
-                final.update(exp.measure(finished))
-            records = read_records(os.path.join(out_dir, rel)) if any(m.over_run for m in exp.metrics) else None
-            values = {m.key: m.value(final, cfg, records) for m in exp.metrics}
-            runs.append({"seed": seed, "dir": rel, "seconds": round(time.perf_counter() - t0, 1),
-                         "values": values, "final": final})
-            done += 1
-            shown = ", ".join(f"{m.key}={_fmt(values[m.key], m.fmt)}" for m in exp.metrics)
-            log(f"[{done}/{total}] {exp.name} {setting.name} seed {seed}: {runs[-1]['seconds']} s; {shown}")
+            final, seconds = finals[rel]
+            need_records = exp.tail > 1 or any(m.over_run for m in exp.metrics)
+            records = read_records(os.path.join(out_dir, rel)) if need_records else None
+            values = {m.key: m.value(final, cfg, records, exp.tail) for m in exp.metrics}
+            runs.append({"seed": seed, "dir": rel, "seconds": seconds, "values": values, "final": final})
         results["settings"].append({
             "name": setting.name,
             "label": setting.label,
@@ -360,11 +380,60 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
             "summary": aggregate(runs, exp.metrics),
             "runs": runs,
         })
+    results["comparisons"] = [stats.run_comparison(c, results["settings"]) for c in exp.comparisons]
+    if exp.judge is not None:
+        results["verdict"] = stats.check_verdict(exp.judge(results))
     results["seconds"] = round(time.perf_counter() - started, 1)
     if exp.figure is not None:
         results["figure"] = exp.figure(results, out_dir)
     write_reports(results, exp, out_dir)
     return results
+
+
+def _train_one(exp: Experiment, cfg: dict, run_dir: str) -> tuple[dict, float]:
+    """Train one run; its final metrics record (with what ``exp.measure`` adds) and seconds."""
+    from ..train import train
+
+    t0 = time.perf_counter()
+    finished = train(cfg, run_dir)
+    final = dict(finished.last)
+    if exp.measure is not None:
+        final.update(exp.measure(finished))
+    return final, round(time.perf_counter() - t0, 1)
+
+
+def _train_in_worker(name: str, cfg: dict, run_dir: str) -> tuple[dict, float]:
+    import torch
+
+    from . import EXPERIMENTS
+
+    torch.set_num_threads(1)  # N runs at once on N cores: more threads per run only spin
+    return _train_one(EXPERIMENTS[name], cfg, run_dir)
+
+
+def _train_all(exp: Experiment, out_dir: str, runs: list, jobs: int, log) -> dict:
+    """Train every ``(setting, seed, cfg)`` of ``runs``; ``{"<setting>/seed<k>": (final, seconds)}``.
+    With ``jobs`` > 1, in a pool of spawned processes (fork would copy a parent's OpenMP state)."""
+    total, out = len(runs), {}
+
+    def report(setting, seed, final, seconds):
+        out[os.path.join(setting.name, f"seed{seed}")] = (final, seconds)
+        shown = ", ".join(f"{m.key}={_fmt(final.get(m.key), m.fmt)}" for m in exp.metrics if m.key in final)
+        log(f"[{len(out)}/{total}] {exp.name} {setting.name} seed {seed}: {seconds} s; final {shown}")
+
+    if jobs == 1:
+        for setting, seed, cfg in runs:
+            report(setting, seed, *_train_one(exp, cfg, os.path.join(out_dir, setting.name, f"seed{seed}")))
+        return out
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_train_in_worker, exp.name, cfg, os.path.join(out_dir, setting.name, f"seed{seed}")):
+                   (setting, seed) for setting, seed, cfg in runs}
+        for future in concurrent.futures.as_completed(pending):
+            report(*pending[future], *future.result())
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -395,14 +464,30 @@ def markdown(results: dict, exp: Experiment) -> str:
     if results["quick"]:
         lines += [f"**QUICK run ({results['steps']} steps, {_plural(n_seeds, 'seed')}): a smoke test of the "
                   "pipeline, not a result.**", ""]
-    lines += [f"Paper: {results['claim']}", ""]
-    if exp.verdict and not results["quick"]:
+    if exp.quote:
+        lines += ["## The claim", "", *(f"> {line}" if line else ">" for line in exp.quote.splitlines()), ""]
+    else:
+        lines += [f"Paper: {results['claim']}", ""]
+    if results.get("verdict"):
+        lines += [f"**Verdict{' (QUICK run: not a result)' if results['quick'] else ''}: {results['verdict']}**", ""]
+    elif exp.verdict and not results["quick"]:
         lines += [f"Verdict (recorded full run): {exp.verdict}", ""]
+    if exp.setting_note:
+        lines += ["## Setting", "", exp.setting_note.strip(), ""]
+    comparisons = list(results.get("study", {}).get("comparisons", [])) + list(results.get("comparisons", []))
+    if comparisons:
+        labels = {m.key: m.label for m in exp.metrics}
+        lines += ["## Paired comparisons", "",
+                  "Differences a − b paired by seed; the interval is a 95 % percentile bootstrap over the seed pairs "
+                  "(fastgp.repro.stats); \"as claimed\" means the whole interval lies on the side the paper claims.",
+                  "", *stats.comparison_table(comparisons, labels), ""]
     if results.get("study"):
         lines += [results["study"]["markdown"], "## Training runs", ""]
+    measured = ("the run's final metrics" if exp.tail <= 1
+                else f"each run's metrics averaged over its last {exp.tail} logged points")
     lines += [
         f"{results['steps']} generator steps per run, seeds {_seed_range(results['seeds'])}; each cell is the mean "
-        f"± sample standard deviation over seeds of the run's final metrics.",
+        f"± sample standard deviation over seeds of {measured}.",
         "",
         "| setting | " + " | ".join(m.label for m in exp.metrics) + " |",
         "|---|" + "---|" * len(exp.metrics),
