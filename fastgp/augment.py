@@ -236,7 +236,7 @@ def translate(
     generator: torch.Generator | None = None,
     return_shifts: bool = False,
     order: str = "sample-major",
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """K randomly translated copies of every image, in one kernel.
 
     Args:

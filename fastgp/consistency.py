@@ -132,8 +132,9 @@ def consistency_penalty(
         D: the discriminator, a callable from a batch to logits [N] or [N, ...].
         real: the real batch x (images [B, C, H, W] for ``"cr"`` and DiffAugment policies).
         fake: the fake batch G(z) for bCR (detach it in D's step, as for D's loss); None: CR only.
-        real_logits, fake_logits: D(real) / D(fake) when already computed for D's loss (the
-            original reuses that forward); computed here when None.
+        real_logits: D(real) when already computed for D's loss (the original reuses that
+            forward); computed here when None.
+        fake_logits: D(fake) likewise, for bCR.
         augment: T — ``"cr"`` (:func:`cr_augment`, the papers' flip + translation), a DiffAugment
             policy (``"translation"``, ``"color,translation,cutout"``, ...; StudioGAN's
             ``diffaug`` option) or a callable returning one augmented sample per sample.

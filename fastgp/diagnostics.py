@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from typing import Callable
 
 import torch
 
@@ -238,7 +239,14 @@ def jacobian_norm(
     return (norms, stderr) if return_stderr else norms
 
 
-def loss_lipschitz(g_loss, G, D, z: torch.Tensor, *, chunk_size: int | None = None):
+def loss_lipschitz(
+    g_loss: str | Callable[[torch.Tensor], torch.Tensor],
+    G: Callable[[torch.Tensor], torch.Tensor],
+    D: Callable[[torch.Tensor], torch.Tensor],
+    z: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """L = max_i ‖∂V_g(z_i)/∂z_i‖ over a noise set z [N, ...], and the per-sample norms [N].
 
     V_g(z) = g_loss(D(G(z))) for the single sample z: the generator's loss of one noise vector
@@ -251,8 +259,9 @@ def loss_lipschitz(g_loss, G, D, z: torch.Tensor, *, chunk_size: int | None = No
         g_loss: a generator loss ``g_loss(fake_logits) -> scalar`` built from torch ops (it is
             applied per sample with ``torch.func.vmap``), or a loss name for
             :func:`fastgp.losses.get`.
-        G: the generator, z [N, ...] → samples [N, ...]; D: the discriminator, → logits [N] or
-            [N, 1]. Both in ``eval()`` mode (samples must be independent).
+        G: the generator, z [N, ...] → samples [N, ...], in ``eval()`` mode (samples must be
+            independent).
+        D: the discriminator, → logits [N] or [N, 1], in ``eval()`` mode.
         z: the noise set; processed in chunks of ``chunk_size`` (default 512) vectors.
 
     Returns ``(L, norms)``: a 0-dim tensor and a [N] tensor (detached).
@@ -321,7 +330,7 @@ def _nearest(fake: torch.Tensor, real: torch.Tensor, chunk_size: int | None) -> 
 
 
 def gradient_direction(
-    D,
+    D: Callable[[torch.Tensor], torch.Tensor],
     fake: torch.Tensor,
     real: torch.Tensor,
     *,
@@ -336,8 +345,9 @@ def gradient_direction(
 
     Args:
         D: the discriminator, [N, ...] → logits [N] or [N, 1], in ``eval()`` mode.
-        fake: [N, ...] samples where the gradient is taken; real: [M, ...] real samples of the
-            same per-sample shape, dtype and device (M may differ from N).
+        fake: [N, ...] samples where the gradient is taken.
+        real: [M, ...] real samples of fake's per-sample shape, dtype and device (M may differ
+            from N).
         chunk_size: fake samples per distance computation (default: from a memory budget).
         return_nearest: also return the nearest real sample's index [N] and distance [N].
 

@@ -52,8 +52,8 @@ def _logits(value, name: str) -> torch.Tensor:
     return value
 
 
-def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_real, anchor_fake,
-                  *, rectified: bool = True) -> torch.Tensor:
+def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_real: float | torch.Tensor,
+                  anchor_fake: float | torch.Tensor, *, rectified: bool = True) -> torch.Tensor:
     """The LeCam penalty for given anchors (a scalar; no weight applied).
 
     ``rectified=True`` (the authors' code): mean(ReLU(D(x) − α_F)²) + mean(ReLU(α_R − D(G(z)))²);
@@ -62,7 +62,8 @@ def lecam_penalty(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_r
     Args:
         real_logits: D's outputs on real samples, [B] or [B, 1] (differentiable).
         fake_logits: D's outputs on fakes, [B'] or [B', 1], same dtype and device.
-        anchor_real, anchor_fake: α_R and α_F, Python numbers or 0-dim tensors (not differentiated).
+        anchor_real: α_R, a Python number or a 0-dim tensor (not differentiated).
+        anchor_fake: α_F, a Python number or a 0-dim tensor (not differentiated).
         rectified: the ReLU of the authors' code (default) or the paper's plain square.
     """
     _logits(real_logits, "real_logits")
@@ -133,7 +134,7 @@ class LeCam:
     """
 
     def __init__(self, weight: float = 1.0, decay: float = 0.9, start: int = 1000, *, init: float | None = None,
-                 rectified: bool = True, group=None):
+                 rectified: bool = True, group: dist.ProcessGroup | None = None):
         self.weight = _checks.real_number(weight, "weight", minimum=0.0)
         self.decay = _checks.real_number(decay, "decay", minimum=0.0)
         if self.decay >= 1.0:

@@ -470,9 +470,10 @@ def lipschitz_loss(
         name: ``"wasserstein"``, ``"vanilla"``, ``"least-squares"`` (parameter ``alpha`` > 0,
             default 1), ``"exponential"`` or ``"combined"`` (``alpha`` ≥ 0 and ``beta`` > 0,
             default 1 and 1); None with ``phi`` and ``varphi`` for your own pair.
-        phi, varphi: elementwise functions of a tensor written in torch ops (φ on fake logits, ϕ
-            on real logits). They are checked with :func:`check_lipschitz_pair` on ``domain``
-            (default (−10, 10)); a violated condition raises ValueError naming it.
+        phi: an elementwise function of a tensor written in torch ops, φ on fake logits.
+        varphi: the same for ϕ on real logits. The pair is checked with
+            :func:`check_lipschitz_pair` on ``domain`` (default (−10, 10)); a violated condition
+            raises ValueError naming it.
         psi: the generator's loss, ``"linear"`` (ψ(x) = −x) or ``"real"`` (ψ = ϕ).
         domain: the interval of logits on which the conditions are checked (a named pair has
             its own: (−α, α) for least-squares, (−10, 10) otherwise).

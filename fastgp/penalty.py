@@ -37,7 +37,7 @@ Gradient orders: ``interpolate`` and ``grad_norm_penalty`` support first and sec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn as _nn
@@ -261,8 +261,8 @@ def interpolate(
     """α·real + (1 − α)·fake with one α per sample, in one fused kernel.
 
     Args:
-        real, fake: tensors [B, ...] of equal shape, dtype and device (any layout; channels_last
-            is preserved).
+        real: a tensor [B, ...] (any layout; channels_last is preserved).
+        fake: a tensor of real's shape, dtype and device.
         alpha: optional per-sample weights of shape [B] (or [B, 1, ..., 1]) in [0, 1]; when
             omitted, α ~ U(0, 1) is drawn inside the kernel from a Philox stream keyed by a seed
             taken from ``generator`` (or the default generator of the device), so a seeded
@@ -394,18 +394,18 @@ def _finish(per_sample: torch.Tensor, weight: float, reduction: str, return_per_
 
 
 def gradient_penalty(
-    D,
+    D: Callable[..., torch.Tensor],
     real: torch.Tensor,
     fake: torch.Tensor | None = None,
     *,
     kind: str = "wgan-gp",
     weight: float = 10.0,
     alpha: torch.Tensor | None = None,
-    d_args=(),
-    d_kwargs=None,
+    d_args: tuple = (),
+    d_kwargs: dict | None = None,
     return_per_sample: bool = False,
     generator: torch.Generator | None = None,
-    grad_scaler=None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     method: str = "double-backward",
 ):
     """weight · penalty of D's input gradient, by double backprop, for one of ``KINDS``.
@@ -413,9 +413,10 @@ def gradient_penalty(
     Args:
         D: the discriminator; called as ``D(x, *d_args, **d_kwargs)`` and must return logits of
             shape [B] or [B, 1].
-        real, fake: [B, ...] batches of equal shape/dtype/device (any rank >= 2, any layout).
+        real: a [B, ...] batch (any rank >= 2, any layout), treated as a constant (detached).
             ``r1`` and ``dragan`` use ``real`` (``fake`` may be None), ``r2`` uses ``fake``, the
-            other kinds interpolate between them. Both are treated as constants (detached).
+            other kinds interpolate between them.
+        fake: a batch of real's shape, dtype and device, treated as a constant (detached).
         kind: ``"wgan-gp"``, ``"zero-gp"``, ``"r1"``, ``"r2"``, ``"lp"``, ``"max-gp"``, ``"dragan"``.
         weight: the penalty weight λ (>= 0). There is no hidden ½: for StyleGAN's γ pass γ/2.
         alpha: per-sample interpolation weights [B] (or [B, 1, ...]) for the interpolating kinds.
@@ -503,10 +504,10 @@ def gradient_penalty_at(
     *,
     kind: str = "zero-gp",
     weight: float = 10.0,
-    d_args=(),
-    d_kwargs=None,
+    d_args: tuple = (),
+    d_kwargs: dict | None = None,
     return_per_sample: bool = False,
-    grad_scaler=None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     method: str = "double-backward",
 ):
     """weight · penalty of D's input gradient at given ``points``, for any of ``KINDS``.
@@ -525,8 +526,8 @@ def gradient_penalty_at(
 
 
 def latent_path_points(
-    G,
-    E,
+    G: Callable[[torch.Tensor], torch.Tensor],
+    E: Callable[[torch.Tensor], torch.Tensor],
     real: torch.Tensor,
     z: torch.Tensor,
     *,
@@ -545,7 +546,8 @@ def latent_path_points(
     Args:
         G: the generator, called as ``G(latent)``; its output must have real's shape.
         E: the encoder, called as ``E(real)``; its output must have z's shape.
-        real: the real batch [B, ...]; z: the latent codes [B, d] of the fake batch.
+        real: the real batch [B, ...].
+        z: the latent codes [B, d] of the fake batch.
         alpha: optional weights [B] (or [B, 1]) in [0, 1]; otherwise one ``torch.rand(B)``
             (float32) from ``generator`` or the device's default generator, the draw of
             ``gradient_penalty``'s α.
@@ -602,10 +604,10 @@ def latent_path_penalty(
     weight: float = 10.0,
     alpha: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    d_args=(),
-    d_kwargs=None,
+    d_args: tuple = (),
+    d_kwargs: dict | None = None,
     return_per_sample: bool = False,
-    grad_scaler=None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     method: str = "double-backward",
 ):
     """The penalty of an interpolating kind on the latent path instead of the straight line:
@@ -629,12 +631,12 @@ def r1_penalty(
     inputs: torch.Tensor,
     weight: float = 10.0,
     *,
-    grad_scaler=None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     return_per_sample: bool = False,
     method: str = "double-backward",
     D=None,
-    d_args=(),
-    d_kwargs=None,
+    d_args: tuple = (),
+    d_kwargs: dict | None = None,
 ):
     """weight · mean_i ‖∂ sum(logits) / ∂inputs_i‖² from logits already computed from ``inputs``.
 
@@ -791,15 +793,15 @@ def _repeat_batch_args(d_args, d_kwargs: dict, batch: int):
 
 
 def r1_r2_penalty(
-    D,
+    D: Callable[..., torch.Tensor],
     real: torch.Tensor,
     fake: torch.Tensor,
     *,
     gamma: float,
-    d_args=(),
-    d_kwargs=None,
+    d_args: tuple = (),
+    d_kwargs: dict | None = None,
     batching: str = "auto",
-    grad_scaler=None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     method: str = "double-backward",
 ) -> R1R2:
     """R1 on the reals and R2 on the fakes, weighted γ/2 each as in R3GAN, with D's logits for the loss.
@@ -817,10 +819,12 @@ def r1_r2_penalty(
 
     Args:
         D: the discriminator, called as ``D(x, *d_args, **d_kwargs)``; logits [B] or [B, 1].
-        real, fake: [B, ...] batches with the same per-sample shape, dtype and device (the batch
-            sizes may differ). Both are treated as constants (detached), as R3GAN detaches them.
+        real: a [B, ...] batch, treated as a constant (detached), as R3GAN detaches it.
+        fake: a [B', ...] batch with real's per-sample shape, dtype and device (the batch sizes
+            may differ), treated as a constant (detached).
         gamma: R3GAN's γ (>= 0); each penalty is weighted γ/2.
-        d_args, d_kwargs: D's extra arguments, the same for both batches (R3GAN's ``Conditions``).
+        d_args: D's extra positional arguments, the same for both batches (R3GAN's ``Conditions``).
+        d_kwargs: D's extra keyword arguments, the same for both batches.
         batching: ``"concat"``: ONE forward of D on cat([real, fake]) serves both penalties and the
             loss; tensor arguments in ``d_args``/``d_kwargs`` must have one row per sample (real and
             fake must then have the same batch size) and are repeated. ``"separate"``: D(real) then
