@@ -2,7 +2,7 @@
 
 Every pip route works without a compiler: the package ships its C++/CUDA sources (fastgp/_csrc in
 a wheel) and fastgp compiles them just in time, on the first fused op, for the torch that is
-actually imported (fastgp/_build.py; cached per torch version and ABI, see the README). Building
+actually imported (fastgp/_build.py; cached per torch version and ABI, see docs/install.md). Building
 at install time ("pre-building") is for a source checkout that compiles against the torch it runs
 with:
 

@@ -45,7 +45,7 @@ same shape. It is the loss of R3GAN (brownvc/R3GAN, ``R3GAN/Trainer.py``), whose
 ``softplus(−(RealLogits − FakeLogits)).mean()`` and ``softplus(−(FakeLogits − RealLogits)).mean()``;
 R3GAN uses ``F.softplus`` (x itself above 20), so the two agree to e⁻²⁰ ≈ 2e-9 per element. The
 average loss (RaGAN) compares each logit with the mean logit of the other batch, so the batches may
-differ in size. Use RpGAN with ``fastgp.r1_r2_penalty`` for the R3GAN recipe (README, "R3GAN").
+differ in size. Use RpGAN with ``fastgp.r1_r2_penalty`` for the R3GAN recipe (docs/losses.md, "The R3GAN recipe").
 
 The cross-entropy terms are softplus computed as ``−logsigmoid(−x)`` — never ``log(sigmoid(x))``,
 which is −inf in float32 once σ(x) underflows (x ≈ −104), and not ``F.softplus``, which returns x

@@ -20,8 +20,8 @@ The random points are drawn as the authors' code draws them, so that with the sa
 state ``gradient_penalty`` evaluates D where the hand-written code does: α is one
 ``torch.rand(B)`` (float32) from ``generator`` or the device's default generator; DRAGAN first
 draws the elementwise U(0,1) of its perturbed batch, then α (``reference.penalty.dragan_points``;
-the std is that of the whole batch, without Bessel's correction). Sources per kind: the README
-penalty-kinds table (repository and file of each original).
+the std is that of the whole batch, without Bessel's correction). Sources per kind: the
+penalty-kinds table of docs/penalties.md (repository and file of each original).
 
 ``gradient_penalty_at`` takes any kind's formula at points the caller gives; ``latent_path_points``
 builds the points of Thanh-Tung et al.'s latent path, G(α·E(real) + (1−α)·z), and
