@@ -43,6 +43,23 @@ def test_docs_block_runs(block):
     run_block(path, start, code)
 
 
+def fenced_blocks(path: str, language: str) -> list[str]:
+    """The contents of every ```<language> block of a Markdown file, as written (indentation kept)."""
+    with open(path, encoding="utf-8") as f:
+        return re.findall(rf"^[ \t]*```{language}[ \t]*\n(.*?)^[ \t]*```", f.read(), flags=re.S | re.M)
+
+
+def test_the_install_page_has_the_readme_commands():
+    # The README's install commands (install and run, install and test: the one CI runs) are the
+    # ones the install page explains: an edit to one that the other misses fails here.
+    readme = fenced_blocks(os.path.join(ROOT, "README.md"), "bash")
+    install = fenced_blocks(os.path.join(DOCS, "install.md"), "bash")
+    commands = [block for block in readme if "pip install" in block and "python3 -m venv" in block]
+    assert len(commands) == 2, commands
+    for block in commands:
+        assert block in install, f"docs/install.md lacks the README's commands:\n{block}"
+
+
 def _nav_pages(entry) -> list[str]:
     """Every page a mkdocs `nav` entry names (a page, {title: page} or {title: [entries]})."""
     if isinstance(entry, str):
