@@ -1,32 +1,44 @@
-"""The Lipschitz-GAN claim tested where it is stated: the optimal D for FIXED real and fake samples.
+"""The Lipschitz-GAN lemma tested where it is stated: the trained D for FIXED real and fake samples,
+with and without a Lipschitz constraint.
 
-Zhou et al., "Lipschitz Generative Adversarial Nets" (ICML 2019), Theorem 3 and §3: let D minimize
-E_fake φ(D(x)) + E_real ϕ(D(x)) under a Lipschitz constraint. If φ is strictly convex (e.g. the
-``lgan-combined`` pair, φ(x) = x − (α/β)·log σ(−βx)), the optimal D* is unique on the supports and
-at every fake point x its gradient points at a real sample y: ∇D*(x) = k·(y − x)/‖y − x‖. With the
-Wasserstein objective (φ linear) D* is not unique and this is not guaranteed. The statement is about
-D* for GIVEN distributions, not about a training run, where G moves and D never converges; so
-here nothing moves but D:
+Zhou et al., "Understanding the Effectiveness of Lipschitz Constraint in Training of GANs via
+Gradient Analysis", Theorem 3.3.1 and Lemma 3.3.2: let f* minimize J_D + λ·k(f)², J_D =
+E_fake φ(f(x)) + E_real ϕ(f(x)), k(f) the Lipschitz constant of f; for any φ, ϕ of the Eq. 10 family
+(φ' > 0, ϕ' < 0, both convex, φ' + ϕ' = 0 somewhere: Wasserstein, vanilla, least squares on its
+domain, the paper's combination x + softplus(x), ...) every fake x is "bound" to a real y with
+f*(y) − f*(x) = k·‖y − x‖, and then ∇f*(x) = k·(y − x)/‖y − x‖: the gradient points at a real
+sample. Without the constraint (Section 2, and 3.2 for the Wasserstein objective) f* is defined
+only on the supports and its gradient at a fake is "unwarranted". The statement is about f* for
+GIVEN distributions, not a training run, so here nothing moves but D. Two settings:
 
-1. a frozen set of real samples (8 Gaussians ×10, std 0.2, the trainer's dataset) and a frozen set
-   of fakes (N(0, FAKE_STD²·I): inside, across and outside the ring), drawn from the seed;
-2. D (the trainer's 2-D MLP, ``fastgp.train.models.mlp``, HIDDEN units, ReLU) trained on exactly
-   those samples, full batch, for D_STEPS Adam steps (lr 10⁻³, betas (0.5, 0.9)) with
-   :mod:`fastgp.losses` and :func:`fastgp.gradient_penalty`, as the ``lipschitz`` training runs:
-   ``lgan-combined`` (α = β = 1) + max-GP (λ = 0.1), or the Wasserstein loss + WGAN-GP (λ = 10);
-3. at every fake, the cosine between ∇D and the direction to its nearest real sample
-   (:func:`fastgp.diagnostics.gradient_direction`), averaged over all fakes and over the fakes
-   farther than 3 std from every real sample, the share of fakes with cosine > 0.9, and, as a
-   convergence check, how much the mean cosine moved over the last quarter of the steps.
+``2-D``: frozen real samples (8 Gaussians ×10, std 0.2, the trainer's dataset) and frozen fakes
+(N(0, FAKE_STD²·I): inside, across and outside the ring), drawn from the seed; D the trainer's 2-D
+MLP (``fastgp.train.models.mlp``, HIDDEN units, ReLU).
 
-The theorem's y is *some* real sample (the one D* transports x to), not necessarily the nearest:
-a cosine below 1 to the nearest sample does not by itself contradict it, but for fakes off a
-ring of 8 separated modes the two mostly coincide. :func:`field_plot` draws ∇D's direction over
-the plane with the real and fake samples (``lipschitz-field.png``).
+``images`` (the paper's Fig. 4 setting: ten real images against ten noise images): ten 32×32 RGB
+crops of scikit-learn's two bundled photographs (CIFAR-10 is not on this machine), in [-1, 1], and
+ten images of U(−1, 1) noise, both drawn from the seed; D an MLP 3072→IMAGE_HIDDEN→IMAGE_HIDDEN→1.
+
+Each objective (:data:`OBJECTIVES`) is trained twice on the same samples from the same initial D:
+under the paper's constraint, λ·k(f)² with k estimated as the largest ‖∇D‖ at interpolates between
+the reals and the fakes (:func:`fastgp.gradient_penalty` kind ``max-gp``, LAMBDA; the pairs are
+re-drawn every step so the interpolates cover the blending region the paper's Appendix A says is
+enough), and with no constraint at all (``kind=None``: the loss alone). The 2-D setting also has
+WGAN-GP (λ = 10), the constraint most code uses. D is trained full batch with Adam (lr 10⁻³, betas
+(0.5, 0.9)).
+
+Measured at every fake (:func:`measure`): the cosine between ∇D and the direction to its nearest
+real sample (:func:`fastgp.diagnostics.gradient_direction`, the "nearest y" of Fig. 4), the share of
+fakes above ALIGNED, the largest cosine to any real sample (the theorem's y need not be the
+nearest: reported, not compared), the largest ‖∇D‖ seen at the fakes, the reals and interpolates
+(k̂: how Lipschitz D came out), and, as a convergence check, how much the mean cosine moved over the
+last quarter of the steps. :func:`comparisons` pairs, per objective and setting, the constrained
+and the unconstrained D of each seed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -39,71 +51,146 @@ from ..train.data import Toy2D
 from ..train.models import mlp
 from .runner import Metric, aggregate, cell
 
-__all__ = ["FIELD_PNG", "SETTINGS", "Setting", "frozen_samples", "study", "train_discriminator"]
+__all__ = ["FIELD_PNG", "IMAGES_PNG", "OBJECTIVES", "SETTINGS", "IMAGE_SETTINGS", "Setting", "comparisons",
+           "frozen_images", "frozen_samples", "measure", "study", "train_discriminator"]
 
 N_REAL = 512
 N_FAKE = 512
 FAKE_STD = 6.0  # the fakes' spread: the ring has radius 10, so they lie inside, across and beyond it
 HIDDEN = 128
-D_STEPS = 2000
+D_STEPS = 1500
+N_IMAGES = 10  # Fig. 4: ten real images, ten noise images
+IMAGE_SIZE = 32  # CIFAR-10's 32×32 RGB
+CROP = 128  # a CROP×CROP window of a 427×640 photograph, averaged down to IMAGE_SIZE
+IMAGE_HIDDEN = 128
+IMAGE_STEPS = 600
 QUICK_D_STEPS = 10
 LR = 1.0e-3
 BETAS = (0.5, 0.9)
-RECORDS = 8  # cosine records per training (the last quarter's change is read from them)
+LAMBDA = 10.0  # weight of λ·k²: the optimal slope k shrinks like 1/λ, the direction does not change
+ALIGNED = 0.9
+RECORDS = 12  # measurements per training, evenly spaced: the values are the mean of the last TAIL
+TAIL = 3
 FIELD_PNG = "lipschitz-field.png"
+IMAGES_PNG = "lipschitz-images.png"
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One D objective: a :func:`fastgp.losses.get` loss and a :func:`fastgp.gradient_penalty` kind."""
+    """One D objective: a :func:`fastgp.losses.get` loss and a :func:`fastgp.gradient_penalty`
+    kind, or ``kind=None`` for no constraint at all; ``objective`` groups a constrained setting
+    with its unconstrained twin."""
 
     name: str
     label: str
     loss: str
-    kind: str
+    kind: str | None
     weight: float
+    objective: str
     params: dict = field(default_factory=dict)
 
+    @property
+    def constrained(self) -> bool:
+        return self.kind is not None
 
-SETTINGS = (
-    Setting("lgan-max-gp", "max-GP (λ = 0.1) + lgan-combined loss", "lgan-combined", "max-gp", 0.1,
-            {"alpha": 1.0, "beta": 1.0}),
-    # The same objective under a penalty as strong as WGAN-GP's: separates the effect of φ from
-    # that of the penalty's weight (at λ = 0.1 the slope D settles at grows like 1/λ, slowly).
-    Setting("lgan-max-gp-10", "max-GP (λ = 10) + lgan-combined loss", "lgan-combined", "max-gp", 10.0,
-            {"alpha": 1.0, "beta": 1.0}),
-    Setting("wgan-gp", "WGAN-GP (Wasserstein loss, λ = 10)", "wasserstein", "wgan-gp", 10.0),
+
+# (key, label, fastgp.losses name, its parameters): the Eq. 10 objectives compared. Least squares
+# satisfies Eq. 10 only on (−1, 1) (φ(x) = (x + 1)² grows only above −1); the constrained D stays there.
+OBJECTIVES = (
+    ("wasserstein", "Wasserstein", "wasserstein", {}),
+    ("vanilla", "vanilla (non-saturating D loss)", "non-saturating", {}),
+    ("least-squares", "least squares (targets −1, 1)", "least-squares", {}),
+    ("combined", "x + softplus(x) (lgan-combined)", "lgan-combined", {"alpha": 1.0, "beta": 1.0}),
+)
+
+
+def _pairs() -> tuple[Setting, ...]:
+    out = []
+    for key, label, loss, params in OBJECTIVES:
+        out.append(Setting(f"{key}-max-gp", f"{label} + λ·k² (max-GP, λ = {LAMBDA:g})", loss, "max-gp", LAMBDA,
+                           key, params))
+        out.append(Setting(f"{key}-none", f"{label}, no constraint", loss, None, 0.0, key, params))
+    return tuple(out)
+
+
+IMAGE_SETTINGS = _pairs()
+SETTINGS = IMAGE_SETTINGS + (
+    Setting("wgan-gp", "Wasserstein + WGAN-GP (λ = 10)", "wasserstein", "wgan-gp", 10.0, "wasserstein"),
 )
 
 METRICS = (
     Metric("cos", "cos(∇D, to nearest real), all fakes", ".2f"),
-    Metric("cos_far", "same, fakes > 3 std off the data", ".2f"),
-    Metric("aligned", "share of fakes with cos > 0.9", ".2f"),
+    Metric("aligned", f"share of fakes with that cos > {ALIGNED:g}", ".2f"),
+    Metric("cos_best", "largest cos(∇D, to a real), mean over fakes", ".2f"),
+    Metric("lipschitz", "k̂ = max ‖∇D‖ (fakes, reals, interpolates)", ".3g"),
     Metric("cos_drift", "change of the mean cos over the last quarter", ".3f"),
 )
+METRICS_2D = METRICS[:1] + (Metric("cos_far", "same, fakes > 3 std off the data", ".2f"),) + METRICS[1:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Samples
+# ------------------------------------------------------------------------------------------------
+
+
+def _count(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
 
 
 def frozen_samples(seed: int, n_real: int = N_REAL, n_fake: int = N_FAKE) -> tuple[torch.Tensor, torch.Tensor]:
     """``(real, fake)``: [n_real, 2] samples of 8 Gaussians ×10 (std 0.2) and [n_fake, 2] fakes from
     N(0, FAKE_STD²·I), float32, drawn from their own generator seeded by ``seed``."""
-    for name, n in (("n_real", n_real), ("n_fake", n_fake)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
+    _count(n_real, "n_real")
+    _count(n_fake, "n_fake")
     g = torch.Generator().manual_seed(seed)
     real = Toy2D("8gaussians", 10.0, 0.2, 1, seed).sample(n_real, g)
     fake = FAKE_STD * torch.randn(n_fake, 2, generator=g)
     return real, fake
 
 
+def _photographs() -> list[torch.Tensor]:
+    """scikit-learn's two bundled photographs (china, flower) as [3, 427, 640] float32 in [-1, 1]."""
+    from ..train.digits import require_sklearn
+
+    images = require_sklearn().load_sample_images().images
+    return [torch.as_tensor(im, dtype=torch.float32).permute(2, 0, 1) / 127.5 - 1 for im in images]
+
+
+def frozen_images(seed: int, n: int = N_IMAGES) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(real, fake)``, each [n, 3·32·32] float32 in [-1, 1] (flattened; ``.view(n, 3, 32, 32)``
+    for pictures): real = 32×32 averages of CROP×CROP windows at random places of the two bundled
+    photographs (alternately), fake = U(−1, 1) noise images (the paper's Fig. 4 uses ten CIFAR-10
+    images and ten uniform noises); drawn from a generator seeded by ``seed``."""
+    _count(n, "n")
+    g = torch.Generator().manual_seed(seed)
+    photos = _photographs()
+    crops = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        top = int(torch.randint(photo.shape[1] - CROP + 1, (), generator=g))
+        left = int(torch.randint(photo.shape[2] - CROP + 1, (), generator=g))
+        window = photo[:, top:top + CROP, left:left + CROP]
+        crops.append(torch.nn.functional.avg_pool2d(window[None], CROP // IMAGE_SIZE)[0])
+    real = torch.stack(crops).reshape(n, -1)
+    fake = 2 * torch.rand(n, real.shape[1], generator=g) - 1
+    return real, fake
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and measuring D
+# ------------------------------------------------------------------------------------------------
+
+
 def train_discriminator(D, real: torch.Tensor, fake: torch.Tensor, setting: Setting, steps: int, *,
                         generator: torch.Generator | None = None, on_record=None, records: int = RECORDS) -> list:
     """Train ``D`` on the fixed ``real`` and ``fake`` batches (full batch, every step) for ``steps``
-    Adam steps of ``setting``'s loss + penalty; returns the D loss (penalty included) of every
-    step. ``real`` and ``fake`` need the same shape (the penalty interpolates between them, one α
-    per pair, drawn from ``generator``). ``on_record(step)`` is called ``records`` times, evenly
-    spaced, the last at the final step."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    Adam steps of ``setting``'s loss, plus its penalty where ``setting.kind`` is not None (with
+    ``kind=None`` nothing but the loss touches D); returns the D loss (penalty included) of every
+    step. ``real`` and ``fake`` need the same shape: the penalty interpolates between pairs, the
+    reals shuffled every step (a permutation, then one α per pair, from ``generator``).
+    ``on_record(step)`` is called ``records`` times, evenly spaced, the last at the final step."""
+    _count(steps, "steps")
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {list(real.shape)} and {list(fake.shape)}")
     d_loss, _ = losses.get(setting.loss, **setting.params)
@@ -111,8 +198,11 @@ def train_discriminator(D, real: torch.Tensor, fake: torch.Tensor, setting: Sett
     every = max(1, steps // records)
     history = []
     for step in range(1, steps + 1):
-        loss = d_loss(D(real), D(fake)) + gradient_penalty(D, real, fake, kind=setting.kind, weight=setting.weight,
-                                                            generator=generator)
+        loss = d_loss(D(real), D(fake))
+        if setting.constrained:
+            partner = real[torch.randperm(real.shape[0], generator=generator)]
+            loss = loss + gradient_penalty(D, partner, fake, kind=setting.kind, weight=setting.weight,
+                                           generator=generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -122,32 +212,60 @@ def train_discriminator(D, real: torch.Tensor, fake: torch.Tensor, setting: Sett
     return history
 
 
-def measure(D, real: torch.Tensor, fake: torch.Tensor, far: float = 3 * 0.2) -> dict:
-    """The cosine metrics of ``D`` at the fakes (see the module docstring)."""
+def _input_gradient(D, x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(D(x).sum(), x)
+    return g.reshape(x.shape[0], -1)
+
+
+def lipschitz_estimate(D, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> float:
+    """k̂: the largest ‖∇D‖ at the fakes, the reals and one interpolate per (real, fake) pair
+    (α ~ U(0, 1) from ``generator``): a lower bound of D's Lipschitz constant on the blending region."""
+    alpha = torch.rand(fake.shape[0], *([1] * (fake.dim() - 1)), generator=generator)
+    points = torch.cat([fake, real, alpha * real + (1 - alpha) * fake])
+    return float(_input_gradient(D, points).norm(dim=1).max())
+
+
+def measure(D, real: torch.Tensor, fake: torch.Tensor, far: float | None = 3 * 0.2) -> dict:
+    """The gradient-direction metrics of ``D`` at the fakes (see the module docstring); ``cos_far``
+    (fakes farther than ``far`` from every real sample) only where ``far`` is not None."""
     cos, _, distance = gradient_direction(D, fake, real, return_nearest=True)
-    off = distance > far
-    return {
-        "cos": float(cos.nanmean()),
-        "cos_far": float(cos[off].nanmean()) if bool(off.any()) else None,
-        "aligned": float((cos > 0.9).float().mean()),
-    }
+    grad = _input_gradient(D, fake)
+    to_real = real.reshape(1, real.shape[0], -1) - fake.reshape(fake.shape[0], 1, -1)  # [fake, real, dim]
+    best = (torch.einsum("fd,frd->fr", grad, to_real)
+            / (grad.norm(dim=1, keepdim=True) * to_real.norm(dim=2)).clamp_min(1e-30)).max(dim=1).values
+    values = {"cos": float(cos.nanmean()), "aligned": float((cos > ALIGNED).float().mean()),
+              "cos_best": float(best.mean()),
+              "lipschitz": lipschitz_estimate(D, real, fake, torch.Generator().manual_seed(0))}
+    if far is not None:
+        off = distance > far
+        values["cos_far"] = float(cos[off].nanmean()) if bool(off.any()) else None
+    return values
 
 
-def one_run(setting: Setting, seed: int, steps: int) -> tuple[dict, torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """Values of one (setting, seed): frozen samples, a fresh D (initialized from the seed),
-    trained, measured; also D and the samples, for the picture."""
-    real, fake = frozen_samples(seed)
+def one_run(setting: Setting, seed: int, steps: int, samples, hidden: int,
+            far: float | None) -> tuple[dict, torch.nn.Module]:
+    """Values of one (setting, seed): a fresh D (initialized from the seed: a constrained setting
+    and its unconstrained twin start from the same D), trained on ``samples`` and measured; also
+    D, for the pictures."""
+    real, fake = samples
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        D = mlp(2, HIDDEN, 1, "relu")
+        D = mlp(real.shape[1], hidden, 1, "relu")
     trace = []
     history = train_discriminator(D, real, fake, setting, steps, generator=torch.Generator().manual_seed(seed + 1),
-                                  on_record=lambda step: trace.append((step, measure(D, real, fake)["cos"])))
-    values = measure(D, real, fake)
+                                  on_record=lambda step: trace.append((step, measure(D, real, fake, None)["cos"])))
+    values = measure(D, real, fake, far)
     quarter = [c for s, c in trace if s <= steps - steps // 4] or [trace[0][1]]
     values["cos_drift"] = values["cos"] - quarter[-1]
     values["d_loss"] = history[-1]
-    return {"values": values, "trace": trace}, D, real, fake
+    return {"values": values, "trace": trace}, D
+
+
+# ------------------------------------------------------------------------------------------------
+# Pictures
+# ------------------------------------------------------------------------------------------------
 
 
 def field_plot(panels: list, path: str, title: str) -> None:
@@ -160,16 +278,19 @@ def field_plot(panels: list, path: str, title: str) -> None:
     lim = 16.0
     axis = torch.linspace(-lim, lim, 25)
     grid = torch.cartesian_prod(axis, axis)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 6.2), squeeze=False)
-    for ax, (label, D, real, fake) in zip(axes[0], panels):
+    columns = 3
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 5.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (label, D, real, fake) in zip(axes.flat, panels):
         for points, colour, width in ((grid, None, 0.003), (fake[:160], "tab:red", 0.004)):
-            x = points.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(D(x).sum(), x)
+            g = _input_gradient(D, points)
             norm = g.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            u = (g / norm).detach()
+            u = g / norm
             args = (points[:, 0], points[:, 1], u[:, 0], u[:, 1])
             if colour is None:  # the grid: coloured by the gradient's norm
-                ax.quiver(*args, norm.squeeze(1).detach(), cmap="viridis", angles="xy", scale=32, width=width)
+                ax.quiver(*args, norm.squeeze(1), cmap="viridis", angles="xy", scale=32, width=width)
             else:
                 ax.quiver(*args, color=colour, angles="xy", scale=32, width=width)
         ax.plot(real[:, 0], real[:, 1], "k.", markersize=2, label="real (frozen)")
@@ -179,66 +300,165 @@ def field_plot(panels: list, path: str, title: str) -> None:
         ax.set_aspect("equal")
         ax.set_title(label, fontsize=9)
         ax.legend(loc="lower left", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the title
-    fig.savefig(path, dpi=90)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 
-def study(out_dir: str, seeds: int, quick: bool, log=print, steps: int | None = None,
-          previous: dict | None = None) -> dict:
-    """Every setting × seed of the fixed-G study; writes ``FIELD_PNG`` (seed 0) into ``out_dir``
-    and returns ``{"steps", "settings": [{name, label, summary, runs}], "markdown", "files"}``.
+def _shown(image: torch.Tensor) -> torch.Tensor:
+    """A flattened 3×32×32 image as an [32, 32, 3] array in [0, 1] (min–max scaled)."""
+    image = image.reshape(3, IMAGE_SIZE, IMAGE_SIZE).permute(1, 2, 0)
+    low, high = image.min(), image.max()
+    return (image - low) / (high - low).clamp_min(1e-12)
 
-    ``previous``: an earlier study's results (same steps): the runs of its settings are taken
-    from it instead of being trained again, except seed 0, which the picture needs; its values
-    must come out as recorded (the study is deterministic per seed), else ValueError."""
-    steps = steps if steps is not None else (QUICK_D_STEPS if quick else D_STEPS)
-    if previous is not None and previous["steps"] != steps:
-        raise ValueError(f"previous: a study of {previous['steps']} steps, not {steps}")
-    done = {p["name"]: p for p in (previous or {}).get("settings", ())}
-    results = {"steps": steps, "n_real": N_REAL, "n_fake": N_FAKE, "fake_std": FAKE_STD, "hidden": HIDDEN,
-               "settings": []}
+
+def images_plot(panels: list, path: str, title: str, rows: int = 4) -> None:
+    """Fig. 4's layout, one block per (label, D, real, fake): per fake x (a row), x, ∇D(x), x + ε·u
+    for ε = ¼, ½, ¾, 1 times the distance to the nearest real y (u = ∇D/‖∇D‖), and y. Under the
+    claim the row walks from the noise into y."""
+    from ..train.plots import _pyplot
+
+    plt = _pyplot()
+    steps = (0.25, 0.5, 0.75, 1.0)
+    columns = 3 + len(steps)
+    fig, axes = plt.subplots(rows * len(panels), columns, figsize=(1.3 * columns, 1.35 * rows * len(panels)),
+                             squeeze=False)
+    for block, (label, D, real, fake) in enumerate(panels):
+        grad = _input_gradient(D, fake[:rows])
+        for r in range(rows):
+            x, g = fake[r], grad[r]
+            nearest = (real - x).norm(dim=1).argmin()
+            y = real[nearest]
+            u = g / g.norm().clamp_min(1e-30)
+            shown = [x, g] + [x + t * (y - x).norm() * u for t in steps] + [y]
+            names = ["fake x", "∇D(x)"] + [f"ε = {t:g}·d" for t in steps] + ["nearest real"]
+            row = axes[block * rows + r]
+            for ax, image, name in zip(row, shown, names):
+                ax.imshow(_shown(image).numpy())
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(name, fontsize=7)
+            row[0].set_ylabel(label if r == 0 else "", fontsize=6, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0.12, 0, 1, 0.96))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# The study
+# ------------------------------------------------------------------------------------------------
+
+
+def comparisons(part: dict, part_name: str) -> list[dict]:
+    """Per objective of ``part`` (a study part's results), the constrained D against the
+    unconstrained one, paired by seed, on ``cos``: the paper claims constrained > unconstrained.
+    WGAN-GP is compared with the unconstrained Wasserstein D. Dicts of
+    :func:`fastgp.repro.stats.compare_values` plus a, b, key, label, expect."""
+    from .stats import compare_values
+
+    by_name = {s["name"]: s for s in part["settings"]}
+    out = []
+    for s in part["settings"]:
+        if s["kind"] is None:
+            continue
+        twin = by_name.get(f"{s['objective']}-none")
+        if twin is None:
+            continue
+        a = {r["seed"]: r["values"]["cos"] for r in s["runs"]}
+        b = {r["seed"]: r["values"]["cos"] for r in twin["runs"]}
+        out.append({"a": s["name"], "b": twin["name"], "key": "cos", "expect": ">",
+                    "label": f"{part_name}: {s['label']} − no constraint", "part": part_name,
+                    **compare_values(a, b, ">")})
+    return out
+
+
+def _part(settings, samples_of, hidden: int, steps: int, seeds: int, far, log, tag: str, metrics) -> tuple[dict, list]:
+    results = {"steps": steps, "hidden": hidden, "settings": []}
     panels = []
-    for s in SETTINGS:
-        recorded = {r["seed"]: r for r in done[s.name]["runs"]} if s.name in done else {}
+    for s in settings:
         runs = []
         for seed in range(seeds):
-            if seed in recorded and seed != 0:
-                runs.append(recorded[seed])
-                continue
-            run, D, real, fake = one_run(s, seed, steps)
-            if seed in recorded and recorded[seed]["values"] != run["values"]:
-                raise ValueError(f"previous: {s.name} seed {seed} gave {run['values']}, recorded "
-                                 f"{recorded[seed]['values']}")
+            samples = samples_of(seed)
+            run, D = one_run(s, seed, steps, samples, hidden, far)
             runs.append({"seed": seed, **run})
             if seed == 0:
-                panels.append((s.label, D, real, fake))
+                panels.append((s.label, D, *samples))
             shown = ", ".join(f"{k}={v:.3f}" for k, v in run["values"].items() if v is not None)
-            log(f"[fixed G] {s.name} seed {seed}: {shown}")
+            log(f"[{tag}] {s.name} seed {seed}: {shown}")
         results["settings"].append({"name": s.name, "label": s.label, "loss": s.loss, "kind": s.kind,
-                                    "weight": s.weight, "params": s.params, "summary": aggregate(runs, METRICS),
-                                    "runs": runs})
+                                    "weight": s.weight, "objective": s.objective, "params": s.params,
+                                    "summary": aggregate(runs, metrics), "runs": runs})
+    return results, panels
+
+
+def _table(part: dict, metrics, seeds: int) -> list[str]:
+    lines = ["| D objective | " + " | ".join(m.label for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for s in part["settings"]:
+        lines.append(f"| {s['label']} | " + " | ".join(cell(s["summary"][m.key], m.fmt, seeds) for m in metrics) + " |")
+    return lines
+
+
+def comparison_table(rows: list[dict]) -> list[str]:
+    """The study's paired comparisons as Markdown rows (the runner shows the trainer runs' own)."""
+    lines = ["| comparison (cos to nearest real, paired by seed) | a − b | 95 % bootstrap CI | n | outcome |",
+             "|---|---|---|---|---|"]
+    for c in rows:
+        ci = "—" if c["lo"] is None else f"[{c['lo']:+.3f}, {c['hi']:+.3f}]"
+        mean = "—" if c["mean"] is None else f"{c['mean']:+.3f}"
+        lines.append(f"| {c['label']} | {mean} | {ci} | {c['n']} | {c['outcome']} |")
+    return lines
+
+
+def study(out_dir: str, seeds: int, quick: bool, log=print, steps: int | None = None,
+          image_steps: int | None = None) -> dict:
+    """Every setting × seed of both parts (2-D, then images); writes ``FIELD_PNG`` and
+    ``IMAGES_PNG`` (seed 0) into ``out_dir`` and returns ``{"2d": part, "images": part,
+    "comparisons", "markdown", "files"}``, a part being ``{"steps", "hidden", "settings": [{name,
+    label, loss, kind, weight, objective, params, summary, runs}]}``."""
+    steps = steps if steps is not None else (QUICK_D_STEPS if quick else D_STEPS)
+    image_steps = image_steps if image_steps is not None else (QUICK_D_STEPS if quick else IMAGE_STEPS)
+    _count(seeds, "seeds")
+    flat, flat_panels = _part(SETTINGS, frozen_samples, HIDDEN, steps, seeds, 3 * 0.2, log, "fixed G, 2-D", METRICS_2D)
+    flat.update({"n_real": N_REAL, "n_fake": N_FAKE, "fake_std": FAKE_STD})
+    images, image_panels = _part(IMAGE_SETTINGS, frozen_images, IMAGE_HIDDEN, image_steps, seeds, None, log,
+                                 "fixed G, images", METRICS)
+    images.update({"n": N_IMAGES, "size": IMAGE_SIZE})
+    compared = comparisons(flat, "2-D") + comparisons(images, "images")
+
     os.makedirs(out_dir, exist_ok=True)
-    field_plot(panels, os.path.join(out_dir, FIELD_PNG),
-               f"fixed G, seed 0: ∇D of the trained D ({steps} D steps) — arrows: direction; colour: ‖∇D‖, "
-               "each panel its own scale")
+    shown = [p for p in flat_panels if not p[0].startswith("Wasserstein + WGAN")]
+    field_plot(shown, os.path.join(out_dir, FIELD_PNG),
+               f"fixed G, seed 0: ∇D of the trained D ({steps} D steps), constrained (λ·k²) and without constraint — "
+               "arrows: direction; colour: ‖∇D‖, each panel its own scale")
+    images_plot([p for p in image_panels if p[0].startswith(OBJECTIVES[3][1])], os.path.join(out_dir, IMAGES_PNG),
+                f"Fig. 4 setting, seed 0, {OBJECTIVES[3][1]}: each row a noise image x, ∇D(x), x + ε·∇D/‖∇D‖, "
+                "and its nearest real image")
+    seed_text = "0" if seeds == 1 else f"0–{seeds - 1}"
     lines = [
-        "## Fixed G: the trained D for frozen real and fake samples (the paper's statement)",
+        "## Fixed G, 2-D: the trained D for frozen real and fake samples",
         "",
         f"{N_REAL} real samples of 8 Gaussians ×10 and {N_FAKE} fakes from N(0, {FAKE_STD:g}²·I), frozen per seed; "
         f"D (MLP 2→{HIDDEN}→{HIDDEN}→1, ReLU) trained on them alone for {steps} full-batch Adam steps; mean ± std "
-        f"over seeds {_seed_text(seeds)}. Picture: `{FIELD_PNG}`.",
+        f"over seeds {seed_text}. Picture: `{FIELD_PNG}`.",
         "",
-        "| D objective | " + " | ".join(m.label for m in METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
+        *_table(flat, METRICS_2D, seeds),
+        "",
+        "## Fixed G, images (Fig. 4's setting): ten real images against ten noise images",
+        "",
+        f"{N_IMAGES} real 32×32 RGB images (crops of scikit-learn's two bundled photographs) and {N_IMAGES} "
+        f"U(−1, 1) noise images, frozen per seed; D (MLP 3072→{IMAGE_HIDDEN}→{IMAGE_HIDDEN}→1, ReLU) trained on "
+        f"them for {image_steps} full-batch Adam steps; mean ± std over seeds {seed_text}. Picture (Fig. 4's "
+        f"layout): `{IMAGES_PNG}`.",
+        "",
+        *_table(images, METRICS, seeds),
+        "",
+        "## Paired comparisons of the fixed-G study: constrained − unconstrained D, same seed",
+        "",
+        *comparison_table(compared),
+        "",
     ]
-    for s in results["settings"]:
-        lines.append(f"| {s['label']} | " + " | ".join(cell(s["summary"][m.key], m.fmt, seeds) for m in METRICS) + " |")
-    results["markdown"] = "\n".join(lines + [""])
-    results["files"] = [FIELD_PNG]
-    return results
-
-
-def _seed_text(seeds: int) -> str:
-    return "0" if seeds == 1 else f"0–{seeds - 1}"
+    return {"2d": flat, "images": images, "comparisons": compared, "markdown": "\n".join(lines),
+            "files": [FIELD_PNG, IMAGES_PNG]}
