@@ -101,7 +101,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(["lipschitz", "--quick", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 5 more): " \
+    assert f"error: {out} already holds a run of lipschitz (results.json, table.md, lipschitz.png and 8 more): " \
            "overwrite it with --force" in err
     assert (out / "table.md").read_bytes() == table and (out / "wgan-gp" / "seed1").is_dir()  # untouched
 
@@ -109,7 +109,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     capsys.readouterr()
     assert read_results(out)["seeds"] == [0]
     settings = [s.name for s in repro.EXPERIMENTS["lipschitz"].settings]
-    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "lipschitz-field.png", "notes.txt",
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lipschitz.png", "lipschitz-field.png", "lipschitz-images.png", "notes.txt",
                                                             "repro-manifest.json", "results.json", "table.md"]
                                                            + settings)
     assert all([p.name for p in (out / name).iterdir()] == ["seed0"] for name in settings)  # stale seed1 gone
