@@ -18,24 +18,20 @@ unregularized GAN collapses. Reduced: 6,000 generator steps of batch 256 with Ad
 timescales and an EMA of G (the trainer's default experiment) and 5 seeds; the authors' public code
 defaults to 20,000 iterations of batch 128 with λ = 10.
 
-``lipschitz`` — Zhou et al., "Lipschitz Generative Adversarial Nets" (ICML 2019). The paper proves
-that under a Lipschitz constraint a strictly convex φ makes the OPTIMAL D for given real and fake
-distributions have, at every fake point, a gradient towards a real sample, while the Wasserstein
-objective (linear φ) does not guarantee it. Two parts. First, where the statement lives, the
-fixed-G study of :mod:`fastgp.repro.optimal_d`: frozen real samples (8 Gaussians ×10) and frozen
-fakes (N(0, 6²·I)), D alone trained on them for 2,000 full-batch Adam steps under the
-Lipschitz-GAN objective φ(x) = x − (α/β)·log σ(−βx) (``lgan-combined``, α = β = 1) with the max
-gradient penalty at λ = 0.1 (the setting of the training runs) and at λ = 10 (as strong as
-WGAN-GP's, to separate φ from the penalty's weight), vs WGAN-GP (λ = 10); metrics: the cosine
-between ∇D at each fake and the direction to its nearest real sample
-(``fastgp.diagnostics.gradient_direction``), the share of fakes above 0.9, the drift of the mean
-cosine over the last quarter of the steps (convergence), and a picture of ∇D over the plane
-(``lipschitz-field.png``). Second, the earlier comparison of whole training runs: both GANs with
-5 D steps per G step and Adam at lr 10⁻³, the same cosine at the final D and G's samples
-(``grad_cos``, and ``grad_cos_far`` over the samples farther than 3 std from the data), with modes
-and HQ share for context. Reduced: 3 seeds; the training runs 3,000 G steps (15,000 D steps), on
-the 2-D mixture only (the paper also trains image GANs). A full run takes about 12 CPU-minutes
-(study 9 × 2,000 D steps, 6 training runs).
+``lipschitz`` — Zhou et al., "Understanding the Effectiveness of Lipschitz Constraint in Training
+of GANs via Gradient Analysis" (Theorem 3.3.1, Lemma 3.3.2, Fig. 4): under a Lipschitz constraint
+(the penalty λ·k(f)²) the optimal D for given real and fake samples has, at every fake, a gradient
+towards a real sample, for any objective of the Eq. 10 family (Wasserstein included); without the
+constraint there is no such guarantee. Tested where the statement lives, the fixed-G study of
+:mod:`fastgp.repro.optimal_d`: D alone trained on frozen samples, each of four Eq. 10 objectives
+(Wasserstein, vanilla, least squares, the paper's x + softplus(x)) once with λ·k² (``max-gp``,
+λ = 10) and once with no constraint, from the same initial D; in 2-D (512 reals of 8 Gaussians
+×10 against 512 fakes from N(0, 6²·I), plus WGAN-GP) and in Fig. 4's setting (ten real 32×32
+images against ten uniform-noise images). Metric: the cosine between ∇D at each fake and the
+direction to a real sample (the nearest in 2-D, the best-aligned of the ten in the image setting);
+5 seeds, paired differences constrained − unconstrained with bootstrap intervals, a judge over
+them. Context: training runs of the 8-Gaussians GAN (combined loss + max-GP, WGAN-GP, the
+non-saturating loss without penalty), 1,000 G steps, D's gradient direction at G's samples.
 
 ``far`` — Tao et al., "Alleviation of Gradient Exploding in GANs: Fake Can Be Real" (CVPR 2020).
 R1 (λ = 10) vs R1 + Fake-As-Real (each D step scores M1 = 256 fresh fakes and trains the M0 = 16

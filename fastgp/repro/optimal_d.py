@@ -547,13 +547,17 @@ D on the same samples: with λ·k² (`max-gp`: k estimated as the largest ‖∇
 re-shuffled real/fake pairs, λ = {LAMBDA:g}) and with no constraint at all (the loss alone; its k̂ column
 shows how far from Lipschitz D then goes). (1) 2-D: {N_REAL} reals of 8 Gaussians ×10 against {N_FAKE} fakes
 from N(0, {FAKE_STD:g}²·I), D an MLP 2→{HIDDEN}→{HIDDEN}→1, {D_STEPS} full-batch Adam steps (lr 10⁻³,
-betas (0.5, 0.9)); WGAN-GP (λ = 10) as a further constrained arm. (2) Fig. 4: {N_IMAGES} real 32×32 RGB
+betas (0.5, 0.9)); WGAN-GP (λ = 10) as a further constrained arm, shown but not judged (its (‖∇D‖ − 1)²
+at interpolates is not the paper's λ·k²; Appendix A warns that such penalties "may bias the f*(x)"). (2) Fig. 4: {N_IMAGES} real 32×32 RGB
 images against {N_IMAGES} U(−1, 1) noise images, D an MLP 3072→{IMAGE_HIDDEN}→{IMAGE_HIDDEN}→1, {IMAGE_STEPS}
 steps. Measure: at every fake, the cosine between ∇D and the direction to the nearest real (Fig. 4's
 rightmost column) and, in the image setting, the largest cosine to any of the ten reals (the lemma's "one
 of the real samples": the real a fake is coupled to need not be its nearest; a random direction in 3,072
 dimensions has a largest cosine of about 0.04 with ten fixed ones). In 2-D the largest cosine cannot tell
-D's apart (from inside the ring almost every direction hits one of 512 reals) and the nearest is judged.
+D's apart (from inside the ring almost every direction hits one of 512 reals) and the nearest is judged;
+in the image setting the nearest real is nearly the same image for every noise image (the noise is
+uncorrelated with every image, so the nearest is the real of smallest norm), which is why it is shown, not
+judged there.
 5 seeds (samples, initial D and penalty draws from the seed); each value is the mean of the last {TAIL} of
 {RECORDS} evenly spaced measurements; the verdict rests on the paired differences constrained −
 unconstrained per objective. (3) Training runs (context only: G moves, D is never optimal): the trainer's
