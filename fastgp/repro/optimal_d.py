@@ -324,24 +324,26 @@ def _shown(image: torch.Tensor) -> torch.Tensor:
 
 def images_plot(panels: list, path: str, title: str, rows: int = 4) -> None:
     """Fig. 4's layout, one block per (label, D, real, fake): per fake x (a row), x, ∇D(x), x + ε·u
-    for ε = ¼, ½, ¾, 1 times the distance to the nearest real y (u = ∇D/‖∇D‖), and y. Under the
-    claim the row walks from the noise into y."""
+    for ε = ¼, ½, ¾, 1 times the distance d to the real y that u = ∇D/‖∇D‖ points at most closely
+    (the largest cosine), then y and, as in Fig. 4, the nearest real. Under the claim the row walks
+    from the noise into y."""
     from ..train.plots import _pyplot
 
     plt = _pyplot()
     steps = (0.25, 0.5, 0.75, 1.0)
-    columns = 3 + len(steps)
+    columns = 4 + len(steps)
     fig, axes = plt.subplots(rows * len(panels), columns, figsize=(1.3 * columns, 1.35 * rows * len(panels)),
                              squeeze=False)
     for block, (label, D, real, fake) in enumerate(panels):
         grad = _input_gradient(D, fake[:rows])
         for r in range(rows):
             x, g = fake[r], grad[r]
-            nearest = (real - x).norm(dim=1).argmin()
-            y = real[nearest]
             u = g / g.norm().clamp_min(1e-30)
-            shown = [x, g] + [x + t * (y - x).norm() * u for t in steps] + [y]
-            names = ["fake x", "∇D(x)"] + [f"ε = {t:g}·d" for t in steps] + ["nearest real"]
+            to_real = real - x
+            cos = to_real @ u / to_real.norm(dim=1)
+            y, nearest = real[cos.argmax()], real[to_real.norm(dim=1).argmin()]
+            shown = [x, g] + [x + t * (y - x).norm() * u for t in steps] + [y, nearest]
+            names = ["fake x", "∇D(x)"] + [f"ε = {t:g}·d" for t in steps] + ["real ∇D aims at", "nearest real"]
             row = axes[block * rows + r]
             for ax, image, name in zip(row, shown, names):
                 ax.imshow(_shown(image).numpy())
@@ -349,9 +351,10 @@ def images_plot(panels: list, path: str, title: str, rows: int = 4) -> None:
                 ax.set_yticks([])
                 if r == 0:
                     ax.set_title(name, fontsize=7)
-            row[0].set_ylabel(label if r == 0 else "", fontsize=6, rotation=0, ha="right", va="center")
+            row[-2].set_xlabel(f"cos {float(cos.max()):.2f}", fontsize=7)
+        axes[block * rows][0].set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout(rect=(0.12, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
@@ -404,7 +407,7 @@ def _part(settings, samples_of, hidden: int, steps: int, seeds: int, far, log, t
             run, D = one_run(s, seed, steps, samples, hidden, far)
             runs.append({"seed": seed, **run})
             if seed == 0:
-                panels.append((s.label, D, *samples))
+                panels.append((s, D, *samples))
             shown = ", ".join(f"{k}={v:.3f}" for k, v in run["values"].items() if v is not None)
             log(f"[{tag}] {s.name} seed {seed}: {shown}")
         results["settings"].append({"name": s.name, "label": s.label, "loss": s.loss, "kind": s.kind,
@@ -437,13 +440,13 @@ def study(out_dir: str, seeds: int, quick: bool, log=print, steps: int | None = 
     compared = comparisons(flat, "2-D") + comparisons(images, "images")
 
     os.makedirs(out_dir, exist_ok=True)
-    shown = [p for p in flat_panels if not p[0].startswith("Wasserstein + WGAN")]
-    field_plot(shown, os.path.join(out_dir, FIELD_PNG),
+    field_plot([(s.label, *rest) for s, *rest in flat_panels if s.kind != "wgan-gp"], os.path.join(out_dir, FIELD_PNG),
                f"fixed G, seed 0: ∇D of the trained D ({steps} D steps), constrained (λ·k²) and without constraint — "
                "arrows: direction; colour: ‖∇D‖, each panel its own scale")
-    images_plot([p for p in image_panels if p[0].startswith(OBJECTIVES[3][1])], os.path.join(out_dir, IMAGES_PNG),
-                f"Fig. 4 setting, seed 0, {OBJECTIVES[3][1]}: each row a noise image x, ∇D(x), x + ε·∇D/‖∇D‖, "
-                "and its nearest real image")
+    key, label = OBJECTIVES[3][:2]
+    images_plot([(s.name, *rest) for s, *rest in image_panels if s.objective == key], os.path.join(out_dir, IMAGES_PNG),
+                f"Fig. 4 setting, seed 0, {label}: each row a noise image x, ∇D(x), x + ε·∇D/‖∇D‖, "
+                "the real image ∇D points at most closely, and the nearest real image")
     seed_text = "0" if seeds == 1 else f"0–{seeds - 1}"
     lines = [
         "## Fixed G, 2-D: the trained D for frozen real and fake samples",
