@@ -239,6 +239,12 @@ SN_ONCE_DIFFAUGMENT_PCR_SC = RECT_SMALL + [
     "regularizers.combine.mode=and", "regularizers.correction.enabled=true", "regularizers.correction.pool=8",
     "optim.n_dis=2",
 ]
+# The paper's PCR and SC on rectangles: sibling pairs drawn from the combination's own stream,
+# correction by count.
+SIBLINGS_COUNT = RECT_SMALL + [
+    "data.siblings=true", "regularizers.combine.mode=and-or", "regularizers.combine.source=siblings",
+    "regularizers.correction.enabled=true", "regularizers.correction.measure=count", "regularizers.correction.pool=8",
+]
 # Consistency's own stream (T's draws, Δz) and ADA's p and signs of an unfinished interval
 # (checkpoint at D step 8 with an update every 3).
 ICR_ADA = RECT_SMALL + [
@@ -256,9 +262,9 @@ LECAM_TOPK = RECT_SMALL + [
 
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
                                           "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
-                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, ICR_ADA, LECAM_TOPK],
+                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, SIBLINGS_COUNT, ICR_ADA, LECAM_TOPK],
                          ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
-                              "icr-ada", "lecam-top-k"])
+                              "siblings-and-or-count-sc", "icr-ada", "lecam-top-k"])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 
