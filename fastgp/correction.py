@@ -1,8 +1,35 @@
-"""Sample correction (SC): find fakes that are too close to the training data and replace them.
+"""Sample correction (SC): find the realistic fakes of D's negative batch and replace them.
 
-A discriminator trained on small batches is confused by fakes that are almost training samples;
-sample correction measures each fake's distance to its nearest real sample and replaces the fakes
-whose normalized distance is below a threshold (0.1) by less realistic ones.
+Xuan et al. ("On the Anomalous Generalization of GANs", Sec. 5.1) replace "the realistic samples in
+the negative training batch with less realistic ones by a certain pre-defined measure of reality",
+a measure that "could differ for different datasets". ``replace_realistic`` takes it as ``measure``:
+
+=========  ===================================================================================
+measure    a fake is realistic when
+=========  ===================================================================================
+nearest    its normalized distance to the nearest training sample is below ``threshold`` (0.1):
+           the paper's measure for natural images (Sec. 5.3, "DIF less than 0.1")
+count      it holds exactly ``count`` objects, counted by ``count_components``: the paper's
+           measure for its rectangles ("The samples with true rectangle number is discarded
+           [...] by counting the number of rectangle", Appendix F)
+callable   ``measure(samples)`` returns True for it (a bool tensor [B]): any other measure
+=========  ===================================================================================
+
+Counting (``count_components``): a pixel is on when its value is > ``threshold`` (0: the middle of
+the tanh range [-1, 1]; NaN is off); the count is the number of 4-connected components of on
+pixels (pixels sharing an edge; diagonal contact does not connect). Components are found by label
+propagation: every on pixel starts with its own label (its index + 1), and each round every on
+pixel takes the largest label among itself and its on 4-neighbours, then (pointer jumping, twice)
+the label of the pixel its label names, until nothing changes; a component then holds the label of
+its largest pixel index, so the count is the number of on pixels that kept their own label. Exact
+(integer labels); rounds: 2–3 for separated squares, a few dozen for 32×32 white noise, at most
+about the longest path inside a component. What it counts: two squares that
+touch or overlap make ONE component, a stray on pixel is a component of its own, an off pixel
+inside a square changes nothing unless it cuts the square in two; it does not check that a
+component is a rectangle (a blob counts as one). For the training rectangles (separated 8×8
+squares, values −1 and 1) it returns the number of squares exactly.
+
+Nearest distance:
 
 Distances: for sample a and bank row b, d² = max(0, ‖a‖² + ‖b‖² − 2a·b), computed in float32
 (float64 for float64 input) with the dot products from the BLAS, the bank visited in chunks so
@@ -39,7 +66,9 @@ from .reference.penalty import LOWEST_TRUSTED_SUM_SQUARES, needs_rescaling, scal
 
 FAMILY = "correction"
 
-__all__ = ["nearest_distance", "replace_realistic"]
+__all__ = ["MEASURES", "count_components", "nearest_distance", "replace_realistic"]
+
+MEASURES = ("nearest", "count")
 
 # Default chunk: about this many distances in flight (B · chunk: 1 MiB of float32), e.g. 4096 bank
 # rows for B = 64. Larger chunks mean fewer BLAS calls and parallel regions per call (each a
@@ -163,27 +192,74 @@ def _exact_nearest_index(rows, bank):
     return best_j
 
 
+def count_components(images: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """``[B]`` int64: the number of 4-connected components of pixels > ``threshold`` in each
+    single-channel image of ``images`` [B, 1, H, W] (the algorithm and what it counts: see the
+    module notes). Not differentiable."""
+    _checks.batch(images, "images", min_rank=4)
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be single-channel images [B, 1, H, W], got shape {list(images.shape)}")
+    threshold = _checks.real_number(threshold, "threshold")
+    with torch.no_grad():
+        on = images.detach()[:, 0] > threshold
+        h, w = on.shape[1:]
+        own = torch.arange(1, h * w + 1, device=on.device, dtype=torch.int64).reshape(1, h, w)
+        labels = torch.where(on, own, 0)
+        b = on.shape[0]
+        while True:
+            # The largest label among each pixel and its 4 neighbours (zero padding: off) ...
+            padded = torch.nn.functional.pad(labels, (1, 1, 1, 1))
+            best = torch.maximum(labels, torch.maximum(
+                torch.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]),
+                torch.maximum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:])))
+            best = torch.where(on, best, 0).reshape(b, -1)
+            # ... then twice the label of the pixel that label names (pointer jumping: that pixel is
+            # in the same component and its label is >= its own index + 1, so labels only grow
+            # within the component, faster than one pixel per round).
+            for _ in range(2):
+                best = torch.gather(torch.nn.functional.pad(best, (1, 0)), 1, best)
+            best = best.reshape(labels.shape)
+            if torch.equal(best, labels):
+                break
+            labels = best
+        return ((labels == own) & on).flatten(1).sum(1)
+
+
 def replace_realistic(
     fakes: torch.Tensor,
-    bank: torch.Tensor,
-    threshold: float = 0.1,
+    bank: torch.Tensor | None = None,
+    threshold: float | None = None,
     pool: torch.Tensor | None = None,
-    value_range: float = 2.0,
+    value_range: float | None = None,
     chunk: int | None = None,
+    *,
+    measure="nearest",
+    count: int | None = None,
 ):
-    """``(corrected, mask)``: the fakes whose normalized nearest distance to ``bank`` is below
-    ``threshold`` replaced by less realistic samples; ``mask`` [B] bool marks the replaced rows.
+    """``(corrected, mask)``: the realistic fakes replaced by less realistic samples; ``mask`` [B]
+    bool marks the replaced rows.
 
-    Replacements are the samples of ``pool`` ([P, ...], e.g. extra fakes) whose own normalized
-    distance is >= threshold, taken in order (cycled if fewer than needed); without a pool, the
-    batch's own non-realistic fakes are used. When no sample qualifies nothing is replaced (the
-    mask is all False). Gradients flow to the kept fakes and to the pool rows used.
+    Which fakes are realistic is decided by ``measure`` (see the module notes):
+
+    - ``"nearest"`` (default): normalized nearest distance to ``bank`` (required) below
+      ``threshold`` (default 0.1, in [0, 1]); ``value_range`` (default 2) and ``chunk`` as in
+      :func:`nearest_distance`.
+    - ``"count"``: exactly ``count`` (required, an int >= 0) 4-connected components of pixels
+      > 0 (:func:`count_components`); ``fakes`` are single-channel images [B, 1, H, W].
+    - a callable: ``measure(samples)`` returns a bool tensor [len(samples)] on their device, True
+      for the realistic ones.
+
+    Arguments that a measure does not read are refused (``bank``, ``threshold``, ``value_range``,
+    ``chunk`` belong to "nearest", ``count`` to "count").
+
+    Replacements are the samples of ``pool`` ([P, ...], e.g. extra fakes) that are not realistic by
+    the same measure, taken in order (cycled if fewer than needed); without a pool, the batch's
+    own non-realistic fakes are used. When no sample qualifies nothing is replaced (the mask is all
+    False). Gradients flow to the kept fakes and to the pool rows used.
     """
-    threshold = _checks.real_number(threshold, "threshold")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1] (a normalized distance), got {threshold}")
-    distance, _ = _nearest_distance(fakes, bank, True, value_range, chunk, "fakes")
-    mask = distance < threshold
+    realistic = _measure(measure, bank, threshold, value_range, chunk, count)
+    _checks.batch(fakes, "fakes", min_rank=1)
+    mask = realistic(fakes, "fakes")
     if pool is None:
         source, source_ok = fakes, ~mask
     else:
@@ -193,8 +269,7 @@ def replace_realistic(
                 f"pool must have the per-sample shape, dtype and device of fakes, got {list(pool.shape)} "
                 f"{pool.dtype} {pool.device} and {list(fakes.shape)} {fakes.dtype} {fakes.device}"
             )
-        pool_distance, _ = _nearest_distance(pool, bank, True, value_range, chunk, "pool")
-        source, source_ok = pool, pool_distance >= threshold
+        source, source_ok = pool, ~realistic(pool, "pool")
     eligible = source_ok.nonzero().flatten()
     needed = mask.nonzero().flatten()
     if eligible.numel() == 0 or needed.numel() == 0:
@@ -204,3 +279,57 @@ def replace_realistic(
     return corrected, mask
 
 
+def _measure(measure, bank, threshold, value_range, chunk, count):
+    """The measure of reality as ``realistic(samples, name) -> bool [B]`` (``name``: the argument
+    the samples came in, for the errors), every argument checked against the measure first."""
+    if isinstance(measure, str):
+        _checks.choice(measure, "measure", MEASURES)
+    elif not callable(measure):
+        raise TypeError(f"measure must be 'nearest', 'count' or a callable, got {type(measure).__name__}")
+    # Exact-or-refuse: an argument the chosen measure would not read is a mistake, not ignored.
+    given = {k for k, v in (("bank", bank), ("threshold", threshold), ("value_range", value_range),
+                            ("chunk", chunk), ("count", count)) if v is not None}
+    reads = {"nearest": {"bank", "threshold", "value_range", "chunk"}, "count": {"count"}}
+    unread = sorted(given - reads.get(measure, set()) if isinstance(measure, str) else given)
+    if unread:
+        owner = "'count'" if unread[0] == "count" else "'nearest'"
+        shown = repr(measure) if isinstance(measure, str) else "a callable"
+        raise ValueError(f"{unread[0]} applies to measure={owner}, not to measure={shown}; leave it out")
+    if measure == "nearest":
+        if bank is None:
+            raise ValueError("bank is required with measure='nearest' (the real samples to measure distances to)")
+        threshold = 0.1 if threshold is None else _checks.real_number(threshold, "threshold")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1] (a normalized distance), got {threshold}")
+        value_range = 2.0 if value_range is None else value_range
+
+        def realistic(samples, name):
+            distance, _ = _nearest_distance(samples, bank, True, value_range, chunk, name)
+            return distance < threshold
+
+        return realistic
+    if measure == "count":
+        if count is None:
+            raise ValueError("count is required with measure='count' (the number of objects of a real sample)")
+        count = _checks.integer(count, "count", minimum=0)
+
+        def realistic(samples, name):
+            if samples.dim() != 4 or samples.shape[1] != 1:
+                raise ValueError(f"{name} must be single-channel images [B, 1, H, W] for measure='count', "
+                                 f"got shape {list(samples.shape)}")
+            return count_components(samples) == count
+
+        return realistic
+
+    def realistic(samples, name):
+        with torch.no_grad():
+            out = measure(samples.detach())
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.bool:
+            got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
+            raise TypeError(f"measure must return a bool tensor (True: realistic), got {got} for {name}")
+        if out.shape != samples.shape[:1] or out.device != samples.device:
+            raise ValueError(f"measure must return one bool per sample of {name} ([{samples.shape[0]}] on "
+                             f"{samples.device}), got shape {list(out.shape)} on {out.device}")
+        return out
+
+    return realistic

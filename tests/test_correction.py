@@ -244,3 +244,143 @@ def test_raw_op_checks():
         torch.ops.fastgp.nearest_distance(S, torch.randn(0, 4), 2)
     with pytest.raises(RuntimeError, match="same number of features per row"):
         torch.ops.fastgp.nearest_distance(S, torch.randn(2, 3), 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Counting (the measure of reality on the rectangles) and the pluggable measure
+# ----------------------------------------------------------------------------------------------
+
+
+def canvas(n=1, size=32):
+    return -torch.ones(n, 1, size, size)
+
+
+def square(img, y, x, side=8):
+    img[..., y:y + side, x:x + side] = 1.0
+    return img
+
+
+def test_count_components_constructed_images():
+    imgs = canvas(10)
+    square(square(imgs[0], 2, 2), 20, 20)  # two separated squares
+    square(square(imgs[1], 2, 2), 2, 10)  # touching along an edge (columns 2-9 and 10-17): one component
+    square(square(imgs[2], 2, 2), 6, 6)  # overlapping: one component
+    square(square(imgs[3], 2, 2), 10, 10)  # corners meet diagonally only: two (4-connectivity)
+    square(square(imgs[4], 2, 2), 20, 20)[..., 30, 0] = 1.0  # plus a stray on pixel: three
+    square(square(imgs[5], 2, 2), 20, 20)[..., 5, 5] = -1.0  # a hole inside a square changes nothing
+    square(imgs[6], 2, 2)[..., 2:10, 5] = -1.0  # an off column cuts the square in two
+    square(square(square(imgs[7], 0, 0), 0, 24), 24, 12)  # three squares at the borders
+    imgs[8, 0, ::2, :] = 1.0  # a snake: rows joined at alternating ends, one long component
+    for r in range(1, 32, 2):
+        imgs[8, 0, r, 31 if r % 4 == 1 else 0] = 1.0
+    # imgs[9]: empty
+    counts = fastgp.correction.count_components(imgs)
+    assert counts.dtype == torch.int64
+    assert counts.tolist() == [2, 1, 1, 2, 3, 2, 2, 3, 1, 0]
+
+
+def test_count_components_threshold_nan_and_noise():
+    img = square(square(canvas(), 2, 2), 20, 20)
+    gen = torch.Generator().manual_seed(0)
+    soft = img * 0.6 + 0.3 * (torch.rand(img.shape, generator=gen) - 0.5)  # |noise| < 0.15 < 0.6: signs kept
+    assert fastgp.correction.count_components(soft).tolist() == [2]
+    assert fastgp.correction.count_components(soft, threshold=0.9).tolist() == [0]  # nothing above 0.9
+    img[0, 0, 3, 3] = float("nan")  # NaN is off: a hole, no new component
+    img[0, 0, 30, 30] = float("nan")
+    assert fastgp.correction.count_components(img).tolist() == [2]
+
+
+def test_count_components_matches_scipy_labelling_on_noisy_images():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    gen = torch.Generator().manual_seed(1)
+    from fastgp.train.images import rectangles
+
+    imgs = torch.cat([torch.randn(40, 1, 32, 32, generator=gen),  # white noise, long winding components
+                      rectangles(40, 3, seed=2) + 0.9 * torch.randn(40, 1, 32, 32, generator=gen)])
+    cross = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    expected = [ndimage.label((im[0] > 0).numpy(), structure=cross)[1] for im in imgs]
+    assert fastgp.correction.count_components(imgs).tolist() == expected
+    odd = torch.randn(6, 1, 7, 13, generator=gen)  # not square, odd sides
+    assert fastgp.correction.count_components(odd).tolist() == [
+        ndimage.label((im[0] > 0).numpy(), structure=cross)[1] for im in odd]
+
+
+def test_count_components_training_rectangles_and_siblings():
+    from fastgp.train.images import rectangles, sibling_rectangles
+
+    for n_rect in (1, 2, 4):
+        assert fastgp.correction.count_components(rectangles(200, n_rect, seed=3)).tolist() == [n_rect] * 200
+        assert fastgp.correction.count_components(sibling_rectangles(200, n_rect, seed=3)).tolist() == [n_rect] * 200
+
+
+def two_squares(n):
+    return torch.cat([square(square(canvas(), 2, 2), 20, 20)] * n)
+
+
+def test_replace_realistic_count_measure_with_pool(backend_name, device):
+    fakes = canvas(4)
+    square(square(fakes[0], 2, 2), 20, 20)  # correct count: realistic
+    square(fakes[1], 2, 2)  # one square
+    square(square(fakes[2], 2, 2), 2, 10)  # touching: one component, not realistic
+    square(square(fakes[3], 0, 0), 22, 22)  # correct count: realistic
+    pool = torch.cat([two_squares(1), square(canvas(), 5, 5), square(square(square(canvas(), 0, 0), 0, 24), 24, 12)])
+    fakes, pool = fakes.to(device), pool.to(device)
+    corrected, mask = fastgp.correction.replace_realistic(fakes, pool=pool, measure="count", count=2)
+    assert mask.tolist() == [True, False, False, True]
+    # replacements: the pool's samples with another count (rows 1 and 2), in order
+    assert torch.equal(corrected[0], pool[1]) and torch.equal(corrected[3], pool[2])
+    assert torch.equal(corrected[1:3], fakes[1:3])
+    # without a pool: the batch's own first non-realistic fake, cycled
+    corrected, mask = fastgp.correction.replace_realistic(fakes, measure="count", count=2)
+    assert torch.equal(corrected[0], fakes[1]) and torch.equal(corrected[3], fakes[2])
+    # count 1: the touching pair and the single square are the realistic ones now
+    _, mask = fastgp.correction.replace_realistic(fakes, measure="count", count=1)
+    assert mask.tolist() == [False, True, True, False]
+
+
+def test_replace_realistic_callable_measure_and_gradients(backend_name, device):
+    fakes = torch.randn(5, 3, device=device, requires_grad=True)
+    pool = torch.randn(3, 3, device=device)
+    with torch.no_grad():
+        pool[0] = 5.0  # "realistic" by the measure below: skipped
+    measure = lambda x: x.sum(1) > 4.0  # noqa: E731
+    with torch.no_grad():
+        fakes[2] = 3.0
+    corrected, mask = fastgp.correction.replace_realistic(fakes, pool=pool, measure=measure)
+    assert mask.tolist() == [False, False, True, False, False]
+    assert torch.equal(corrected[2], pool[1])
+    corrected.sum().backward()
+    assert fakes.grad[:, 0].tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
+
+
+IMG = two_squares(2)
+MEASURE_BAD = [
+    (lambda: replace(IMG, measure=3), TypeError, "^measure must be 'nearest', 'count' or a callable, got int"),
+    (lambda: replace(IMG, measure="counting", count=2), ValueError, "^measure must be one of 'nearest', 'count'"),
+    (lambda: replace(IMG, measure="count"), ValueError, "^count is required with measure='count'"),
+    (lambda: replace(IMG, measure="count", count=-1), ValueError, "^count must be >= 0"),
+    (lambda: replace(IMG, measure="count", count=2.0), TypeError, "^count must be an int"),
+    (lambda: replace(IMG, K, measure="count", count=2), ValueError, "^bank applies to measure='nearest', not to measure='count'"),
+    (lambda: replace(IMG, measure="count", count=2, threshold=0.1), ValueError, "^threshold applies to measure='nearest'"),
+    (lambda: replace(IMG, measure="count", count=2, chunk=4), ValueError, "^chunk applies to measure='nearest'"),
+    (lambda: replace(IMG, K, count=2), ValueError, "^count applies to measure='count', not to measure='nearest'"),
+    (lambda: replace(IMG), ValueError, "^bank is required with measure='nearest'"),
+    (lambda: replace(IMG, K, measure=lambda x: x.sum() > 0), ValueError, "^bank applies to measure='nearest', not to measure=a callable"),
+    (lambda: replace(S, measure="count", count=2), ValueError, r"^fakes must be single-channel images \[B, 1, H, W\]"),
+    (lambda: replace(IMG, pool=S, measure="count", count=2), ValueError, "^pool must have the per-sample shape"),
+    (lambda: replace(IMG, measure=lambda x: x.flatten(1).sum(1)), TypeError, "^measure must return a bool tensor"),
+    (lambda: replace(IMG, measure=lambda x: [True, False]), TypeError, "^measure must return a bool tensor .* got list"),
+    (lambda: replace(IMG, measure=lambda x: torch.ones(3, dtype=torch.bool)), ValueError,
+     r"^measure must return one bool per sample of fakes \(\[2\]"),
+    (lambda: fastgp.correction.count_components(IMG.long()), TypeError, "^images must have a floating dtype"),
+    (lambda: fastgp.correction.count_components(IMG[:, 0]), ValueError, r"^images must have a batch dimension and at least 4"),
+    (lambda: fastgp.correction.count_components(IMG.repeat(1, 3, 1, 1)), ValueError, "^images must be single-channel"),
+    (lambda: fastgp.correction.count_components(IMG, threshold=True), TypeError, "^threshold must be a real number"),
+    (lambda: fastgp.correction.count_components([IMG]), TypeError, "^images must be a torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize("call,error,match", MEASURE_BAD)
+def test_measure_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

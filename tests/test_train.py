@@ -239,6 +239,12 @@ SN_ONCE_DIFFAUGMENT_PCR_SC = RECT_SMALL + [
     "regularizers.combine.mode=and", "regularizers.correction.enabled=true", "regularizers.correction.pool=8",
     "optim.n_dis=2",
 ]
+# The paper's PCR and SC on rectangles: sibling pairs drawn from the combination's own stream,
+# correction by count.
+SIBLINGS_COUNT = RECT_SMALL + [
+    "data.siblings=true", "regularizers.combine.mode=and-or", "regularizers.combine.source=siblings",
+    "regularizers.correction.enabled=true", "regularizers.correction.measure=count", "regularizers.correction.pool=8",
+]
 # Consistency's own stream (T's draws, Δz) and ADA's p and signs of an unfinished interval
 # (checkpoint at D step 8 with an update every 3).
 ICR_ADA = RECT_SMALL + [
@@ -256,9 +262,9 @@ LECAM_TOPK = RECT_SMALL + [
 
 @pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
                                           "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
-                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, ICR_ADA, LECAM_TOPK],
+                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, SIBLINGS_COUNT, ICR_ADA, LECAM_TOPK],
                          ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
-                              "icr-ada", "lecam-top-k"])
+                              "siblings-and-or-count-sc", "icr-ada", "lecam-top-k"])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
     from fastgp.train.loop import Run
 
@@ -652,9 +658,47 @@ def test_rectangles_metrics_on_training_images():
 
     data = Rectangles(512, 2, seed=0)
     m = data.metrics(data.images[:100])
-    assert m == {"correct": 1.0, "nn_dist": 0.0}
+    assert m == {"correct": 1.0, "fewer": 0.0, "more": 0.0, "nn_dist": 0.0}
     noise = torch.randn(100, 1, 32, 32)
     assert data.metrics(noise)["nn_dist"] > 10
+    # fewer / more: one square, three squares, two touching squares (one component)
+    odd = -torch.ones(4, 1, 32, 32)
+    odd[:, :, 2:10, 2:10] = 1
+    odd[1, :, 20:28, 20:28] = odd[1, :, 20:28, 2:10] = 1
+    odd[2, :, 2:10, 10:18] = 1
+    odd[3] = data.images[0]
+    assert data.metrics(odd) == pytest.approx({"correct": 0.25, "fewer": 0.5, "more": 0.25,
+                                               "nn_dist": data.metrics(odd)["nn_dist"]})
+
+
+def test_sibling_rectangles_are_the_papers_pairs():
+    """Appendix F of the anomalous-generalization paper: images 2k and 2k+1 come from one image of
+    n_rect + 1 squares with a different square removed; their AND holds n_rect − 1 squares and their
+    OR the n_rect + 1 squares."""
+    from fastgp import combine
+    from fastgp.correction import count_components
+    from fastgp.train.images import Rectangles, sibling_rectangles
+
+    for n_rect in (2, 3):
+        x = sibling_rectangles(400, n_rect, seed=1)
+        assert x.shape == (400, 1, 32, 32) and set(x.unique().tolist()) == {-1.0, 1.0}
+        assert count_components(x).tolist() == [n_rect] * 400
+        pairs = torch.arange(400).reshape(200, 2)
+        both = combine.pixelwise(x, "and", pairs, threshold=0.0) * 2 - 1
+        either = combine.pixelwise(x, "or", pairs, threshold=0.0) * 2 - 1
+        assert count_components(both).tolist() == [n_rect - 1] * 200
+        assert count_components(either).tolist() == [n_rect + 1] * 200
+        assert ((both > 0).flatten(1).sum(1) == 64 * (n_rect - 1)).all()  # whole shared squares
+        assert torch.equal(x, sibling_rectangles(400, n_rect, seed=1))  # deterministic
+    with pytest.raises(ValueError, match="data.n_images: sibling pairs need an even number of images, got 7"):
+        sibling_rectangles(7, 2, seed=0)
+    data = Rectangles(64, 2, seed=0, siblings=True)
+    images, pairs = data.sibling_pairs(5, torch.Generator().manual_seed(0))
+    assert images.shape == (10, 1, 32, 32) and pairs.tolist() == [[2 * p, 2 * p + 1] for p in range(5)]
+    rows = [next(i for i in range(64) if torch.equal(data.images[i], im)) for im in images]
+    assert all(rows[2 * p] % 2 == 0 and rows[2 * p + 1] == rows[2 * p] + 1 for p in range(5))
+    with pytest.raises(ValueError, match="data.siblings: this rectangles set was not made in sibling pairs"):
+        Rectangles(64, 2, seed=0).sibling_pairs(1, torch.Generator())
 
 
 def test_rectangles_run_writes_an_image_grid(tmp_path, capsys):

@@ -124,6 +124,20 @@ BAD = [
      "data.name='8gaussians' has none"),
     (["regularizers.correction.enabled=true", "data.name=ring"], "regularizers.correction.enabled: needs a finite"),
     (["regularizers.correction.enabled=true", "data.name=swissroll"], "regularizers.correction.enabled: needs a finite"),
+    (["regularizers.correction.measure=distance"], "regularizers.correction.measure: must be one of 'nearest', 'count'"),
+    (["data.name=finite-gaussian", "regularizers.correction.enabled=true", "regularizers.correction.measure=count"],
+     "regularizers.correction.measure: 'count' counts the objects of rectangles (data.n_rect per image); "
+     "data.name='finite-gaussian' has no count"),
+    (["data.siblings=true"], "data.siblings: only read for data.name 'rectangles', not '8gaussians'"),
+    (RECT + ["data.siblings=true", "data.n_images=255"], "data.siblings: sibling pairs need an even data.n_images, got 255"),
+    (RECT + ["data.siblings=true", "data.n_rect=5"], "data.siblings: each pair comes from an image of n_rect + 1 squares"),
+    (RECT + ["regularizers.combine.mode=or", "regularizers.combine.source=siblings"],
+     "regularizers.combine.source: 'siblings' combines the sibling pairs of rectangles made with data.siblings=true"),
+    (RECT + ["data.siblings=true", "regularizers.combine.source=siblings"],
+     "regularizers.combine.source: applies to a combination; set regularizers.combine.mode"),
+    (RECT + ["regularizers.combine.source=pairs"], "regularizers.combine.source: must be one of 'batch', 'siblings'"),
+    (["regularizers.combine.mode=and-or", "data.name=finite-gaussian"],
+     "regularizers.combine.mode: 'and-or' combines binary images (rectangles)"),
     (["regularizers.spectral-norm.once_per_step=true"],
      "regularizers.spectral-norm.once_per_step: applies to spectral-normalized networks"),
     (["regularizers.spectral-norm.n_power_iterations=0"], "regularizers.spectral-norm.n_power_iterations: must be >= 1"),
@@ -322,6 +336,30 @@ def test_combinations_of_different_reals_are_extra_negatives(mode, tmp_path):
     assert seen[0]["main"] == pytest.approx(float(seen[0]["expected"]), rel=1e-6)
 
 
+def test_sibling_combinations_are_the_papers_and_or_negatives(tmp_path):
+    """combine.source=siblings, mode=and-or: the ANDs (1 square) and ORs (3 squares) of sibling pairs
+    of the training set (the paper's Appendix F), drawn from the combination's own stream."""
+    from fastgp.correction import count_components
+
+    run = make_run(tmp_path, *RECT, "data.siblings=true", "regularizers.combine.mode=and-or",
+                   "regularizers.combine.source=siblings", "regularizers.combine.n_pairs=7",
+                   "regularizers.penalty.kind=none")
+    calls = spy_calls(run.combine, "combinations")
+    loss = losses.get("non-saturating")
+    run.expect = lambda real, fake: combine.d_loss(run.D(real), run.D(fake), run.D(calls[-1][1]), loss=loss)
+    seen = spy_d_inputs(run)
+    run.train_step()
+    comb = calls[0][1]
+    assert comb.shape == (7, 1, 32, 32) and torch.isin(comb, torch.tensor([-1.0, 1.0])).all()
+    assert count_components(comb).tolist() == [1] * 4 + [3] * 3
+    images = run.data.images
+    ands = [torch.minimum(images[2 * k], images[2 * k + 1]) for k in range(images.shape[0] // 2)]
+    ors = [torch.maximum(images[2 * k], images[2 * k + 1]) for k in range(images.shape[0] // 2)]
+    assert all(any(torch.equal(row, a) for a in ands) for row in comb[:4])
+    assert all(any(torch.equal(row, o) for o in ors) for row in comb[4:])
+    assert seen[0]["main"] == pytest.approx(float(seen[0]["expected"]), rel=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------
 # Sample correction
 # ----------------------------------------------------------------------------------------------
@@ -354,6 +392,30 @@ def test_correction_replaces_a_planted_realistic_fake(tmp_path):
     assert torch.equal(seen[0]["fake"][0], pool[1])
     assert torch.equal(seen[0]["fake"][1:], fakes[1:])
     assert run.record()["sc_replaced"] == pytest.approx(1 / 8)
+
+
+def test_correction_count_measure_replaces_fakes_with_the_right_count(tmp_path):
+    """measure=count (the paper's measure on its rectangles): a fake is realistic when it holds
+    exactly data.n_rect components, whatever its distance to the training set."""
+    from fastgp.correction import count_components
+
+    run = make_run(tmp_path, *RECT, "regularizers.correction.enabled=true", "regularizers.correction.measure=count",
+                   "regularizers.correction.pool=16")
+    assert run.correction.measure == "count" and run.correction.count == 2 and run.correction.bank is None
+    two = -torch.ones(1, 32, 32)
+    two[:, 0:8, 0:8] = two[:, 20:28, 21:29] = 1  # two squares, in no training image
+    run.G = Planted(run.G, two)
+    seen = spy_d_inputs(run)
+    run.train_step()
+    fakes, pool = run.G.outputs[0], run.G.outputs[1]
+    mask = run.correction.last_mask
+    assert mask.tolist() == (count_components(fakes) == 2).tolist() and mask[0]
+    eligible = [p for p in pool if count_components(p[None]).item() != 2]
+    assert eligible  # an untrained G draws other counts
+    for row, replacement in zip(mask.nonzero().flatten().tolist(), itertools.cycle(eligible)):
+        assert torch.equal(seen[0]["fake"][row], replacement)
+    assert torch.equal(seen[0]["fake"][~mask], fakes[~mask])
+    assert run.record()["sc_replaced"] == pytest.approx(float(mask.float().mean()))
 
 
 def test_correction_bank_of_finite_gaussian_is_its_sample(tmp_path):

@@ -56,6 +56,11 @@ SCHEMA: dict[str, Option] = {
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", at_least(1)),
     "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", at_least(1)),
     "data.n_images": Option(25600, "rectangles: training images, generated from the seed", at_least(1)),
+    "data.siblings": Option(
+        False, "rectangles: make the images in sibling pairs, each pair from one image of n_rect + 1 squares with a "
+        "different square removed (the anomalous-generalization paper's Appendix F; regularizers.combine.source="
+        "siblings takes their AND / OR, n_rect − 1 and n_rect + 1 squares); n_images even",
+    ),
     "data.subset": Option(
         0, "digits: train on a fixed random subset of N images, the same for every seed (0: all 1,797)", at_least(0)
     ),
@@ -320,11 +325,21 @@ def _check_cross(flat: dict) -> None:
     if image and flat["data.n_rect"] > 5:
         # Rejection sampling of separated squares becomes impractical beyond 5 (at most 9 fit).
         raise ConfigError(f"data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got {flat['data.n_rect']}")
+    if flat["data.siblings"]:
+        if flat["data.name"] != "rectangles":
+            raise ConfigError(f"data.siblings: only read for data.name 'rectangles', not {flat['data.name']!r}")
+        if flat["data.n_rect"] > 4:
+            raise ConfigError(f"data.siblings: each pair comes from an image of n_rect + 1 squares, at most 5: "
+                              f"data.n_rect must be <= 4, got {flat['data.n_rect']}")
+        if flat["data.n_images"] % 2:
+            raise ConfigError(f"data.siblings: sibling pairs need an even data.n_images, got {flat['data.n_images']}")
     facts = regularizers.DataFacts(
         name=flat["data.name"],
         image=image,
         binary=flat["data.name"] in DATASETS_BINARY,
         finite=image or flat["data.name"] == "finite-gaussian",
+        counted=flat["data.name"] == "rectangles",
+        siblings=flat["data.siblings"],
     )
     for cls in regularizers.REGISTRY.values():
         problem = cls.check(flat, facts)

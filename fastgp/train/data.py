@@ -142,7 +142,7 @@ def build(d: dict, seed: int):
     if name == "rectangles":
         from .images import Rectangles
 
-        return Rectangles(d["n_images"], d["n_rect"], seed)
+        return Rectangles(d["n_images"], d["n_rect"], seed, siblings=d["siblings"])
     if name == "digits":
         from .digits import Digits
 

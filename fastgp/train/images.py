@@ -6,8 +6,13 @@ holding exactly ``n_rect`` filled 8×8 squares that neither overlap nor touch (a
 one pixel, so each is its own 4-connected component), generated deterministically from the seed.
 Pixels are −1 (background) or +1 (rectangle), the range of a tanh generator.
 
-Metrics of a generated batch (thresholded at 0): ``correct``, the share of images with exactly
-``n_rect`` connected components; ``nn_dist``, the mean L2 distance of a generated image to its
+With ``data.siblings`` the images are made in sibling pairs from images of ``n_rect + 1`` squares
+(``sibling_rectangles``, the paper's Appendix F construction), so that the AND and the OR of a pair
+hold ``n_rect − 1`` and ``n_rect + 1`` squares: the paper's PCR negatives.
+
+Metrics of a generated batch (thresholded at 0, counted by ``fastgp.correction.count_components``):
+``correct``, the share of images with exactly ``n_rect`` 4-connected components (the paper's Fig. 1
+measure), ``fewer`` / ``more`` the shares with fewer / more; ``nn_dist``, the mean L2 distance of a generated image to its
 nearest training image (a memorization check: 0 means copies of training images), over the
 first 256 samples.
 """
@@ -15,7 +20,8 @@ first 256 samples.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from ..correction import count_components
 
 SIZE, RECT = 32, 8
 NN_SAMPLES = 256
@@ -23,7 +29,32 @@ NN_SAMPLES = 256
 
 def rectangles(n: int, n_rect: int, seed: int) -> torch.Tensor:
     """[n, 1, 32, 32] float images in {−1, 1}: n_rect separated 8×8 squares each, from ``seed``."""
+    return _draw(_positions(n, n_rect, torch.Generator().manual_seed(seed)))
+
+
+def sibling_rectangles(n: int, n_rect: int, seed: int) -> torch.Tensor:
+    """[n, 1, 32, 32] images of n_rect separated 8×8 squares made in sibling pairs, the paper's
+    construction (Appendix F): n/2 images of n_rect + 1 separated squares are drawn, and from each
+    two different squares are removed in turn, giving images 2k and 2k+1. The pair shares n_rect − 1
+    squares: its pixel-wise AND holds those (1 square for n_rect = 2), its OR the n_rect + 1 squares
+    of the image it came from (3). ``n`` must be even."""
+    if n % 2:
+        raise ValueError(f"data.n_images: sibling pairs need an even number of images, got {n}")
     g = torch.Generator().manual_seed(seed)
+    pos = _positions(n // 2, n_rect + 1, g)  # [n/2, n_rect + 1, 2]
+    k = n_rect + 1
+    first = torch.randint(0, k, (n // 2,), generator=g)
+    second = (first + 1 + torch.randint(0, k - 1, (n // 2,), generator=g)) % k  # another square
+    keep = torch.arange(k)[None, :]
+    pairs = []
+    for removed in (first, second):
+        kept = keep != removed[:, None]  # [n/2, k], n_rect True per row
+        pairs.append(pos[kept].reshape(n // 2, n_rect, 2))
+    return _draw(torch.stack(pairs, 1).reshape(n, n_rect, 2))
+
+
+def _positions(n: int, n_rect: int, g: torch.Generator) -> torch.Tensor:
+    """[n, n_rect, 2] top-left corners of separated squares (rejection sampling per image)."""
     span = SIZE - RECT + 1
     pos = torch.randint(0, span, (n, n_rect, 2), generator=g)
     for _ in range(10_000):
@@ -36,31 +67,17 @@ def rectangles(n: int, n_rect: int, seed: int) -> torch.Tensor:
         pos[bad] = torch.randint(0, span, (int(bad.sum()), n_rect, 2), generator=g)
     else:
         raise ValueError(f"data.n_rect: cannot place {n_rect} separated 8×8 squares in a 32×32 image")
+    return pos
+
+
+def _draw(pos: torch.Tensor) -> torch.Tensor:
+    """[n, 1, 32, 32] images in {−1, 1} with a filled 8×8 square at each corner of ``pos``."""
     rows = torch.arange(SIZE)
     y, x = pos[..., 0, None], pos[..., 1, None]  # [n, k, 1]
     in_y = (rows >= y) & (rows < y + RECT)  # [n, k, 32]
     in_x = (rows >= x) & (rows < x + RECT)
     mask = (in_y[..., :, None] & in_x[..., None, :]).any(1)  # [n, 32, 32]
     return (mask.float() * 2 - 1)[:, None]
-
-
-def count_components(images: torch.Tensor) -> torch.Tensor:
-    """Number of 4-connected components of pixels > 0, per image of [B, 1, H, W]."""
-    on = images[:, 0] > 0
-    B, H, W = on.shape
-    labels = torch.where(on, torch.arange(1, H * W + 1, dtype=torch.float32).reshape(1, H, W), 0.0)
-    cross = torch.tensor([[0.0, 1, 0], [1, 1, 1], [0, 1, 0]]).bool()
-    while True:
-        # Propagate the largest label over 4-neighbours, within the foreground.
-        padded = F.pad(labels[:, None], (1, 1, 1, 1))
-        patches = F.unfold(padded, 3)[:, cross.flatten()]  # [B, 5, H*W]
-        new = torch.where(on, patches.max(1).values.reshape(B, H, W), 0.0)
-        if torch.equal(new, labels):
-            break
-        labels = new
-    # A component keeps the label of its largest pixel index: count pixels holding their own index.
-    own = torch.arange(1, H * W + 1, dtype=torch.float32).reshape(1, H, W)
-    return ((labels == own) & on).flatten(1).sum(1)
 
 
 class ImageData:
@@ -89,16 +106,32 @@ class ImageData:
 
 
 class Rectangles(ImageData):
-    """The training set and the metrics of generated images."""
+    """The training set and the metrics of generated images. With ``siblings`` the images come in
+    sibling pairs (``sibling_rectangles``: images 2k and 2k+1), whose AND / OR are the paper's
+    precomputed PCR negatives (``sibling_pairs``)."""
 
     main_metric = "correct"
 
-    def __init__(self, n_images: int, n_rect: int, seed: int):
-        self.n_rect = n_rect
-        super().__init__(rectangles(n_images, n_rect, seed))
+    def __init__(self, n_images: int, n_rect: int, seed: int, siblings: bool = False):
+        self.n_rect, self.siblings = n_rect, siblings
+        make = sibling_rectangles if siblings else rectangles
+        super().__init__(make(n_images, n_rect, seed))
+
+    def sibling_pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images [2n, 1, 32, 32], pairs [n, 2]): n sibling pairs drawn uniformly with replacement,
+        row pairs[p] = (2p, 2p + 1) of the images (the layout ``fastgp.combine.pixelwise`` takes)."""
+        if not self.siblings:
+            raise ValueError("data.siblings: this rectangles set was not made in sibling pairs")
+        k = torch.randint(0, self.images.shape[0] // 2, (n,), generator=generator)
+        rows = torch.stack([2 * k, 2 * k + 1], 1).flatten()
+        return self.images[rows], torch.arange(2 * n).reshape(n, 2)
 
     @torch.no_grad()
     def metrics(self, fake: torch.Tensor) -> dict:
+        """``correct`` (exactly n_rect components), ``fewer`` and ``more`` (shares with fewer / more
+        components: where the AND and the OR of two training images land), ``nn_dist``."""
         fake = fake.detach().float().cpu()
-        correct = (count_components(fake) == self.n_rect).float().mean()
-        return {"correct": float(correct), "nn_dist": self.nn_dist(fake)}
+        counts = count_components(fake)
+        return {"correct": float((counts == self.n_rect).float().mean()),
+                "fewer": float((counts < self.n_rect).float().mean()),
+                "more": float((counts > self.n_rect).float().mean()), "nn_dist": self.nn_dist(fake)}

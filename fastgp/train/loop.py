@@ -76,7 +76,8 @@ class Run:
             aug.generator = self._own_generator("augment", seed + 4)
         self.augment = aug
         self.far = regs.FakeAsRealSelection(reg_cfg["fake-as-real"])
-        comb = regs.Combination(reg_cfg["combine"], losses.get(cfg["loss"]["name"], **cfg["loss"]["params"]), None)
+        comb = regs.Combination(reg_cfg["combine"], losses.get(cfg["loss"]["name"], **cfg["loss"]["params"]), None,
+                                data=self.data)
         if comb.enabled:
             comb.generator = self._own_generator("combine", seed + 5)
         self.combine = comb
@@ -90,8 +91,9 @@ class Run:
         self._logits = self._fake_perturbed = None  # D's (real, fake) logits and G(z + Δz) of this D step
         self.encoder = self._latent_path_encoder(reg_cfg["penalty"], seed) if self.penalty.path == "latent" else None
         sc_cfg = reg_cfg["correction"]
-        bank = regs.training_set(self.data) if sc_cfg["enabled"] else None
-        self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device))
+        bank = regs.training_set(self.data) if sc_cfg["enabled"] and sc_cfg["measure"] == "nearest" else None
+        self.correction = regs.SampleCorrection(sc_cfg, None if bank is None else bank.to(self.device),
+                                                count=getattr(self.data, "n_rect", None))
         self.lecam = regs.LeCamRegularization(reg_cfg["lecam"])
         self.top_k = regs.TopKTraining(reg_cfg["top-k"], cfg["batch_size"], regs.training_set(self.data))
         # Fixed evaluation inputs (their own seed): comparable measurements across steps and runs.

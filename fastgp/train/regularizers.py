@@ -54,6 +54,8 @@ class DataFacts(NamedTuple):
     image: bool  # [B, C, H, W] images (else 2-D points)
     binary: bool  # images whose pixels take two values (-1 and 1), e.g. rectangles
     finite: bool  # a finite training set exists (image datasets, finite-gaussian)
+    counted: bool = False  # every training image holds the same number of objects (rectangles: data.n_rect)
+    siblings: bool = False  # the images come in sibling pairs (rectangles with data.siblings)
 
 
 class GradientPenalty:
@@ -376,20 +378,31 @@ class FakeAsRealSelection:
 
 class Combination:
     """Pixel-wise combination regularization (Xuan et al., "On the Anomalous Generalization of
-    GANs", arXiv:1909.12638, 2019): pixel-wise combinations of pairs of different reals of the
-    batch (``fastgp.combine.pixelwise``) are extra negatives, and D minimizes
-    E_real f1 + ½[E_fake f2 + E_comb f2] (``fastgp.combine.d_loss``) with the run's loss and its
-    parameters: every trainer loss is separable, E f1(real) + E f2(fake), so none is refused.
+    GANs", arXiv:1909.12638, 2019): pixel-wise combinations of pairs of different reals
+    (``fastgp.combine.pixelwise``) are extra negatives, and D minimizes
+    E_real f1 + ½[E_fake f2 + E_comb f2] (``fastgp.combine.d_loss``, the paper's Eq. 13) with the
+    run's loss and its parameters: every trainer loss is separable, E f1(real) + E f2(fake), so
+    none is refused.
 
-    ``and`` / ``or`` binarize at 0 and map the result back to the data's {−1, 1}.
+    Which pairs (``source``): ``batch`` combines random pairs of the D step's reals (the paper's
+    variant for natural images, Sec. 5.3); ``siblings`` combines sibling pairs of the rectangles
+    set (``data.siblings``), two images made from one image of n_rect + 1 squares, drawn with the
+    combination's own generator: their AND holds n_rect − 1 squares and their OR n_rect + 1 (the
+    paper's precomputed negatives on its geometry data, Appendix F). ``and`` / ``or`` binarize at 0
+    and map the result back to the data's {−1, 1}; ``and-or`` makes the first ⌈n/2⌉ combinations
+    ANDs and the others ORs (the paper uses both).
     """
 
-    MODES = ("none",) + tuple(combine.MODES)
-    BINARY = ("and", "or")
+    MODES = ("none",) + tuple(combine.MODES) + ("and-or",)
+    BINARY = ("and", "or", "and-or")
+    SOURCES = ("batch", "siblings")
     OPTIONS = {
-        "mode": Option("none", "combination of two reals: " + ", ".join(MODES) + " (and/or: binary images only)",
-                       choice(MODES)),
+        "mode": Option("none", "combination of two reals: " + ", ".join(MODES)
+                       + " (and/or/and-or: binary images only; and-or: half ANDs, half ORs)", choice(MODES)),
         "n_pairs": Option(0, "combinations per D step (0: batch_size)", at_least(0)),
+        "source": Option("batch", "pairs combined: batch (random pairs of the D step's reals) or siblings (sibling "
+                         "pairs of the rectangles set, data.siblings: the paper's AND/OR negatives)",
+                         choice(SOURCES)),
     }
 
     @staticmethod
@@ -397,19 +410,24 @@ class Combination:
         key = "regularizers.combine."
         mode = flat[key + "mode"]
         if mode == "none":
+            if flat[key + "source"] != "batch":
+                return f"{key}source: applies to a combination; set {key}mode"
             return None
         if mode in Combination.BINARY and not data.binary:
             return f"{key}mode: {mode!r} combines binary images (rectangles); data.name={data.name!r} is not binary"
-        if flat["batch_size"] < 2:
+        if flat[key + "source"] == "siblings" and not data.siblings:
+            return f"{key}source: 'siblings' combines the sibling pairs of rectangles made with data.siblings=true"
+        if flat["batch_size"] < 2 and flat[key + "source"] == "batch":
             return f"{key}mode: combinations need pairs of different reals: batch_size must be >= 2"
         if flat["loss.name"] in losses.RELATIVISTIC:
             return (f"{key}mode: the PCR loss splits a separable loss into real and fake terms; loss.name="
                     f"{flat['loss.name']!r} is relativistic (not separable)")
         return None
 
-    def __init__(self, cfg: dict, loss: losses.GANLoss, generator: torch.Generator | None):
-        self.mode, self.n_pairs = cfg["mode"], cfg["n_pairs"]
+    def __init__(self, cfg: dict, loss: losses.GANLoss, generator: torch.Generator | None, data=None):
+        self.mode, self.n_pairs, self.source = cfg["mode"], cfg["n_pairs"], cfg["source"]
         self.loss, self.generator = loss, generator  # the run's loss, parameters bound
+        self.data = data  # the dataset: source siblings draws its sibling pairs
 
     @property
     def enabled(self) -> bool:
@@ -417,7 +435,17 @@ class Combination:
 
     def combinations(self, real: torch.Tensor) -> torch.Tensor:
         n = self.n_pairs or real.shape[0]
-        out = combine.pixelwise(real, self.mode, generator=self.generator, threshold=0.0, num_pairs=n)
+        if self.source == "siblings":
+            images, pairs = self.data.sibling_pairs(n, self.generator)
+            x, pairs = images.to(real.device), pairs.to(real.device)
+        else:
+            x, pairs = real, combine.random_pairs(real.shape[0], n, self.generator, device=real.device)
+        if self.mode == "and-or":  # ANDs of the first ⌈n/2⌉ pairs, ORs of the rest (none when n = 1)
+            half = (n + 1) // 2
+            parts = [("and", pairs[:half]), ("or", pairs[half:])]
+            out = torch.cat([combine.pixelwise(x, mode, p, threshold=0.0) for mode, p in parts if len(p)])
+        else:
+            out = combine.pixelwise(x, self.mode, pairs, threshold=0.0)
         return out * 2 - 1 if self.mode in self.BINARY else out
 
     def d_loss(self, real_logits, fake_logits, comb_logits) -> torch.Tensor:
@@ -436,41 +464,58 @@ def training_set(data) -> torch.Tensor | None:
 
 class SampleCorrection:
     """Sample correction (Xuan et al., "On the Anomalous Generalization of GANs", arXiv:1909.12638,
-    2019): fakes whose normalized distance to the nearest training sample is below ``threshold`` are
-    replaced in D's fake batch by extra fakes that are not (``fastgp.correction.replace_realistic``).
+    2019): the realistic fakes of D's fake batch, by a measure of reality, are replaced by extra
+    fakes that are not (``fastgp.correction.replace_realistic``).
 
-    The normalized distance is the root-mean-square per-element distance divided by the value range
-    of the training set (2 for images in [−1, 1]).
+    ``measure``: ``nearest`` (the paper's measure for natural images, Sec. 5.3): a fake is
+    realistic when its normalized distance to the nearest training sample is below ``threshold``,
+    the distance being the root-mean-square per-element distance divided by the value range of the
+    training set (2 for images in [−1, 1]). ``count`` (the paper's measure on its rectangles, Sec.
+    5.2 and Appendix F): a fake is realistic when it holds exactly ``data.n_rect`` 4-connected
+    components of pixels > 0 (``fastgp.correction.count_components``); ``threshold`` is not read.
     """
 
     OPTIONS = {
         "enabled": Option(False, "replace realistic fakes in D's fake batch"),
-        "threshold": Option(0.1, "normalized nearest-neighbour distance below which a fake is replaced",
-                            unit_interval),
+        "measure": Option("nearest", "measure of reality: nearest (normalized distance to the training set below "
+                          "threshold) or count (rectangles: exactly data.n_rect connected components)",
+                          choice(correction.MEASURES)),
+        "threshold": Option(0.1, "measure nearest: normalized nearest-neighbour distance below which a fake is "
+                            "replaced", unit_interval),
         "pool": Option(64, "extra fakes drawn per D step as replacements (0: the batch's own other fakes)",
                        at_least(0)),
     }
 
     @staticmethod
     def check(flat: dict, data: DataFacts) -> str | None:
-        key = "regularizers.correction.enabled"
-        if flat[key] and not data.finite:
-            return f"{key}: needs a finite training set (image data or finite-gaussian); data.name={data.name!r} has none"
+        key = "regularizers.correction."
+        if flat[key + "enabled"] and not data.finite:
+            return (f"{key}enabled: needs a finite training set (image data or finite-gaussian); "
+                    f"data.name={data.name!r} has none")
+        if flat[key + "enabled"] and flat[key + "measure"] == "count" and not data.counted:
+            return (f"{key}measure: 'count' counts the objects of rectangles (data.n_rect per image); "
+                    f"data.name={data.name!r} has no count")
         return None
 
-    def __init__(self, cfg: dict, bank: torch.Tensor | None):
+    def __init__(self, cfg: dict, bank: torch.Tensor | None, count: int | None = None):
         self.enabled, self.threshold, self.pool = cfg["enabled"], cfg["threshold"], cfg["pool"]
-        self.bank = bank
-        if self.enabled:
+        self.measure = cfg["measure"]
+        self.bank, self.count = bank, count
+        if self.enabled and self.measure == "nearest":
             if bank is None:
-                    raise ConfigError("regularizers.correction.enabled: this dataset exposes no finite training set")
+                raise ConfigError("regularizers.correction.enabled: this dataset exposes no finite training set")
             self.value_range = float(bank.max() - bank.min()) or 1.0
+        if self.enabled and self.measure == "count" and count is None:
+            raise ConfigError("regularizers.correction.measure: this dataset has no object count")
         self.last_mask: torch.Tensor | None = None
 
     @torch.no_grad()
     def correct(self, fake: torch.Tensor, pool: torch.Tensor | None) -> tuple[torch.Tensor, float]:
         """(corrected fakes, replaced fraction)."""
-        corrected, mask = correction.replace_realistic(fake, self.bank, self.threshold, pool, self.value_range)
+        if self.measure == "count":
+            corrected, mask = correction.replace_realistic(fake, pool=pool, measure="count", count=self.count)
+        else:
+            corrected, mask = correction.replace_realistic(fake, self.bank, self.threshold, pool, self.value_range)
         self.last_mask = mask
         return corrected, float(mask.float().mean())
 
