@@ -214,3 +214,22 @@ def run_gloo_ranks(fn, world: int = 2, args: tuple = ()) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(_gloo_rank, args=(fn, world, os.path.join(tmp, "init"), tmp, args), nprocs=world, join=True)
         return [torch.load(os.path.join(tmp, f"{rank}.pt")) for rank in range(world)]
+
+
+def train_killed_at(step: int, argv: list) -> None:
+    """Run the trainer's command line with ``argv`` until it reaches G step ``step``, then stop it
+    as a kill would (a KeyboardInterrupt out of the loop: no final record, no final checkpoint)."""
+    from fastgp.train import cli
+    from fastgp.train.loop import Run
+
+    real_step = Run.train_step
+
+    def killed(self):
+        if self.step == step:
+            raise KeyboardInterrupt
+        real_step(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Run, "train_step", killed)
+        with pytest.raises(KeyboardInterrupt):
+            cli.main(argv)

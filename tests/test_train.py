@@ -15,6 +15,7 @@ import yaml
 import fastgp
 from fastgp.train import checkpoint, cli, config, train
 from fastgp.train.regularizers import LOSS_NAMES
+from helpers import train_killed_at
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 CONFIG_FILES = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
@@ -265,9 +266,7 @@ LECAM_TOPK = RECT_SMALL + [
                                      SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, SIBLINGS_COUNT, ICR_ADA, LECAM_TOPK],
                          ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
                               "siblings-and-or-count-sc", "icr-ada", "lecam-top-k"])
-def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys, monkeypatch):
-    from fastgp.train.loop import Run
-
+def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys):
     common = QUICK + ["steps=14", "log.every=3", "log.diag_every=3", "checkpoint.every=4"] + variant
     sets = [a for s in common for a in ("--set", s)]
     whole, part = tmp_path / "whole", tmp_path / "part"
@@ -275,17 +274,7 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, ca
 
     # Kill the second run at step 10: its last checkpoint is step 8, and it has already logged
     # step 9, which the resumed run must drop and log again.
-    real_step = Run.train_step
-
-    def killed_at_10(self):
-        if self.step == 10:
-            raise KeyboardInterrupt
-        real_step(self)
-
-    monkeypatch.setattr(Run, "train_step", killed_at_10)
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(["--out", str(part), *sets])
-    monkeypatch.setattr(Run, "train_step", real_step)
+    train_killed_at(10, ["--out", str(part), *sets])
     assert [r["step"] for r in read_metrics(part)] == [3, 6, 9]
     assert checkpoint.load(str(part))["step"] == 8
 

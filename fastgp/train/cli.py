@@ -91,13 +91,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_extras(cfg: dict) -> None:
-    """Before training: the pictures written at the end need matplotlib (the [train] extra)."""
+    """Before training: the pictures written at the end need matplotlib (the [train] extra), the
+    TensorBoard event files need tensorboard (the [tensorboard] extra)."""
     from .._extras import missing
+    from .tensorboard_log import problem as tensorboard_problem
 
     if cfg["log"]["plots"]:
         problem = missing("matplotlib", "train", "the pictures written at the end of the run (log.plots)")
         if problem:
             raise config.ConfigError(f"{problem} (or --set log.plots=false)")
+    if cfg["log"]["tensorboard"]:
+        problem = tensorboard_problem()
+        if problem:
+            raise config.ConfigError(f"{problem} (or --set log.tensorboard=false)")
 
 
 def run(argv=None) -> int:
@@ -131,7 +137,8 @@ def run(argv=None) -> int:
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.last.items()
                         if k != "run_id")
     print(f"wrote {out} (run {result.run_id}): {CONFIG}, metrics.jsonl, checkpoint.pt"
-          + (", samples.png, curves.png" if cfg["log"]["plots"] else ""), file=sys.stderr)
+          + (", samples.png, curves.png" if cfg["log"]["plots"] else "")
+          + (", tensorboard/" if cfg["log"]["tensorboard"] else ""), file=sys.stderr)
     if summary:
         print(f"final: {summary}", file=sys.stderr)
     return 0

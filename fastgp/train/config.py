@@ -111,6 +111,10 @@ SCHEMA: dict[str, Option] = {
     "log.eval_samples": Option(2048, "generated samples per metric evaluation", at_least(1)),
     "log.progress": Option(True, "show a tqdm progress bar"),
     "log.plots": Option(True, "write PNG pictures at the end (matplotlib, the 'train' extra)"),
+    "log.tensorboard": Option(
+        False, "also write TensorBoard event files into <run dir>/tensorboard/: each record's numbers under their "
+        "metrics.jsonl names and the sample picture (the 'tensorboard' extra)",
+    ),
     "checkpoint.every": Option(1000, "steps between checkpoints (one is always written at the end)", at_least(1)),
 }
 for _name, _cls in regularizers.REGISTRY.items():
@@ -121,7 +125,7 @@ for _name, _cls in regularizers.REGISTRY.items():
 _FREE = {key for key, opt in SCHEMA.items() if isinstance(opt.default, dict)}
 
 # Options a resumed run may change: everything else must match the checkpoint's config.
-RESUMABLE = ("steps", "log.progress", "log.plots", "log.every", "log.diag_every", "checkpoint.every")
+RESUMABLE = ("steps", "log.progress", "log.plots", "log.tensorboard", "log.every", "log.diag_every", "checkpoint.every")
 
 
 # --------------------------------------------------------------------------------------------

@@ -428,6 +428,12 @@ def train(cfg: dict, out_dir: str, resume: dict | None = None, *, force: bool = 
         from . import plots
 
         plots._pyplot()  # a missing matplotlib fails now, not after training
+    if cfg["log"]["tensorboard"]:
+        from .tensorboard_log import problem
+
+        line = problem()  # a missing tensorboard fails now, not at the first record
+        if line:
+            raise ImportError(f"{line} (or set log.tensorboard=false)")
     threads_before = torch.get_num_threads()
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -446,6 +452,7 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
     else:
         replaced, plan = [], rundir.check_resume(out_dir, resume, cfg, force)
     run = Run(cfg, out_dir)  # before creating out_dir: bad user data leaves no empty run directory
+    events = None  # the TensorBoard event log (log.tensorboard), rank 0 only
     try:
         main = run.dist.is_main  # only rank 0 writes
         if main:
@@ -460,12 +467,17 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
                 for line in plan.warnings:
                     warnings.warn(line, stacklevel=3)
                 rundir.rewrite_metrics(out_dir, plan.records)
+                rundir.clear(out_dir, plan.foreign_events)  # forced: another run's event files
         elif main:
             rundir.clear(out_dir, replaced)
         if main:
             rundir.write_config(out_dir, cfg, run.run_id)
 
         steps, log = cfg["steps"], cfg["log"]
+        if main and log["tensorboard"]:
+            from .tensorboard_log import EventLog
+
+            events = EventLog(out_dir, run.run_id, resumed_at=None if plan is None else run.step)
         main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
         bar = tqdm(total=steps, initial=run.step, unit="step", disable=not (log["progress"] and main), dynamic_ncols=True)
         try:
@@ -474,6 +486,8 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
                 bar.update(1)
                 if main and (run.step % log["every"] == 0 or run.step == steps):
                     rec = run.record()
+                    if events is not None:
+                        events.record(rec)
                     value = rec[main_key]
                     shown = {run.data.main_metric: f"{value:.2f}" if isinstance(value, float) else str(value)}
                     if run.data.kind == "2d":
@@ -486,8 +500,10 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
         if main and log["plots"]:
             from . import plots
 
-            plots.write_all(run)
+            plots.write_all(run, events)
     finally:
+        if events is not None:
+            events.close()
         # The DDP wrappers go first (their reducers hold the process group), then teardown.
         run._ddp = {"G": None, "D": None}
         distributed.teardown(run.dist)

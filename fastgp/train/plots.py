@@ -40,7 +40,8 @@ def tile(x: torch.Tensor, cols: int = 8) -> torch.Tensor:
     return canvas
 
 
-def image_grid(run, path: str, n: int = 64) -> None:
+def image_grid(run, n: int = 64):
+    """The figure of samples.png for image data."""
     plt = _pyplot()
     G = run.G_ema if run.G_ema is not None else run.G
     was_training = G.training
@@ -65,11 +66,11 @@ def image_grid(run, path: str, n: int = 64) -> None:
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def samples(run, path: str) -> None:
+def samples(run):
+    """The figure of samples.png for 2-D data."""
     plt = _pyplot()
     G = run.G_ema if run.G_ema is not None else run.G
     with torch.no_grad():
@@ -106,8 +107,7 @@ def samples(run, path: str) -> None:
     )
     ax.legend(loc="upper right", markerscale=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def _panel(title: str, metric: str) -> tuple[str, list[str]]:
@@ -150,6 +150,12 @@ def curves(metrics_path: str, path: str) -> None:
     plt.close(fig)
 
 
-def write_all(run) -> None:
-    (samples if run.data.kind == "2d" else image_grid)(run, os.path.join(run.out_dir, "samples.png"))
+def write_all(run, events=None) -> None:
+    """samples.png and curves.png; the samples figure also into the run's TensorBoard ``events``
+    (a tensorboard_log.EventLog) when given."""
+    fig = (samples if run.data.kind == "2d" else image_grid)(run)
+    fig.savefig(os.path.join(run.out_dir, "samples.png"), dpi=100)
+    if events is not None:
+        events.figure("samples", fig, run.step)
+    _pyplot().close(fig)
     curves(os.path.join(run.out_dir, "metrics.jsonl"), os.path.join(run.out_dir, "curves.png"))

@@ -16,6 +16,10 @@ to belong to one run:
 - a checkpoint without an id (written by an earlier fastgp) resumes with a warning and is given an
   id then, if nothing in the directory has one (nothing can then be checked).
 
+TensorBoard event files (``log.tensorboard``, in ``tensorboard/``) end their name with the id of
+the run that wrote them: they count as that run's files in every rule above (a forced new run
+deletes them, a forced resume deletes another run's).
+
 Lines of ``metrics.jsonl`` that are not records (not JSON, or JSON without an int ``step``) are
 dropped on resume with a warning naming ``file:line``; every valid record up to the checkpoint's
 step is kept. A torn last line (a process killed while appending) is dropped silently.
@@ -44,6 +48,8 @@ PICTURES = ("samples.png", "curves.png")
 # What a run writes into its directory (and a forced new run deletes first).
 RUN_FILES = (CHECKPOINT, CONFIG, METRICS, *PICTURES)
 ID_KEY = "run_id"
+TENSORBOARD = "tensorboard"  # the folder of the event files (log.tensorboard)
+_EVENTS = re.compile(r"events\.out\.tfevents\..*\.([0-9a-f]{32})")  # SummaryWriter's name + our suffix
 _ID = re.compile(r"[0-9a-f]{32}")
 _HEADER = re.compile(r"# fastgp-train run ([0-9a-f]{32}), options sha256 ([0-9a-f]{64})\n")
 _NOTE = "# --resume takes the options from checkpoint.pt: change them with --set, not here\n"
@@ -59,6 +65,16 @@ def new_id() -> str:
 
 def is_id(value) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def event_files(out_dir: str) -> dict[str, str]:
+    """{path: run id} of the TensorBoard event files a run wrote into ``out_dir/tensorboard``
+    (other files there are the user's and are left alone)."""
+    folder = os.path.join(out_dir, TENSORBOARD)
+    if not os.path.isdir(folder):
+        return {}
+    return {os.path.join(folder, name): m.group(1) for name in sorted(os.listdir(folder))
+            if (m := _EVENTS.fullmatch(name)) is not None}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,7 +198,9 @@ def check_new(out_dir: str, force: bool) -> list[str]:
     if problem:
         raise RunDirError(f"--out {out_dir} {problem}")
     found = [n for n in RUN_FILES if os.path.lexists(os.path.join(out_dir, n))]
-    if found and not force:
+    events = [os.path.relpath(path, out_dir) for path in event_files(out_dir)]
+    if (found or events) and not force:
+        found += [f"{TENSORBOARD}/ event files"] if events else []
         if CHECKPOINT in found:
             advice = f"continue it with --resume {out_dir}, choose another --out, or replace it with --force"
         else:
@@ -192,7 +210,7 @@ def check_new(out_dir: str, force: bool) -> list[str]:
         path = os.path.join(out_dir, name)
         if os.path.isdir(path) and not os.path.islink(path):
             raise RunDirError(f"--out {out_dir}: {path} is a directory, not a file of a run: not replacing it")
-    return found
+    return found + events
 
 
 def clear(out_dir: str, names: list[str]) -> None:
@@ -205,11 +223,13 @@ def clear(out_dir: str, names: list[str]) -> None:
 
 @dataclasses.dataclass
 class Resume:
-    """What a resume found: the run's id, the metrics records to keep, warnings to give."""
+    """What a resume found: the run's id, the metrics records to keep, warnings to give, and the
+    event files of other runs (a forced resume deletes them)."""
 
     run_id: str
     records: list[dict]
     warnings: list[str]
+    foreign_events: list[str] = dataclasses.field(default_factory=list)
 
 
 def _owners(foreign: dict[str, set]) -> str:
@@ -221,6 +241,8 @@ def _owners(foreign: dict[str, set]) -> str:
         parts.append(f"{CONFIG} is of {runs(foreign[CONFIG])}")
     if METRICS in foreign:
         parts.append(f"{METRICS} has records of {runs(foreign[METRICS])}")
+    if TENSORBOARD in foreign:
+        parts.append(f"{TENSORBOARD}/ has event files of {runs(foreign[TENSORBOARD])}")
     return " and ".join(parts)
 
 
@@ -252,6 +274,10 @@ def check_resume(out_dir: str, payload: dict, cfg: dict, force: bool) -> Resume:
         others.discard(None)  # records of the same earlier fastgp: no id either
     if others:
         foreign[METRICS] = others
+    events = event_files(out_dir)
+    foreign_events = [path for path, owner in events.items() if owner != run_id]
+    if foreign_events:
+        foreign[TENSORBOARD] = {events[path] for path in foreign_events}
     if foreign and not force:
         ckpt = f"run {run_id}" if run_id else "a run without an id (an earlier fastgp)"
         raise RunDirError(
@@ -268,4 +294,4 @@ def check_resume(out_dir: str, payload: dict, cfg: dict, force: bool) -> Resume:
     warnings += [f"{line}: dropped" for line in bad]
     # Records after the checkpoint's step are logged again by the resumed run.
     kept = [r for _, r in numbered if r.get(ID_KEY) == run_id and r["step"] <= step]
-    return Resume(run_id, kept, warnings)
+    return Resume(run_id, kept, warnings, foreign_events)
