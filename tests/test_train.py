@@ -5,6 +5,7 @@ Runs are a few steps each so the module stays well under a minute on 2 cores.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -122,6 +123,36 @@ def test_default_run_writes_every_output(tmp_path, capsys):
         assert key in last, key
     assert 0 <= last["hq"] <= 1 and 0 <= last["modes"] <= 8
     assert "grad_d_x" not in records[0]  # diagnostics only every log.diag_every steps
+
+
+def _bar_and_final_line(err):
+    """({label: text} of the progress bar's last figures, {label: text} of the final line) in stderr."""
+    last_bar = re.findall(r"\[[^\]]*step/s, ([^\]\r\n]*)\]", err)[-1]
+    final = next(line for line in err.splitlines() if line.startswith("final: "))[len("final: "):]
+    split = lambda text: dict(item.split("=", 1) for item in text.split(", "))  # noqa: E731
+    return split(last_bar), split(final)
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_progress_bar_and_final_line_name_the_same_figures(ema, tmp_path, capsys):
+    # 300 steps: G's and the EMA's high-quality shares differ (0.016 and 0.008), so a figure shown
+    # under the other generator's name is seen.
+    sets = QUICK + ["steps=300", "batch_size=64", "log.every=150", "log.eval_samples=256", "checkpoint.every=300",
+                    "log.diag_every=0", "log.progress=true"] + ([] if ema else ["ema.decay=0"])
+    code, err = run_cli(["--out", str(tmp_path / "run"), *[a for s in sets for a in ("--set", s)]], capsys)
+    assert code == 0, err
+    bar, final = _bar_and_final_line(err)
+    # G's figures and the EMA's, each under its own name (the record's, as the final line).
+    assert list(bar) == ["d_loss", "g_loss", "hq"] + (["ema_hq"] if ema else []) + ["modes"] + (["ema_modes"] if ema else [])
+    record = read_metrics(tmp_path / "run")[-1]
+    if ema:
+        assert record["hq"] != record["ema_hq"]
+    for label, text in bar.items():
+        assert float(final[label]) == pytest.approx(record[label], rel=1e-3), label
+        if label.endswith("modes"):
+            assert text == f"{record[label]}/8"
+        else:  # the bar rounds: to the digits it shows
+            assert text == f"{record[label]:.{len(text.split('.')[1])}f}", label
 
 
 def test_final_record_always_holds_the_diagnostics(tmp_path):

@@ -416,6 +416,22 @@ class Run:
             checkpoint.remove_stale_temporaries(self.out_dir)
 
 
+def progress_figures(run: Run, rec: dict) -> dict[str, str]:
+    """The progress bar's figures from a metrics record, under the record's names as the command's
+    final line shows them: the losses, then the main metric of G and, where there is one, of its
+    EMA (``hq`` and ``ema_hq``: never one generator's figure under the other's name); for 2-D data
+    also the modes covered, out of the data's."""
+    shown = {key: f"{rec[key]:.3f}" for key in ("d_loss", "g_loss") if key in rec}
+    names = [run.data.main_metric] + (["modes"] if run.data.kind == "2d" else [])
+    for name in names:
+        for key in (name, "ema_" + name) if run.G_ema is not None else (name,):
+            value = rec[key]
+            shown[key] = f"{value:.2f}" if isinstance(value, float) else str(value)
+            if name == "modes":
+                shown[key] += f"/{run.data.n_modes}"
+    return shown
+
+
 def train(cfg: dict, out_dir: str, resume: dict | None = None, *, force: bool = False) -> Run:
     """Train (or continue, given a loaded checkpoint ``resume``) for ``cfg['steps']`` G steps in
     ``out_dir``; returns the finished Run. ``cfg`` must come from ``config.resolve/validate``.
@@ -478,7 +494,6 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
             from .tensorboard_log import EventLog
 
             events = EventLog(out_dir, run.run_id, resumed_at=None if plan is None else run.step)
-        main_key = ("ema_" if run.G_ema is not None else "") + run.data.main_metric
         bar = tqdm(total=steps, initial=run.step, unit="step", disable=not (log["progress"] and main), dynamic_ncols=True)
         try:
             while run.step < steps:
@@ -488,11 +503,7 @@ def _train(cfg: dict, out_dir: str, resume: dict | None, force: bool) -> Run:
                     rec = run.record()
                     if events is not None:
                         events.record(rec)
-                    value = rec[main_key]
-                    shown = {run.data.main_metric: f"{value:.2f}" if isinstance(value, float) else str(value)}
-                    if run.data.kind == "2d":
-                        shown["modes"] = f"{rec[main_key.replace('hq', 'modes')]}/{run.data.n_modes}"
-                    bar.set_postfix(d=f"{rec.get('d_loss', float('nan')):.3f}", g=f"{rec.get('g_loss', float('nan')):.3f}", **shown)
+                    bar.set_postfix(progress_figures(run, rec))
                 if run.step % cfg["checkpoint"]["every"] == 0 or run.step == steps:
                     run.save()
         finally:
