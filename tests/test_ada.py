@@ -374,6 +374,7 @@ def _controller_steps(rank):
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+@pytest.mark.slow  # spawns gloo processes
 def test_two_gloo_ranks_reduce_signs_and_resume():
     results = run_gloo_ranks(_controller_steps, WORLD)
     # One process that sees both ranks' logits of each step computes the same p and r_t.

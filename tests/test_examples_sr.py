@@ -17,6 +17,7 @@ def hooks(module):
     return list(module._forward_pre_hooks.values())
 
 
+@pytest.mark.slow  # two training runs
 def test_swapped_client_trains_the_same_run():
     r = sr_client.compare(20, seed=0, dtype=torch.float64)
     # Step 0: the same losses and D gradients, to rounding. The same curves over the run (measured:

@@ -236,6 +236,7 @@ def test_without_a_compiler_the_first_fused_op_falls_back_with_one_warning(tmp_p
     assert "pip install --no-build-isolation -e ." in warnings_[0]
 
 
+@pytest.mark.slow  # compiles the extension: minutes on 2 cores
 def test_first_fused_op_compiles_once_then_the_cache_is_used(tmp_path):
     """The just-in-time route for real (a few minutes on 2 cores): one line while compiling, the
     extension runs, and a second process loads the cached library without compiling."""

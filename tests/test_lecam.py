@@ -312,6 +312,7 @@ def _lecam_steps(rank):
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+@pytest.mark.slow  # spawns gloo processes
 def test_ddp_anchors_are_the_global_batch_means_on_every_rank():
     results = run_gloo_ranks(_lecam_steps, WORLD)
     assert results[0]["state"] == results[1]["state"]

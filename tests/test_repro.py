@@ -46,6 +46,7 @@ def table_rows(text):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # every experiment's quick runs
 @pytest.mark.parametrize("name", list(repro.EXPERIMENTS))
 def test_every_experiment_runs_quick_and_writes_its_reports(name, tmp_path, capsys):
     exp = repro.EXPERIMENTS[name]
@@ -74,6 +75,7 @@ def test_every_experiment_runs_quick_and_writes_its_reports(name, tmp_path, caps
     assert png.name == f"{name}.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # training runs
 def test_seeds_are_aggregated_into_mean_and_std(tmp_path, capsys):
     out = tmp_path / "lip"
     assert main(["lipschitz", "--quick", "--seeds", "2", "--steps", "2", "--out", str(out)]) == 0
@@ -92,6 +94,7 @@ def test_seeds_are_aggregated_into_mean_and_std(tmp_path, capsys):
     assert all("±" in c for row in table_rows(table) for c in row[1:])
 
 
+@pytest.mark.slow  # training runs
 def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
     # Issue 16: a second run silently overwrote the first; fastgp-train --out refuses a run directory.
     out = tmp_path / "lip"
@@ -205,6 +208,7 @@ def test_out_that_cannot_be_a_directory_is_one_line(where, tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "mine"
 
 
+@pytest.mark.slow  # a fresh Python process trains
 def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastgp.repro", "--list"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

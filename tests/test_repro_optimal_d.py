@@ -192,6 +192,7 @@ def test_the_judge_derives_each_verdict_word_from_the_judged_comparisons(outcome
         assert "o0-max-gp vs o0-none (2-D: 0.90 vs 0.80" in verdict and "training: x > y: opposite" in verdict
 
 
+@pytest.mark.slow  # training runs
 def test_quick_study_and_its_place_in_the_lipschitz_report(tmp_path, capsys):
     out = tmp_path / "lip"
     assert main(["lipschitz", "--quick", "--seeds", "2", "--steps", "1", "--out", str(out)]) == 0

@@ -7,6 +7,8 @@ import torch.distributed as dist
 import fastgp
 from helpers import run_gloo_ranks
 
+pytestmark = pytest.mark.slow  # spawns gloo processes (the fast tier, -m "not slow", skips them)
+
 WORLD = 2
 M, K = 12, 3
 

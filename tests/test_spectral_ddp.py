@@ -13,6 +13,8 @@ import textwrap
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # spawns gloo processes (the fast tier, -m "not slow", skips them)
+
 WORKER = textwrap.dedent(
     """
     import os, sys

@@ -90,6 +90,7 @@ def test_missing_config_file_outside_the_repository(tmp_path, monkeypatch, capsy
     assert code == 2 and err == "fastgp-train: error: --config: zzzzzzzz.yaml does not exist\n"
 
 
+@pytest.mark.slow  # two fresh Python processes import torch and train
 def test_module_and_console_script_run(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "fastgp-train")
     assert os.path.exists(script), "the fastgp-train console script is not installed"
@@ -199,7 +200,13 @@ def test_gradient_direction_diagnostic(sign, expected, tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", CONFIG_FILES)
+def _config_case(name):
+    # A config on image data trains convolutional models: seconds per config (the fast tier skips it).
+    data = (config.load_yaml(os.path.join(CONFIGS, name)).get("data") or {}).get("name")
+    return pytest.param(name, marks=pytest.mark.slow) if data in config.DATASETS_IMAGE else name
+
+
+@pytest.mark.parametrize("name", [_config_case(name) for name in CONFIG_FILES])
 def test_config_files_train(name, tmp_path):
     cfg = config.resolve(files=[os.path.join(CONFIGS, name)], sets=QUICK)
     run = train(cfg, str(tmp_path / "r"))
@@ -292,11 +299,16 @@ LECAM_TOPK = RECT_SMALL + [
 ]
 
 
-@pytest.mark.parametrize("variant", [[], ["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3",
-                                          "optim.n_dis=2", "noise.dist=uniform"], RECT_SMALL,
-                                     SN_FAR_AUGMENT, SN_ONCE_DIFFAUGMENT_PCR_SC, SIBLINGS_COUNT, ICR_ADA, LECAM_TOPK],
-                         ids=["default", "lazy-r1", "rectangles", "sn-far-translate", "sn-once-diffaugment-pcr-sc",
-                              "siblings-and-or-count-sc", "icr-ada", "lecam-top-k"])
+@pytest.mark.parametrize("variant", [
+    pytest.param([], id="default"),
+    pytest.param(["regularizers.penalty.kind=r1", "regularizers.penalty.interval=3", "optim.n_dis=2",
+                  "noise.dist=uniform"], id="lazy-r1"),
+    # Image data: three runs of convolutional models each (the fast tier skips them).
+    *(pytest.param(v, id=i, marks=pytest.mark.slow) for v, i in (
+        (RECT_SMALL, "rectangles"), (SN_FAR_AUGMENT, "sn-far-translate"),
+        (SN_ONCE_DIFFAUGMENT_PCR_SC, "sn-once-diffaugment-pcr-sc"), (SIBLINGS_COUNT, "siblings-and-or-count-sc"),
+        (ICR_ADA, "icr-ada"), (LECAM_TOPK, "lecam-top-k"))),
+])
 def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, capsys):
     common = QUICK + ["steps=14", "log.every=3", "log.diag_every=3", "checkpoint.every=4"] + variant
     sets = [a for s in common for a in ("--set", s)]
@@ -323,6 +335,7 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(variant, tmp_path, ca
     assert strip(read_metrics(part)) == strip(read_metrics(whole))
 
 
+@pytest.mark.slow  # a training process, killed
 def test_sigkilled_process_resumes_from_its_last_checkpoint(tmp_path, capsys):
     import time
 

@@ -101,6 +101,7 @@ def test_cached_classifier_is_reused(trained, monkeypatch):
     assert os.stat(path).st_mtime_ns == mtime
 
 
+@pytest.mark.slow  # trains the digits classifier again
 def test_corrupt_cache_is_retrained_with_a_warning(trained, tmp_path, monkeypatch):
     cache, clf = trained
     monkeypatch.setenv("FASTGP_CACHE_DIR", str(tmp_path))
@@ -440,6 +441,7 @@ def test_resnet_pair_shapes_and_per_sample_discriminator():
     assert sum(isinstance(m, models.ResBlockDown) for m in D.modules()) == 4
 
 
+@pytest.mark.slow  # a training run
 def test_mlp_gan_trains_on_digits_with_every_output(trained, tmp_path, monkeypatch, capsys):
     cache, _ = trained
     monkeypatch.setenv("FASTGP_CACHE_DIR", str(cache))
@@ -455,6 +457,7 @@ def test_mlp_gan_trains_on_digits_with_every_output(trained, tmp_path, monkeypat
         assert (out / png).read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow  # two training runs and the classifier's
 def test_run_is_the_same_with_an_empty_or_a_filled_cache(tmp_path, monkeypatch, capsys):
     # Issue 16: loading the cached classifier drew its layers' initialisation from the run's global
     # stream, so the same seed gave another d_loss once the classifier was cached. 12×12 keeps the
@@ -475,6 +478,7 @@ def test_run_is_the_same_with_an_empty_or_a_filled_cache(tmp_path, monkeypatch, 
     assert strip[0] == strip[1] and "d_loss" in strip[0][-1]
 
 
+@pytest.mark.slow  # a training run
 def test_resnet_trains_on_32x32_rgb_array(tmp_path):
     np.save(tmp_path / "rgb.npy", uint8_images(40, 3, 32, 32).transpose(0, 2, 3, 1))  # NHWC
     cfg = config.resolve(sets=QUICK + ["data.name=array", f"data.path={tmp_path / 'rgb.npy'}", "data.resolution=32",

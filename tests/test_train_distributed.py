@@ -15,7 +15,8 @@ from fastgp.train import checkpoint, config, distributed
 from fastgp.train.loop import METRICS, train
 from helpers import run_gloo_ranks
 
-pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+# slow: spawns gloo processes (the fast tier, -m "not slow", skips them).
+pytestmark = [pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built"), pytest.mark.slow]
 
 WORLD = 2
 SETS = [
