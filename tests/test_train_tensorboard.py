@@ -5,6 +5,7 @@ run appending without showing a step twice; event files of another run treated a
 
 import json
 import os
+import pathlib
 import shutil
 import sys
 
@@ -120,8 +121,9 @@ def test_resume_appends_without_showing_a_step_twice(tmp_path, capsys):
     assert shown_time_9 != pytest.approx(killed_time_9)  # step 9 as the resumed run logged it
 
 
-def test_event_files_are_the_runs_files(tmp_path, capsys):
-    a, b = tmp_path / "a", tmp_path / "b"
+def test_event_files_are_the_runs_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # run directories given relative to it, as users give them
+    a, b = pathlib.Path("a"), pathlib.Path("b")
     assert cli.main(["--out", str(a)] + sets()) == 0
     assert cli.main(["--out", str(b)] + sets("seed=1")) == 0
     a_id = checkpoint.load(str(a))["run_id"]
@@ -129,7 +131,7 @@ def test_event_files_are_the_runs_files(tmp_path, capsys):
     capsys.readouterr()
 
     # A new run refuses a folder that holds only another run's event files, and deletes them when forced.
-    only = tmp_path / "only"
+    only = pathlib.Path("only")
     (only / "tensorboard").mkdir(parents=True)
     shutil.copy(a_events, only / "tensorboard")
     (only / "tensorboard" / "notes.txt").write_text("mine")

@@ -224,7 +224,7 @@ def clear(out_dir: str, names: list[str]) -> None:
 @dataclasses.dataclass
 class Resume:
     """What a resume found: the run's id, the metrics records to keep, warnings to give, and the
-    event files of other runs (a forced resume deletes them)."""
+    event files of other runs, relative to the run directory (a forced resume deletes them)."""
 
     run_id: str
     records: list[dict]
@@ -275,9 +275,9 @@ def check_resume(out_dir: str, payload: dict, cfg: dict, force: bool) -> Resume:
     if others:
         foreign[METRICS] = others
     events = event_files(out_dir)
-    foreign_events = [path for path, owner in events.items() if owner != run_id]
+    foreign_events = {path: owner for path, owner in events.items() if owner != run_id}
     if foreign_events:
-        foreign[TENSORBOARD] = {events[path] for path in foreign_events}
+        foreign[TENSORBOARD] = set(foreign_events.values())
     if foreign and not force:
         ckpt = f"run {run_id}" if run_id else "a run without an id (an earlier fastgp)"
         raise RunDirError(
@@ -294,4 +294,4 @@ def check_resume(out_dir: str, payload: dict, cfg: dict, force: bool) -> Resume:
     warnings += [f"{line}: dropped" for line in bad]
     # Records after the checkpoint's step are logged again by the resumed run.
     kept = [r for _, r in numbered if r.get(ID_KEY) == run_id and r["step"] <= step]
-    return Resume(run_id, kept, warnings, foreign_events)
+    return Resume(run_id, kept, warnings, [os.path.relpath(path, out_dir) for path in foreign_events])
