@@ -233,3 +233,16 @@ def train_killed_at(step: int, argv: list) -> None:
         patch.setattr(Run, "train_step", killed)
         with pytest.raises(KeyboardInterrupt):
             cli.main(argv)
+
+
+def quick_repro(name: str, tmp_path, capsys) -> dict:
+    """Run ``python -m fastgp.repro NAME --quick --steps 2`` into ``tmp_path/NAME`` (its printed
+    table swallowed) and return its results.json."""
+    import json
+
+    from fastgp.repro.__main__ import main
+
+    out = tmp_path / name
+    assert main([name, "--quick", "--steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))

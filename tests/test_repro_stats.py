@@ -84,6 +84,20 @@ def test_comparison_arguments_are_checked():
         stats.run_comparison(Comparison("a", "b", "m", ">"), settings)
 
 
+def test_comparison_with_b_key_pairs_two_quantities_of_the_same_runs():
+    """b_key: a's ``key`` against b's ``b_key`` (here one setting's two measurements, per seed)."""
+    settings = [{"name": "a", "runs": [{"seed": s, "values": {"x": 2.0 + s, "y": 1.0 + 2 * s}} for s in range(3)]}]
+    c = stats.run_comparison(Comparison("a", "a", "x", ">", "x above y", b_key="y"), settings)
+    assert c["b_key"] == "y" and c["n"] == 3 and c["mean"] == pytest.approx(0.0)  # diffs 1, 0, -1
+    assert c["outcome"] == stats.INCONCLUSIVE
+    same = stats.run_comparison(Comparison("a", "a", "x", ">"), settings)
+    assert same["b_key"] == "x" and same["mean"] == 0.0 and same["lo"] == 0.0 and same["hi"] == 0.0
+    (row,) = stats.comparison_table([c], {"x": "X", "y": "Y"})[2:]
+    assert row.startswith("| x above y | X − Y | ")
+    (row,) = stats.comparison_table([same], {"x": "X"})[2:]
+    assert row.startswith("| a > a | X | ")
+
+
 def test_verdict_must_start_with_a_verdict_word():
     for text in ("reproduced: x", "reproduced in part: y", "not reproduced: z", "not testable here: w"):
         assert stats.check_verdict(text) == text

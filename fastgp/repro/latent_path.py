@@ -24,6 +24,19 @@ classified the same way. Reported per run:
   mode (farther than 3·std from all of them): samples G draws in the empty space between modes;
 - ``line_switches``: the mean number of changes of the nearest mode along a line (1 for a clean
   jump from one mode to the other; more when the line visits other modes on the way).
+
+Jumpiness (Figure 9's "small changes in input latent variable result in big difference in the
+output"): ``N_PAIRS`` pairs of codes drawn at random from the noise distribution (Figure 9 joins
+"two random samples"; no conditioning on modes, so it is defined for any G) are joined by straight
+latent lines of ``N_T`` points, and each line's steps ``‖G(z_{t+1}) − G(z_t)‖`` are measured:
+
+- ``jump``: the mean over lines of the largest step divided by the line's length in data space
+  (the sum of its steps): 1/(N_T − 1) = 0.016 for a G that moves at a constant speed along the
+  line (a linear G), near 1 for a G that jumps from one place to another in one step;
+- ``jump_share``: the share of lines whose largest step is more than ``JUMP_FRACTION`` (half) of
+  the line's length: lines that "mode-jump".
+
+Both are measured for G and for its EMA (``ema_jump``, ``ema_jump_share``).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import os
 import torch
 
 N_CODES, N_PAIRS, N_T, SEED = 4096, 256, 65, 20190101
+JUMP_FRACTION = 0.5
 FIGURE = "latent-path-lines.png"
 
 
@@ -74,19 +88,49 @@ def lines(G, data, cfg: dict) -> dict | None:
     }
 
 
-def _generator_of(run):
-    """The trained G of a fastgp.train Run, on the CPU in eval mode (a copy: the run is left as is)."""
+def step_ratios(samples: torch.Tensor) -> torch.Tensor:
+    """Per line, its largest step over its length: ``samples`` [P, T, ...] are P lines of T ≥ 2
+    points; returns [P] in [1/(T − 1), 1] (0 for a line whose points all coincide: no jump)."""
+    if not isinstance(samples, torch.Tensor) or samples.dim() < 2 or samples.shape[1] < 2:
+        raise ValueError(f"samples: expected a tensor [lines, points >= 2, ...], got "
+                         f"{tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__}")
+    steps = samples.flatten(2).double().diff(dim=1).norm(dim=2)  # [P, T - 1]
+    length = steps.sum(dim=1)
+    return torch.where(length > 0, steps.max(dim=1).values / length.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+
+
+@torch.no_grad()
+def jumpiness(G, cfg: dict) -> dict:
+    """``jump`` and ``jump_share`` of G (see the module's docstring) on ``N_PAIRS`` random pairs of
+    codes of the run's noise distribution, the same draws for every run."""
+    g = torch.Generator().manual_seed(SEED + 2)
+    a, b = _codes(cfg, N_PAIRS, g), _codes(cfg, N_PAIRS, g)
+    t = torch.linspace(0, 1, N_T)[None, :, None]
+    path = (1 - t) * a[:, None] + t * b[:, None]  # [P, T, d]
+    samples = G(path.reshape(-1, path.shape[-1])).float().reshape(N_PAIRS, N_T, -1)
+    ratios = step_ratios(samples)
+    return {"jump": float(ratios.mean()), "jump_share": float((ratios > JUMP_FRACTION).double().mean())}
+
+
+def _generator_of(run, ema: bool = False):
+    """The trained G (or its EMA) of a fastgp.train Run, on the CPU in eval mode (a copy: the run
+    is left as is)."""
     import copy
 
-    return copy.deepcopy(run.G).cpu().eval()
+    return copy.deepcopy(run.G_ema if ema else run.G).cpu().eval()
 
 
 def measure(run) -> dict:
-    """Experiment.measure: ``line_off`` and ``line_switches`` of a finished run (None without pairs)."""
-    found = lines(_generator_of(run), run.data, run.cfg)
-    if found is None:
-        return {"line_off": None, "line_switches": None}
-    return {"line_off": found["line_off"], "line_switches": found["line_switches"]}
+    """Experiment.measure: ``line_off`` and ``line_switches`` of a finished run (None without
+    pairs), and the jumpiness of its G and of its EMA (None without an EMA)."""
+    G = _generator_of(run)
+    found = lines(G, run.data, run.cfg)
+    out = {"line_off": None, "line_switches": None} if found is None else {
+        "line_off": found["line_off"], "line_switches": found["line_switches"]}
+    out.update(jumpiness(G, run.cfg))
+    ema = jumpiness(_generator_of(run, ema=True), run.cfg) if run.G_ema is not None else {"jump": None, "jump_share": None}
+    out.update({f"ema_{k}": v for k, v in ema.items()})
+    return out
 
 
 def figure(results: dict, out_dir: str) -> str:

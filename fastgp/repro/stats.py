@@ -47,13 +47,16 @@ def bootstrap_ci(values, level: float = 0.95, resamples: int = 10_000, seed: int
 @dataclass(frozen=True)
 class Comparison:
     """Setting ``a`` against setting ``b`` on metric ``key``, paired by seed; ``expect`` is the
-    paper's claim about the difference a − b: ``">"`` (a is larger) or ``"<"``."""
+    paper's claim about the difference a − b: ``">"`` (a is larger) or ``"<"``. With ``b_key``,
+    b's metric ``b_key`` is the other side (two quantities of the same runs when ``a == b``: e.g.
+    D's mean output on training reals against that on held-out reals, paired within each run)."""
 
     a: str
     b: str
     key: str
     expect: str
     label: str = ""
+    b_key: str = ""
 
     def __post_init__(self):
         if self.expect not in (">", "<"):
@@ -91,12 +94,13 @@ def run_comparison(comparison: Comparison, settings: list[dict]) -> dict:
         if name not in by_name:
             raise ValueError(f"comparison {role}: no setting named {name!r} (settings: {', '.join(by_name)})")
 
-    def values(name):
-        return {r["seed"]: r["values"].get(comparison.key) for r in by_name[name]["runs"]}
+    def values(name, key):
+        return {r["seed"]: r["values"].get(key) for r in by_name[name]["runs"]}
 
-    out = {"a": comparison.a, "b": comparison.b, "key": comparison.key, "expect": comparison.expect,
+    b_key = comparison.b_key or comparison.key
+    out = {"a": comparison.a, "b": comparison.b, "key": comparison.key, "b_key": b_key, "expect": comparison.expect,
            "label": comparison.label or f"{comparison.a} {comparison.expect} {comparison.b}"}
-    out.update(compare_values(values(comparison.a), values(comparison.b), comparison.expect))
+    out.update(compare_values(values(comparison.a, comparison.key), values(comparison.b, b_key), comparison.expect))
     return out
 
 
@@ -128,6 +132,8 @@ def comparison_table(comparisons: list[dict], labels: dict | None = None, fmt: s
     labels = labels or {}
     lines = ["| claim | metric | a − b, mean [95 % bootstrap CI] | pairs | outcome |", "|---|---|---|---|---|"]
     for c in comparisons:
-        lines.append(f"| {c['label']} | {labels.get(c['key'], c['key'])} | {fmt_interval(c, fmt)} | {c['n']} | "
-                     f"{c['outcome']} |")
+        metric = labels.get(c["key"], c["key"])
+        if c.get("b_key", c["key"]) != c["key"]:
+            metric += f" − {labels.get(c['b_key'], c['b_key'])}"
+        lines.append(f"| {c['label']} | {metric} | {fmt_interval(c, fmt)} | {c['n']} | {c['outcome']} |")
     return lines

@@ -189,12 +189,18 @@ class Digits(ImageData):
 
     def __init__(self, resolution: int, subset: int = 0):
         images, self.labels = load_digits(resolution)
+        # The digits a limited-data run never trains on (None without data.subset): what a D's
+        # outputs on its training reals are compared with (fastgp.repro's lecam experiment).
+        self.held_out = None
         if subset:
             # A limited-data training set: a fixed subset (its own seed), the same for every run seed.
             if subset > images.shape[0]:
                 raise ConfigError(f"data.subset: the digits have {images.shape[0]} images, got {subset}")
             keep = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(SUBSET_SEED))[:subset]
             keep = keep.sort().values
+            unused = torch.ones(images.shape[0], dtype=torch.bool)
+            unused[keep] = False
+            self.held_out = images[unused]
             images, self.labels = images[keep], self.labels[keep]
         super().__init__(images)
         self.classifier = classifier(resolution)
