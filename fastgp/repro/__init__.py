@@ -436,7 +436,7 @@ def _too_few_seeds(comparisons: list[dict]) -> bool:
 
 LECAM_KEY = "regularizers.lecam"
 # Sized by a measured seed so that the lecam and latent-path full runs together fit 50 minutes of one core.
-LECAM_STEPS, LATENT_STEPS = 1000, 2500
+LECAM_STEPS, LATENT_STEPS = 600, 2000
 LECAM_PREMISE = ("none", "none", "d_train", "d_held")
 LECAM_REMEDY = (("none", "lecam", "d_overfit"), ("none", "lecam", "d_auc"))
 

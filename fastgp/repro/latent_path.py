@@ -157,6 +157,9 @@ def figure(results: dict, out_dir: str) -> str:
         ax.scatter(*cloud.T, s=1, c="0.6", zorder=1)
         found = lines(G, data, cfg)
         title = s["label"]
+        jump = s["runs"][0]["values"].get("jump")
+        if jump is not None:
+            title += f"\njumpiness (largest step / path length) {jump:.3f}"
         if found is not None:
             # Four example lines, all between the same two modes (those of the first pair).
             first = found["mode"][:, 0] == found["mode"][0, 0]
