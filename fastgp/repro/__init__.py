@@ -72,16 +72,23 @@ to learn to absorb s, or not. Reduced: 600 steps of batch 64 and 2 seeds (a full
 is about 15 minutes on the shared 2-core machine).
 
 ``lecam`` — Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data" (CVPR
-2021). Limited data: a fixed subset of 200 of the 1,797 digits (``data.subset``, the same for
-every seed), with the MLP GAN of ``augment``, the hinge loss of the authors' BigGAN code and
-spectral normalization on D; LeCam (λ = 0.3, decay 0.99, anchors averaging from the 100th G step) vs
-none (the LeCam switch on with λ = 0: D's outputs are tracked and logged, training is that
-without it). Metrics: the gap between D's mean outputs on its training reals and fakes (``d_gap``,
-the paper's motivation: it grows as D overfits a small set), and the classifier-based quality and
-coverage of the digits (KL of the class histogram from uniform, classifier confidence, distance
-to the nearest training image). Reduced: 800 G steps of batch 64 (256 epochs of the subset) and 3
-seeds; the paper trains BigGAN/StyleGAN2 on 10–20% of CIFAR and ImageNet for 100k+ iterations and
-reports FID.
+2021; not among the five papers, its premise tested here). Limited data: a fixed subset of 200 of
+the 1,797 digits (``data.subset``, the same for every seed); the other 1,597 are held out. The MLP
+GAN of ``augment`` with the hinge loss and spectral normalization on D; LeCam (λ = 0.3, decay 0.99,
+anchors averaging from G step 99) vs none (the switch on with λ = 0: outputs logged, training
+unchanged). Measured (:mod:`fastgp.repro.lecam_gap`): the final D's mean output on the training
+digits and on the held-out digits, their gap and the AUC of telling them apart. Compared, paired by
+seed: the premise (without LeCam, D scores its training reals above held-out reals) and the remedy
+(LeCam narrows that gap). Reduced: 600 G steps of batch 64, 5 seeds; the paper trains BigGAN and
+StyleGAN2 on 10–20 % of CIFAR and on ImageNet for 100k+ iterations and reports FID.
+
+``latent-path`` — Thanh-Tung et al. again: Figure 9 and Sec. 6.2 claim that with the zero-centred
+penalty on samples G "mode-jumps" along a straight latent line where 0-GP at interpolates moves
+smoothly; Appendix F's Algorithm 1 (the penalty on G's latent path between a real and a fake, with
+an encoder) has no experiment. On the ``zero-gp`` task, R1 vs 0-GP at interpolates vs 0-GP on the
+latent path, measured by the jumpiness of G along straight latent lines between random codes
+(:mod:`fastgp.repro.latent_path`: the largest step over the line's length, and the share of lines
+whose largest step is more than half of it). Reduced: 2,000 G steps, 5 seeds.
 """
 
 from __future__ import annotations
