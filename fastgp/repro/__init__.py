@@ -79,7 +79,7 @@ anchors averaging from G step 99) vs none (the switch on with λ = 0: outputs lo
 unchanged). Measured (:mod:`fastgp.repro.lecam_gap`): the final D's mean output on the training
 digits and on the held-out digits, their gap and the AUC of telling them apart. Compared, paired by
 seed: the premise (without LeCam, D scores its training reals above held-out reals) and the remedy
-(LeCam narrows that gap). Reduced: 600 G steps of batch 64, 5 seeds; the paper trains BigGAN and
+(LeCam narrows that gap). Reduced: 1,000 G steps of batch 64, 5 seeds; the paper trains BigGAN and
 StyleGAN2 on 10–20 % of CIFAR and on ImageNet for 100k+ iterations and reports FID.
 
 ``latent-path`` — Thanh-Tung et al. again: Figure 9 and Sec. 6.2 claim that with the zero-centred
@@ -88,7 +88,7 @@ smoothly; Appendix F's Algorithm 1 (the penalty on G's latent path between a rea
 an encoder) has no experiment. On the ``zero-gp`` task, R1 vs 0-GP at interpolates vs 0-GP on the
 latent path, measured by the jumpiness of G along straight latent lines between random codes
 (:mod:`fastgp.repro.latent_path`: the largest step over the line's length, and the share of lines
-whose largest step is more than half of it). Reduced: 2,000 G steps, 5 seeds.
+whose largest step is more than half of it). Reduced: 6,000 G steps, 5 seeds.
 """
 
 from __future__ import annotations
@@ -443,7 +443,7 @@ def _too_few_seeds(comparisons: list[dict]) -> bool:
 
 LECAM_KEY = "regularizers.lecam"
 # Sized by a measured seed so that the lecam and latent-path full runs together fit 50 minutes of one core.
-LECAM_STEPS, LATENT_STEPS = 600, 2000
+LECAM_STEPS, LATENT_STEPS = 1000, 6000
 LECAM_PREMISE = ("none", "none", "d_train", "d_held")
 LECAM_REMEDY = (("none", "lecam", "d_overfit"), ("none", "lecam", "d_auc"))
 
@@ -506,7 +506,7 @@ LECAM = Experiment(
         "measurement is one point (the final D; its spread over seeds is in the intervals).\n\n"
         "**Deviations and why:** an MLP GAN on 200 digits instead of BigGAN on CIFAR (2 shared CPU cores); "
         "{steps} G steps (≈ {epochs} epochs of the subset) instead of 100k+ iterations, sized so that this run and "
-        "the `latent-path` run fit 50 minutes of one core: D sees each training digit ≈ {epochs} times, enough to "
+        "the `latent-path` run fit 50 CPU-minutes of one core: D sees each training digit ≈ {epochs} times, enough to "
         "learn them, but a longer run would overfit more, so a gap that does not show here could still show later; "
         "no FID (the classifier's KL and confidence stand in for image quality, context only); 5 seeds."
     ).replace("{steps}", f"{LECAM_STEPS:,}").replace("{epochs}", f"{LECAM_STEPS * 64 // 200:,}"),
@@ -627,9 +627,11 @@ LATENT_PATH = Experiment(
         "on the final G.\n\n"
         "**Deviations and why:** 2-D data instead of MNIST (what 2 shared CPU cores allow; the paper's Sec. 6.2 "
         "makes the same claim for it); R1 on reals only rather than the paper's penalty on real and fake samples "
-        "(`r1+r2` here), as the issue asks — one arm fewer to fit the budget; {steps} generator steps instead of "
-        "`zero-gp`'s 6,000 (and the authors' 20,000), sized so that this run and the `lecam` run fit 50 minutes "
-        "of one core: G may still be settling onto the modes, so jumpiness is that of a G at {steps} steps; 5 seeds."
+        "(`r1+r2` here), as the issue asks — one arm fewer to fit the budget; {steps} generator steps of batch 256 as "
+        "in `zero-gp` (the authors' code defaults to 20,000 iterations of batch 128 with λ = 10), so that this run "
+        "and the `lecam` run fit 50 CPU-minutes of one core: jumpiness is that of G at {steps} steps (a first run at "
+        "2,000 steps, G still spreading between the modes, gave 0.06–0.08 for every arm and no jumping line); "
+        "5 seeds."
     ).replace("{steps}", f"{LATENT_STEPS:,}"),
     base={**ZERO_GP.base, f"{PENALTY}.kind": "zero-gp"},
     settings=(
