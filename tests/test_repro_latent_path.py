@@ -81,7 +81,8 @@ YES, NO, OPP = stats.AS_CLAIMED, stats.INCONCLUSIVE, stats.OPPOSITE
 @pytest.mark.parametrize("fig9, alg1, word, says", [
     ((YES, YES), (YES, YES), "reproduced:", "Figure 9 reproduces:"),
     ((YES, YES), (NO, NO), "reproduced in part:", "Figure 9 reproduces:"),
-    ((YES, NO), (NO, NO), "reproduced in part:", "Figure 9 reproduces in part"),
+    ((YES, NO), (NO, NO), "reproduced in part:", "Figure 9 reproduces only in part: R1's straight latent lines are"),
+    ((NO, YES), (YES, YES), "reproduced in part:", "Figure 9 reproduces only in part: more of R1's"),
     ((NO, NO), (YES, NO), "reproduced in part:", "Figure 9 does not reproduce: R1 and 0-GP jump alike"),
     ((NO, NO), (NO, NO), "not reproduced:", "Figure 9 does not reproduce: R1 and 0-GP jump alike"),
     ((OPP, NO), (OPP, NO), "not reproduced:", "Figure 9 does not reproduce: R1 jumps less than 0-GP"),
