@@ -635,7 +635,7 @@ LATENT_PATH = Experiment(
         "(`r1+r2` here), as the issue asks — one arm fewer to fit the budget; {steps} generator steps of batch 256 as "
         "in `zero-gp` (the authors' code defaults to 20,000 iterations of batch 128 with λ = 10), so that this run "
         "and the `lecam` run fit 50 CPU-minutes of one core: jumpiness is that of G at {steps} steps (a first run at "
-        "2,000 steps, G still spreading between the modes, gave 0.06–0.08 for every arm and no jumping line); "
+        "2,000 steps, G still spreading between the modes, gave 0.03–0.08 on every arm and no jumping line); "
         "5 seeds."
     ).replace("{steps}", f"{LATENT_STEPS:,}"),
     base={**ZERO_GP.base, f"{PENALTY}.kind": "zero-gp"},
