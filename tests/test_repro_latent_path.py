@@ -55,6 +55,7 @@ def test_smooth_generator_scores_low_and_a_jumping_one_high():
     assert jumpy["jump"] > crossing * 0.95 > 10 * smooth["jump"]
 
 
+@pytest.mark.slow  # quick training runs
 def test_measure_adds_jumpiness_of_g_and_its_ema(tmp_path, capsys):
     results = quick_repro("latent-path", tmp_path, capsys)
     for s in results["settings"]:

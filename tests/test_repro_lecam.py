@@ -64,6 +64,7 @@ def test_measure_needs_a_limited_data_run():
         lecam_gap.measure(run)
 
 
+@pytest.mark.slow  # quick training runs
 def test_quick_run_measures_d_on_training_and_held_out_reals(tmp_path, capsys):
     results = quick_repro("lecam", tmp_path, capsys)
     for s in results["settings"]:
