@@ -134,3 +134,37 @@ def test_link_checker_finds_broken_links(tmp_path):
     assert broken_links(str(readme)) == ["docs/missing.md: no such file",
                                          "docs/page.md#nowhere: no heading #nowhere in " + os.path.relpath(
                                              str(tmp_path / "docs" / "page.md"), ROOT)]
+
+
+VERDICT_WORDS = ("reproduced in part", "not reproduced", "not testable here", "reproduced")
+
+
+def page_verdict(page: str) -> str:
+    """The verdict word a docs/repro page states: its judged verdict (round 3, ``**Verdict: …**``) or
+    the recorded verdict of an earlier round (``Verdict (recorded full run): …``)."""
+    with open(page, encoding="utf-8") as f:
+        match = re.search(r"Verdict(?: \(recorded full run\))?: (" + "|".join(VERDICT_WORDS) + ")", f.read())
+    assert match, f"{os.path.relpath(page, ROOT)} states no verdict"
+    return match.group(1)
+
+
+def readme_reproduction_rows() -> list[list[str]]:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("\n## Reproductions\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")][2:]  # after the header and |---|
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_readme_reproduction_table_has_one_row_per_page_and_its_verdict():
+    # One row per tested claim, each linking the page of its experiment, with the verdict that page
+    # states (the README cannot say "reproduced" where the run said "in part").
+    rows = readme_reproduction_rows()
+    pages = sorted(p for p in glob.glob(os.path.join(DOCS, "repro", "*.md")))
+    linked = []
+    for row in rows:
+        (target,) = re.findall(r"\]\((docs/repro/[^)#]+\.md)\)", " ".join(row)) or [None]
+        assert target, f"README reproduction row links no docs/repro page: {row}"
+        linked.append(os.path.join(ROOT, target))
+        stated = next((w for w in VERDICT_WORDS if row[-1].strip("*").startswith(w)), None)
+        assert stated == page_verdict(os.path.join(ROOT, target)), (row, target)
+    assert sorted(linked) == pages  # every page has its row, and no page two
