@@ -361,8 +361,9 @@ PCR_SC = Experiment(
 
 AUGMENT_QUOTE = """Table 1: Some behaviors of GAN when changing the size (Bz) of the noise domain. Spectral \
 normalization was used for D, LVg was estimated by max ||∂Vg/∂z|| from 5000 random noises. The lower the better.
-Bz 10-2: LVgBz 5.020, loss Vg -0.657 ± 0.065, -D(G(Z)) -0.480 ± 0.033; Bz 100: 2.738, -0.667 ± 0.054, \
--0.486 ± 0.027; Bz 102: 2.370, -0.696 ± 0.045, -0.500 ± 0.022. [...] We observe further from Table 1 that the \
+Bz 10^-2: LVgBz 5.020, loss Vg -0.657 ± 0.065, -D(G(Z)) -0.480 ± 0.033; Bz 10^0: 2.738, -0.667 ± 0.054, \
+-0.486 ± 0.027; Bz 10^2: 2.370, -0.696 ± 0.045, -0.500 ± 0.022. [the table's rows, its columns Bz, LVgBz, loss Vg, \
+-D(G(Z)), written out; the text file renders the exponents as 10-2, 100, 102] [...] We observe further from Table 1 that the \
 generalization of G, indicated by the loss Vg and the score D(G(z)), increases as LVgBz decreases.
 — augmentation-generalization-stability.txt, Sec. 4.3, Table 1
 
@@ -393,7 +394,8 @@ norms over 64 evaluation samples, the trainer's `grad_d_x` / `jac_g_z`) averaged
 {AUGMENT_TAIL} logged points, and ‖∂D/∂x‖ at G(z) over the 5,000 noises at the end.
 
 **Deviations and why.** (1) Compute: the whole run (6 settings × {AUGMENT_SEEDS} seeds) has to fit 25 minutes \
-of one shared CPU core, so each run is {AUGMENT_STEPS} generator steps (about {AUGMENT_STEPS * 64 / 1797:.0f} \
+of one shared CPU core, so each run is {AUGMENT_STEPS} generator steps (the recorded run: 863 CPU-s, 22 minutes of wall time at 65 % of \
+a core) (about {AUGMENT_STEPS * 64 / 1797:.0f} \
 epochs of the digits): these are early-training GANs, not converged ones, and the paper's numbers (its L_Vg \
 is measured on its converged MNIST models) are not comparable in size, only in direction. (2) The digits are \
 8×8 images upsampled, far smoother than MNIST. (3) G has no batch norm (`model.g_norm=none`): the MLP G's batch \
