@@ -54,6 +54,11 @@ SCHEMA: dict[str, Option] = {
     "data.std": Option(
         0.2, "std of the noise around each mode/curve; the high-quality radius is 3·std", positive
     ),
+    "data.hq_radius": Option(
+        0.0, "2-D data, metrics only: a sample is high quality within this distance of the data (0: 3·data.std); "
+        "for data whose std is far below what a short run reaches, e.g. the paper's 8 Gaussians (std 0.014)",
+        at_least(0.0),
+    ),
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", at_least(1)),
     "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", at_least(1)),
     "data.n_images": Option(25600, "rectangles: training images, generated from the seed", at_least(1)),
