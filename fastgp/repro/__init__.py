@@ -136,7 +136,7 @@ generator update. SGD is used for optimization. [...] (e) Our 0-GP with λ = 10,
 with λ = 10, iter. 10,000. (i) 0-GP-sample with λ = 10, iter. 10,000."\
 """
 
-ZERO_GP_STEPS = 1000
+ZERO_GP_STEPS = 1500
 ZERO_GP_HQ_RADIUS = 1.0
 ZERO_GP_SETTING = f"""\
 **The paper's regime** (Fig. 2's caption, Appendix E, and the defaults of the authors' code,
@@ -156,19 +156,20 @@ the real samples: R1.
 `regularizers.penalty.output=probability` were added for it), 5 seeds, with these deviations:
 
 - **{ZERO_GP_STEPS:,} generator steps instead of 10,000.** One step of the four arms together costs
-  about 123 ms of one core at this width (measured: no GP 24, 1-GP 37, R1 29, 0-GP 33 ms), so 20 runs of
-  10,000 steps would take about 3.4 CPU-hours against this experiment's 40 minutes of one core on the
-  shared 2-core machine (which, loaded by the other reproductions, gives a run a fraction of a core).
-  What it changes: Fig. 2 shows the state after 10,000 steps; after 1,000 SGD steps at lr 0.003 G has
-  only just spread out to the circle (a probe: the samples' spread grows from 0.1 at step 200 to 3–5 at
-  1,000–1,250, against 7.07 for the data), so this tests the first tenth of the run. The middle and peak
+  about 123 ms of one core at this width (measured: no GP 24, 1-GP 37, R1 29, 0-GP 33 ms), so 5 seeds of
+  10,000 steps would take about 1.7 CPU-hours against this experiment's budget of 40 minutes of one core
+  (about 3,900 steps); and on the shared 2-core machine, loaded by the other reproductions, a run gets
+  only a part of a core (about 40 % when measured), while the report had to be done within the round.
+  What it changes: Fig. 2 shows the state after 10,000 steps; at lr 0.003 SGD moves G slowly (a probe:
+  the samples' spread grows from 0.1 at step 200 to 3–5 at steps 1,000–2,000, against 7.07 for the
+  data), so this tests the first {ZERO_GP_STEPS / 10_000:.0%} of the paper's run. The middle and peak
   columns and `zero-gp-trend.png` (modes covered against the step) show which way each arm was going
   when the run stopped.
 - **A sample counts towards a mode within {ZERO_GP_HQ_RADIUS} of its centre** (`data.hq_radius`; the
   trainer's default is 3·std = 0.042 here), about a fifth of the 5.41 between neighbouring centres, and
   a mode is covered when it holds at least 1/32 of 2,048 samples (a quarter of its fair share). With
-  0.042, no arm covered any mode in the probe's 1,250 steps: it measures a precision this short a run
-  does not reach, not collapse.
+  0.042, neither no GP nor 0-GP covered any mode in a probe of 2,000 / 1,250 steps: it measures a
+  precision this short a run does not reach, not collapse.
 - The metrics are G's (no EMA, as the paper shows G), each the mean over the run's last 3 logged points
   (every {ZERO_GP_STEPS // 20} steps).
 
