@@ -136,7 +136,7 @@ generator update. SGD is used for optimization. [...] (e) Our 0-GP with λ = 10,
 with λ = 10, iter. 10,000. (i) 0-GP-sample with λ = 10, iter. 10,000."\
 """
 
-ZERO_GP_STEPS = 1500
+ZERO_GP_STEPS = 1200
 ZERO_GP_HQ_RADIUS = 1.0
 ZERO_GP_SETTING = f"""\
 **The paper's regime** (Fig. 2's caption, Appendix E, and the defaults of the authors' code,
@@ -159,7 +159,7 @@ the real samples: R1.
   about 123 ms of one core at this width (measured: no GP 24, 1-GP 37, R1 29, 0-GP 33 ms), so 5 seeds of
   10,000 steps would take about 1.7 CPU-hours against this experiment's budget of 40 minutes of one core
   (about 3,900 steps); and on the shared 2-core machine, loaded by the other reproductions, a run gets
-  only a part of a core (about 40 % when measured), while the report had to be done within the round.
+  only a part of a core (a quarter to 40 % when measured), while the report had to be done within the round.
   What it changes: Fig. 2 shows the state after 10,000 steps; at lr 0.003 SGD moves G slowly (a probe:
   the samples' spread grows from 0.1 at step 200 to 3–5 at steps 1,000–2,000, against 7.07 for the
   data), so this tests the first {ZERO_GP_STEPS / 10_000:.0%} of the paper's run. The middle and peak
