@@ -300,8 +300,9 @@ def zero_gp_trend(results: dict, out_dir: str) -> str:
     ax.set_ylabel("modes covered (of 8)")
     ax.set_ylim(-0.3, 8.3)
     ax.legend(fontsize=7, loc="upper left")
-    quick = "  [QUICK: smoke run, not a result]" if results["quick"] else ""
-    ax.set_title(f"zero-gp: modes covered during training (thin: seeds, thick: mean){quick}", fontsize=9)
+    quick = "\n[QUICK: smoke run, not a result]" if results["quick"] else ""
+    ax.set_title(f"zero-gp: modes covered during training, {len(results['seeds'])} seeds (thin: each seed, "
+                 f"thick: mean){quick}", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, ZERO_GP_TREND), dpi=100)
     plt.close(fig)
