@@ -14,7 +14,7 @@ with 4 Linear layers, plain SGD at lr 0.003, one D step per G step, λ = 10 on t
 sigmoid output, batch 128), 5 seeds; metrics: modes covered and the high-quality share of G's samples
 (within ``data.hq_radius`` = 1 of a centre), averaged over the last 3 logged points, with the modes
 at mid-run and the most at any logged point; paired comparisons of 0-GP with each arm on modes, and a
-judge that says "reproduced" only if 0-GP beats R1 too. Reduced: 1,200 steps of the paper's 10,000
+judge that says "reproduced" only if 0-GP beats R1 too. Reduced: 2,000 steps of the paper's 10,000
 (``ZERO_GP_SETTING`` says why and what it changes); ``zero-gp-trend.png`` plots modes against the step.
 The round-2 regime (64 units, Adam, λ = 1), where R1 kept all 8 modes too, stays the setting of
 ``latent-path`` (``ADAM_8G``).
@@ -143,7 +143,7 @@ PAPER_STEPS = 10_000  # Fig. 2 (e), (h), (i): "iter. 10,000"
 EARLY_MODES = 2.0
 
 
-ZERO_GP_STEPS = 1200
+ZERO_GP_STEPS = 2000
 ZERO_GP_HQ_RADIUS = 1.0
 ZERO_GP_SETTING = f"""\
 **The paper's regime** (Fig. 2's caption, Appendix E, and the defaults of the authors' code,
@@ -180,11 +180,13 @@ the real samples: R1.
 - The metrics are G's (no EMA, as the paper shows G), each the mean over the run's last 3 logged points
   (every {ZERO_GP_STEPS // 20} steps).
 - The judge calls the run "not testable here" while every arm covers at most {EARLY_MODES:.0f} of the 8
-  modes on average. That threshold was set after the first 12 of the 20 runs (no GP, 1-GP, R1) had
-  finished covering 0–2 modes and hopping between them; the judge written before the run called
-  "not testable" only an average below one mode in every arm. It withholds a verdict either way (a
-  "reproduced" as well as a "not reproduced") while the arms are in that phase; the comparisons are
-  reported regardless.
+  modes on average. That threshold was set during a first full run of 1,200 steps, after its first 12
+  runs (no GP, 1-GP, R1) had finished covering 0–2 modes and hopping between them; the judge written
+  before that run called "not testable" only an average below one mode in every arm, and gave that run
+  "reproduced in part" (modes, tail-averaged: 0-GP 1.2, no GP 0.7, 1-GP 0.6, R1 1.1; 0-GP − 1-GP +0.6
+  [+0.1, +1.1], the other two intervals across 0). This {ZERO_GP_STEPS:,}-step run was judged by the
+  threshold set before it started. It withholds a verdict either way (a "reproduced" as well as a "not
+  reproduced") while the arms are in that phase; the comparisons are reported regardless.
 
 **Earlier regime, for context** (rounds 1–2: 64-unit MLPs with 3 Linear layers, Adam with lr 3e-3 / 1e-3,
 λ = 1 on the logit's gradient, radius 10, std 0.2, 6,000 steps, 5 seeds): no GP 2.2 ± 0.8 modes, 1-GP
