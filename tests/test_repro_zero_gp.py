@@ -79,6 +79,7 @@ def test_trend_metrics_read_the_whole_run():
     assert modes_at_half([{"step": 10}]) is None and modes_peak([]) is None
 
 
+@pytest.mark.slow  # quick training runs
 def test_quick_run_writes_the_trend_picture_and_a_quick_verdict(tmp_path, capsys):
     out = tmp_path / "zg"
     assert main(["zero-gp", "--quick", "--steps", "4", "--seeds", "2", "--out", str(out)]) == 0
