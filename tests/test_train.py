@@ -232,6 +232,35 @@ def test_every_penalty_kind(kind, tmp_path):
         assert all(r["penalty"] >= 0 for r in records)
 
 
+@pytest.mark.parametrize("depth", [1, 3])
+def test_mlp_depth_and_sgd(depth, tmp_path):
+    """model.depth hidden layers in G and D; optim.name=sgd: a plain SGD step (θ ← θ − lr·∇θ)."""
+    cfg = config.resolve(sets=QUICK + [f"model.depth={depth}", "model.hidden=16", "optim.name=sgd",
+                                       "optim.lr_d=0.01", "optim.lr_g=0.02"])
+    from fastgp.train.loop import Run
+
+    run = Run(cfg, str(tmp_path / "r"))
+    for net, out in ((run.G, 2), (run.D, 1)):
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        assert len(linears) == depth + 1
+        assert [m.out_features for m in linears] == [16] * depth + [out]
+    assert isinstance(run.opt_d, torch.optim.SGD) and isinstance(run.opt_g, torch.optim.SGD)
+    assert run.opt_d.defaults["momentum"] == 0 and run.opt_d.param_groups[0]["lr"] == 0.01
+    assert run.opt_g.param_groups[0]["lr"] == 0.02
+    before = [p.detach().clone() for p in run.D.parameters()]
+    grads = []
+    step = run.opt_d.step
+
+    def spy(*args, **kwargs):  # the gradients the SGD step is about to apply
+        grads.extend(p.grad.detach().clone() for p in run.D.parameters())
+        return step(*args, **kwargs)
+
+    run.opt_d.step = spy
+    run.train_step()
+    for b, g_, p in zip(before, grads, run.D.parameters()):
+        torch.testing.assert_close(p.detach(), b - 0.01 * g_)
+
+
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_every_loss(loss, tmp_path):
     cfg = config.resolve(sets=QUICK + [f"loss.name={loss}", "noise.dist=uniform", "ema.decay=0", "optim.n_dis=2"])
@@ -603,6 +632,8 @@ BAD_SETS = [
     (["data.name=rectangles", "model.name=mlp"], "model.name: 'mlp' is the 2-D pair; data.name='rectangles' needs 'dcgan'"),
     (["model.name=dcgan"], "model.name: 'dcgan' needs 32×32 image data; data.name='8gaussians' is 2-D"),
     (["data.name=rectangles", "data.n_rect=6"], "data.n_rect: at most 5 separated 8×8 squares per 32×32 image, got 6"),
+    (["model.depth=0"], "model.depth: must be >= 1, got 0"),
+    (["optim.name=adamw"], "optim.name: must be one of 'adam', 'rmsprop', 'sgd'; got 'adamw'"),
     (["seed=-1"], "seed: must be in [0, 2**32 - 1] = [0, 4294967295], got -1\n"),
     (["seed=18446744073709551616"], "seed: must be in [0, 2**32 - 1] = [0, 4294967295], got 18446744073709551616\n"),
 ]

@@ -162,6 +162,12 @@ BAD = [
      "loss.name='relativistic-pairing' is relativistic"),
     (["regularizers.top-k.enabled=true", "loss.name=relativistic-average"],
      "regularizers.top-k.enabled: G's loss over its k best fakes would drop fakes from the relativistic loss"),
+    (["optim.name=sgd", "regularizers.penalty.interval=2"],
+     "regularizers.penalty.interval: lazy regularization (interval 2) needs optim.name adam or rmsprop"),
+    (["regularizers.penalty.kind=r1+r2", "regularizers.penalty.output=probability"],
+     "regularizers.penalty.output: 'probability' is not offered for kind 'r1+r2'"),
+    (["regularizers.penalty.output=sigmoid"],
+     "regularizers.penalty.output: must be one of 'logit', 'probability'; got 'sigmoid'"),
 ]
 
 
@@ -590,3 +596,25 @@ def test_r3gan_config_trains_and_logs_the_penalty(tmp_path):
     assert cli.main(args) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4] and all(r["penalty"] > 0 for r in records)
+
+
+@pytest.mark.parametrize("kind", ["zero-gp", "wgan-gp", "r1"])
+def test_penalty_on_probability_is_the_penalty_of_sigmoid_d(kind, tmp_path):
+    """output=probability: the penalty of D's sigmoid (the zero-centred-GP paper's code, whose D
+    ends in a sigmoid), the main loss still on the logits; the same draws as output=logit."""
+    run = make_run(tmp_path / "p", f"regularizers.penalty.kind={kind}", "regularizers.penalty.weight=10",
+                   "regularizers.penalty.output=probability", "model.hidden=16")
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(8, 2, generator=g) * 5, torch.randn(8, 2, generator=g) * 5
+    total, main, gp = run.penalty.d_loss(run.D_train, real, fake, run.d_loss_fn, 0, torch.Generator().manual_seed(1))
+    expected_gp = fastgp.gradient_penalty(lambda x: run.D_train(x).sigmoid(), real, fake, kind=kind, weight=10.0,
+                                          generator=torch.Generator().manual_seed(1))
+    logit_gp = fastgp.gradient_penalty(run.D_train, real, fake, kind=kind, weight=10.0,
+                                       generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(gp, expected_gp, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(main, run.d_loss_fn(run.D_train(real), run.D_train(fake)))
+    torch.testing.assert_close(total, main + gp)
+    if kind != "wgan-gp":  # zero-centred: the sigmoid's slope is at most 1/4, so at most 1/16 of the logit's
+        assert float(gp.detach()) <= float(logit_gp.detach()) / 16 * (1 + 1e-5)
+    else:  # one-centred: a different function of the gradient norm, not a rescaled one
+        assert abs(float(gp.detach()) - float(logit_gp.detach())) > 1e-3

@@ -64,3 +64,27 @@ def test_default_keeps_radius_10_and_std_0_2():
     radius, std = spread(data.sample(20000, torch.Generator().manual_seed(0)).double(), data.ref.double())
     torch.testing.assert_close(radius, torch.full((8,), 10.0, dtype=torch.float64), rtol=1e-6, atol=1e-5)
     assert abs(std - 0.2) < 0.01
+
+
+def test_hq_radius_sets_the_metrics_distance_only():
+    """data.hq_radius: high quality within that distance of a centre instead of 3·std; sampling unchanged."""
+    cfg = config.resolve(sets=["data.scale=7.0721", "data.std=0.014144", "data.hq_radius=1.0"])
+    data = Toy2D("8gaussians", 7.0721, 0.014144, 0, 0, cfg["data"]["hq_radius"])
+    default = Toy2D("8gaussians", 7.0721, 0.014144, 0, 0)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(data.sample(100, g1), default.sample(100, g2))
+    # 64 points at 0.5 from centre 0, 64 at 2.0 from centre 1, 64 at 0.03 from centre 2 (of 8 × 32 = 256 points).
+    centres = data.ref
+    fake = torch.cat([centres[0] + torch.tensor([0.5, 0.0]), centres[1] + torch.tensor([0.0, 2.0]),
+                      centres[2] + torch.tensor([0.03, 0.0])]).reshape(3, 1, 2).expand(3, 64, 2).reshape(-1, 2)
+    fake = torch.cat([fake, torch.zeros(64, 2)])  # 64 at the origin, 7 away from every centre
+    assert data.metrics(fake) == {"modes": 2, "hq": 0.5}
+    assert default.metrics(fake) == {"modes": 1, "hq": 0.25}
+    assert config.resolve()["data"]["hq_radius"] == 0.0
+
+
+def test_negative_hq_radius_is_refused():
+    import pytest
+
+    with pytest.raises(config.ConfigError, match=r"data.hq_radius: must be >= 0.0, got -1.0"):
+        config.resolve(sets=["data.hq_radius=-1"])

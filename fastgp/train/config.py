@@ -25,6 +25,7 @@ DATASETS_IMAGE = ("rectangles", "digits") + DATASETS_USER
 DATASETS = DATASETS_2D + DATASETS_IMAGE
 MODELS = ("auto", "mlp", "mlp-gan", "dcgan", "resnet")
 MODELS_32 = ("dcgan", "resnet")  # convolutional pairs built for 32×32 images
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # Images whose pixels take only the values -1 and 1 (pixel-wise and/or combinations need them).
 DATASETS_BINARY = ("rectangles",)
 
@@ -53,6 +54,11 @@ SCHEMA: dict[str, Option] = {
     "data.std": Option(
         0.2, "std of the noise around each mode/curve; the high-quality radius is 3·std", positive
     ),
+    "data.hq_radius": Option(
+        0.0, "2-D data, metrics only: a sample is high quality within this distance of the data (0: 3·data.std); "
+        "for data whose std is far below what a short run reaches, e.g. the paper's 8 Gaussians (std 0.014)",
+        at_least(0.0),
+    ),
     "data.n_points": Option(64, "finite-gaussian: size of the fixed sample", at_least(1)),
     "data.n_rect": Option(2, "rectangles: separated 8×8 squares per 32×32 image", at_least(1)),
     "data.n_images": Option(25600, "rectangles: training images, generated from the seed", at_least(1)),
@@ -80,7 +86,11 @@ SCHEMA: dict[str, Option] = {
         "(32×32 images); auto: mlp for 2-D data, dcgan for 32×32 images, mlp-gan for other image sizes",
         choice(MODELS),
     ),
-    "model.hidden": Option(64, "mlp: units of each of the 2 hidden layers of G and D", at_least(1)),
+    "model.hidden": Option(64, "mlp: units of each hidden layer of G and D", at_least(1)),
+    "model.depth": Option(
+        2, "mlp: hidden layers (Linear + activation) of G and D; the zero-centred-GP paper's code uses 3 "
+        "(its Appendix E lists 4 Linear layers)", at_least(1),
+    ),
     "model.channels": Option(
         32, "dcgan: channels of the first D / last G convolution (then ×2, ×4); resnet: channels of every block",
         at_least(1),
@@ -94,11 +104,14 @@ SCHEMA: dict[str, Option] = {
         "non-saturating", "GAN loss (fastgp.losses): " + ", ".join(regularizers.LOSS_NAMES), choice(regularizers.LOSS_NAMES)
     ),
     "loss.params": Option({}, "keyword parameters of the loss, e.g. {margin: 2.0} for hinge"),
-    "optim.name": Option("adam", "optimizer of G and D: adam or rmsprop", choice(("adam", "rmsprop"))),
+    "optim.name": Option(
+        "adam", "optimizer of G and D: adam, rmsprop or sgd (plain SGD, no momentum: beta1 and beta2 are not read; "
+        "the zero-centred-GP paper's 2-D runs)", choice(OPTIMIZERS),
+    ),
     "optim.lr_d": Option(3.0e-3, "discriminator learning rate (two-timescale: set it apart from lr_g)", positive),
     "optim.lr_g": Option(1.0e-3, "generator learning rate", positive),
-    "optim.beta1": Option(0.5, "Adam beta1 (RMSprop: momentum)", open_unit_interval),
-    "optim.beta2": Option(0.9, "Adam beta2 (RMSprop: alpha)", open_unit_interval),
+    "optim.beta1": Option(0.5, "Adam beta1 (RMSprop: momentum; SGD: not read)", open_unit_interval),
+    "optim.beta2": Option(0.9, "Adam beta2 (RMSprop: alpha; SGD: not read)", open_unit_interval),
     "optim.n_dis": Option(1, "discriminator steps per generator step", at_least(1)),
     "ema.decay": Option(0.999, "EMA of G's parameters per G step (warm-up: min(decay, (1+t)/(10+t))); 0 disables it", open_unit_interval),
     "log.every": Option(100, "steps between metrics.jsonl records (losses and 2-D metrics)", at_least(1)),

@@ -130,6 +130,8 @@ class Run:
         lr = o[lr_key] if lr is None else lr
         if o["name"] == "adam":
             return torch.optim.Adam(model.parameters(), lr=lr, betas=(o["beta1"], o["beta2"]))
+        if o["name"] == "sgd":
+            return torch.optim.SGD(model.parameters(), lr=lr)
         return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=o["beta2"], momentum=o["beta1"])
 
     def _latent_path_encoder(self, pen_cfg: dict, seed: int) -> regs.LatentPathEncoder:

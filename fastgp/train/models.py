@@ -1,7 +1,8 @@
 """Networks of the reference trainer (``model.name``).
 
 - ``mlp``: the 2-D pair of the zero-centred-GP paper (Thanh-Tung et al. 2019): G and D are MLPs
-  with two hidden layers; the width and activation are options.
+  with ``model.depth`` hidden layers (2 by default; the paper's code builds 3) of ``model.hidden``
+  units; the activation is an option.
 - ``mlp-gan``: the generalization paper's MLP GAN for images of any size: G maps the noise through
   128 → 256 → 512 → 1024 units (each Linear followed by batch norm and LeakyReLU 0.2; with
   ``model.g_norm=none`` without the batch norm, so that the scale of z reaches the output and G must
@@ -36,13 +37,17 @@ MLP_GAN_G_WIDTHS = (128, 256, 512, 1024)
 MLP_GAN_D_WIDTHS = (512, 256)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, activation: str) -> nn.Sequential:
+def mlp(in_dim: int, hidden: int, out_dim: int, activation: str, depth: int = 2) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` units (Linear + activation), then a Linear to ``out_dim``."""
+
     def act():
         return nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
 
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, out_dim)
-    )
+    layers, width = [], in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), act()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
 
 
 class DCGANGenerator(nn.Module):
@@ -162,7 +167,8 @@ def build(cfg: dict, data_shape: tuple) -> tuple[nn.Module, nn.Module]:
     m, z_dim = cfg["model"], cfg["noise"]["dim"]
     name = model_name(flatten(cfg))
     if name == "mlp":
-        return mlp(z_dim, m["hidden"], data_shape[0], m["activation"]), mlp(data_shape[0], m["hidden"], 1, m["activation"])
+        return (mlp(z_dim, m["hidden"], data_shape[0], m["activation"], m["depth"]),
+                mlp(data_shape[0], m["hidden"], 1, m["activation"], m["depth"]))
     if name == "mlp-gan":
         return MLPGANGenerator(z_dim, data_shape, m["g_norm"]), mlp_gan_discriminator(data_shape)
     if name == "resnet":
@@ -176,7 +182,7 @@ def encoder(cfg: dict, data_shape: tuple) -> nn.Module:
     m, z_dim = cfg["model"], cfg["noise"]["dim"]
     name = model_name(flatten(cfg))
     if name == "mlp":
-        return mlp(data_shape[0], m["hidden"], z_dim, m["activation"])
+        return mlp(data_shape[0], m["hidden"], z_dim, m["activation"], m["depth"])
     if name == "mlp-gan":
         return mlp_gan_discriminator(data_shape, z_dim)
     if name == "resnet":

@@ -72,6 +72,7 @@ class GradientPenalty:
     # Kinds taken at points between real and fake: those the latent path can replace.
     BETWEEN = tuple(k for k, spec in penalty.KINDS.items() if spec.point == "interpolate")
     PATHS = ("linear", "latent")
+    OUTPUTS = ("logit", "probability")
     OPTIONS = {
         "kind": Option("zero-gp", "penalty kind: " + ", ".join(KINDS), choice(KINDS)),
         "weight": Option(1.0, "penalty weight λ (no hidden ½)", at_least(0.0)),
@@ -88,11 +89,26 @@ class GradientPenalty:
             1.0, "path latent: weight of the moment-matching term that keeps E(real) near the noise distribution",
             at_least(0.0),
         ),
+        "output": Option(
+            "logit",
+            "whose input gradient is penalized: logit (D's output, as everywhere else in fastgp) or probability "
+            "(sigmoid of it: the zero-centred-GP paper's code, whose D ends in a sigmoid; the penalty then fades "
+            "where D saturates)",
+            choice(OUTPUTS),
+        ),
     }
 
     @staticmethod
     def check(flat: dict, data: DataFacts) -> str | None:
         key = "regularizers.penalty."
+        on = flat[key + "kind"] != "none" and flat[key + "weight"] > 0
+        if on and flat[key + "interval"] > 1 and flat["optim.name"] == "sgd":
+            # The lazy correction rescales Adam's betas / RMSprop's alpha (fastgp.LazyRegularizer), none of SGD's.
+            return (f"{key}interval: lazy regularization (interval {flat[key + 'interval']}) needs optim.name adam or "
+                    "rmsprop, whose state the lazy correction adjusts; optim.name is 'sgd' (use interval 1)")
+        if flat[key + "output"] == "probability" and flat[key + "kind"] == "r1+r2":
+            return (f"{key}output: 'probability' is not offered for kind 'r1+r2' (fastgp.r1_r2_penalty takes D's "
+                    "logits inside one call); use kind r1, or output logit")
         if flat[key + "path"] == "latent":
             kind = flat[key + "kind"]
             if kind not in GradientPenalty.BETWEEN:
@@ -108,6 +124,7 @@ class GradientPenalty:
         self.weight = cfg["weight"]
         self.lazy = LazyRegularizer(cfg["interval"])
         self.path = cfg["path"]
+        self.probability = cfg["output"] == "probability"
 
     @property
     def enabled(self) -> bool:
@@ -135,14 +152,17 @@ class GradientPenalty:
             real = real.detach().requires_grad_(True)
             real_logits = D(real)
             main = d_loss_fn(real_logits, D(fake))
-            gp = penalty.r1_penalty(real_logits, real, self.weight)
-        elif self.path == "latent":
-            main = d_loss_fn(D(real), D(fake))
-            G, E, z = latent
-            gp = penalty.latent_path_penalty(D, G, E, real, z, kind=self.kind, weight=self.weight, generator=generator)
+            gp = penalty.r1_penalty(real_logits.sigmoid() if self.probability else real_logits, real, self.weight)
         else:
             main = d_loss_fn(D(real), D(fake))
-            gp = penalty.gradient_penalty(D, real, fake, kind=self.kind, weight=self.weight, generator=generator)
+            # The main loss stays on the logits (the same objective as BCE on a sigmoid output).
+            D_pen = (lambda x: D(x).sigmoid()) if self.probability else D  # noqa: E731
+            if self.path == "latent":
+                G, E, z = latent
+                gp = penalty.latent_path_penalty(D_pen, G, E, real, z, kind=self.kind, weight=self.weight,
+                                                 generator=generator)
+            else:
+                gp = penalty.gradient_penalty(D_pen, real, fake, kind=self.kind, weight=self.weight, generator=generator)
         return main + self.lazy.gain * gp, main, gp
 
 
