@@ -575,8 +575,8 @@ PCR_SC = Experiment(
 AUGMENT_QUOTE = """Table 1: Some behaviors of GAN when changing the size (Bz) of the noise domain. Spectral \
 normalization was used for D, LVg was estimated by max ||∂Vg/∂z|| from 5000 random noises. The lower the better.
 Bz 10^-2: LVgBz 5.020, loss Vg -0.657 ± 0.065, -D(G(Z)) -0.480 ± 0.033; Bz 10^0: 2.738, -0.667 ± 0.054, \
--0.486 ± 0.027; Bz 10^2: 2.370, -0.696 ± 0.045, -0.500 ± 0.022. [the table's rows, its columns Bz, LVgBz, loss Vg, \
--D(G(Z)), written out; the text file renders the exponents as 10-2, 100, 102] [...] We observe further from Table 1 that the \
+-0.486 ± 0.027; Bz 10^2: 2.370, -0.696 ± 0.045, -0.500 ± 0.022. (our note: the table's rows, its columns Bz, LVgBz, loss Vg, \
+-D(G(Z)), written out; the text file renders the exponents as 10-2, 100, 102) [...] We observe further from Table 1 that the \
 generalization of G, indicated by the loss Vg and the score D(G(z)), increases as LVgBz decreases.
 — augmentation-generalization-stability.txt, Sec. 4.3, Table 1
 
