@@ -54,7 +54,11 @@ Metrics of a generated batch: a sample is *high quality* when it lies within 3·
 ``data.hq_radius`` where that is set (> 0: the paper's std 0.014 asks a precision that a run of a
 few thousand SGD steps does not reach, while which modes G covers shows long before); a mode is
 *covered* when it receives at least a quarter of its fair share of the batch (n / (4·modes)) of
-high-quality samples, so a few stray points do not count as covering it.
+high-quality samples, so a few stray points do not count as covering it. For finite-gaussian
+``hq`` is the share of copies (within 3·std of a training point, i.e. memorization), and two more
+measure generalization: ``mmd``, the unbiased squared MMD (Gaussian kernel, bandwidth
+``data.scale``) between the batch and 2,048 fresh draws of the true Gaussian that are never
+trained on, and ``mmd_train``, the same against the training points (fitting the finite sample).
 """
 
 from __future__ import annotations
@@ -68,6 +72,49 @@ from .config import DATASETS_2D
 # The 8 Gaussians of the zero-centred-GP paper's code, ToyDataset('8Gaussians', scale=10): centres
 # at 10·(unit vectors), noise N(0, 0.02²), the sample divided by 1.414 (its "stdev" normalisation).
 PAPER_8GAUSSIANS = {"scale": 10 / 1.414, "std": 0.02 / 1.414}
+
+
+# finite-gaussian: fresh samples of the true Gaussian held for the ``mmd`` metric.
+FRESH_SAMPLES = 2048
+
+
+def rbf_mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float, y_term: float | None = None) -> float:
+    """The unbiased estimate of the squared maximum mean discrepancy between the samples ``x``
+    [n, d] and ``y`` [m, d] (n, m >= 2) under the Gaussian kernel exp(−‖a − b‖² / (2·bandwidth²))
+    (Gretton et al., JMLR 2012, Eq. 3): 0 in expectation when both come from one distribution, so
+    it can be slightly negative. ``y_term``: ``mean_kernel_within(y, bandwidth)`` when it is known
+    (a fixed reference sample: computed once instead of at every call)."""
+    _check_samples(x, y)
+    gamma = _gamma(bandwidth)
+    x, y = x.detach().double().cpu(), y.detach().double().cpu()
+    if y_term is None:
+        y_term = mean_kernel_within(y, bandwidth)
+    cross = torch.exp(-gamma * torch.cdist(x, y).pow(2)).mean()
+    return float(mean_kernel_within(x, bandwidth) + y_term - 2 * cross)
+
+
+def mean_kernel_within(x: torch.Tensor, bandwidth: float) -> float:
+    """The mean Gaussian kernel over the pairs of distinct rows of ``x`` (the U-statistic's
+    within-sample term of ``rbf_mmd2``), in float64."""
+    _check_samples(x, x)
+    gamma = _gamma(bandwidth)
+    x = x.detach().double().cpu()
+    n = x.shape[0]
+    k = torch.exp(-gamma * torch.cdist(x, x).pow(2))
+    return float((k.sum() - k.diagonal().sum()) / (n * (n - 1)))
+
+
+def _check_samples(x, y) -> None:
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise TypeError(f"x, y: expected tensors, got {type(x).__name__} and {type(y).__name__}")
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1] or x.shape[0] < 2 or y.shape[0] < 2:
+        raise ValueError(f"x, y: expected [n, d] and [m, d] with n, m >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def _gamma(bandwidth) -> float:
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not bandwidth > 0:
+        raise ValueError(f"bandwidth: expected a number > 0, got {bandwidth!r}")
+    return 1.0 / (2.0 * float(bandwidth) ** 2)
 
 
 class Toy2D:
@@ -98,6 +145,11 @@ class Toy2D:
             g = torch.Generator().manual_seed(seed + 7919)
             self.ref = torch.randn(n_points, 2, generator=g, dtype=torch.float64) * scale
             self.ref_mode = torch.arange(n_points)
+            # Fresh draws of the same Gaussian, never trained on: the yardstick of generalization
+            # (G fits the distribution) as against memorization (G copies the training points).
+            fresh = torch.Generator().manual_seed(seed + 104729)
+            self.fresh = (torch.randn(FRESH_SAMPLES, 2, generator=fresh, dtype=torch.float64) * scale).float()
+            self._within = {"fresh": mean_kernel_within(self.fresh, scale)}
         else:
             raise ValueError(f"data.name: unknown 2-D dataset {name!r}")
         self.ref = self.ref.float()
@@ -131,10 +183,17 @@ class Toy2D:
         counts = torch.bincount(self.ref_mode[nearest[hq]], minlength=self.n_modes)
         needed = max(1.0, fake.shape[0] / (4 * self.n_modes))
         finite = bool(torch.isfinite(fake).all())
-        return {
+        out = {
             "modes": int((counts >= needed).sum()) if finite else 0,
             "hq": float(hq.float().mean()) if finite else 0.0,
         }
+        if self.name == "finite-gaussian":
+            # Kernel bandwidth: the Gaussian's std (data.scale), the scale on which "fits the
+            # distribution" and "collapses onto a few points" differ. A diverged G scores NaN.
+            nan = float("nan")
+            out["mmd"] = rbf_mmd2(fake, self.fresh, self.scale, self._within["fresh"]) if finite else nan
+            out["mmd_train"] = rbf_mmd2(fake, self.ref, self.scale) if finite else nan
+        return out
 
 
 def build(d: dict, seed: int):
