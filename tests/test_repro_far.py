@@ -110,9 +110,9 @@ def test_loss_gap_and_half_way_values_from_logged_records():
 YES, NO, OPP = stats.AS_CLAIMED, stats.INCONCLUSIVE, stats.OPPOSITE
 
 
-def _results(fit, loss_d, loss_g, n=5):
+def _results(fit, loss_d, loss_g, n=5, drift=0.2):
     """Constructed results: the far experiment's comparisons with the given outcomes for the
-    judged ones (premises and context inconclusive)."""
+    judged ones (premises and context inconclusive), the baseline's D loss off 2 log 2 by ``drift``."""
     outcome = {"fit": fit, "loss-d": loss_d, "loss-g": loss_g}
     out = []
     for c in repro.FAR.comparisons:
@@ -120,7 +120,8 @@ def _results(fit, loss_d, loss_g, n=5):
         mean = {YES: -0.1, OPP: 0.1, NO: 0.0}[o]
         out.append({"a": c.a, "b": c.b, "key": c.key, "b_key": c.b_key or c.key, "label": c.label,
                     "expect": c.expect, "mean": mean, "lo": mean - 0.05, "hi": mean + 0.05, "n": n, "outcome": o})
-    return {"comparisons": out}
+    runs = [{"seed": k, "values": {"d_dev": drift}} for k in range(n)]
+    return {"comparisons": out, "settings": [{"name": "finite-r1", "runs": runs}]}
 
 
 @pytest.mark.parametrize("fit, loss_d, loss_g, word, says", [
@@ -135,6 +136,14 @@ def test_judge_returns_each_verdict_from_the_comparisons(fit, loss_d, loss_g, wo
     assert verdict.startswith(word) and says in verdict
     assert "premise: 0GP-sample nearer the Gaussian than no GP" in verdict  # the premises are reported
     assert stats.check_verdict(verdict) == verdict
+
+
+def test_judge_does_not_count_fig5_where_the_baseline_loss_does_not_drift():
+    verdict = repro.FAR.judge(_results(NO, YES, YES, drift=0.001))
+    assert verdict.startswith("not reproduced:") and "Fig. 5 is not testable here" in verdict
+    verdict = repro.FAR.judge(_results(YES, YES, YES, drift=0.001))
+    assert verdict.startswith("reproduced:") and "Fig. 5 is not testable here" in verdict
+    assert repro.FAR.judge(_results(YES, YES, YES, drift=far_claim.LOSS_DRIFT)).startswith("reproduced:")
 
 
 def test_judge_without_intervals_is_not_testable():
