@@ -120,8 +120,9 @@ def _results(fit, loss_d, loss_g, n=5, drift=0.2):
         mean = {YES: -0.1, OPP: 0.1, NO: 0.0}[o]
         out.append({"a": c.a, "b": c.b, "key": c.key, "b_key": c.b_key or c.key, "label": c.label,
                     "expect": c.expect, "mean": mean, "lo": mean - 0.05, "hi": mean + 0.05, "n": n, "outcome": o})
-    runs = [{"seed": k, "values": {"d_dev": drift}} for k in range(n)]
-    return {"comparisons": out, "settings": [{"name": "finite-r1", "runs": runs}]}
+    runs = [{"seed": k, "values": {"d_dev": drift, "grad_d_x": 0.002}} for k in range(n)]
+    far_runs = [{"seed": k, "values": {"grad_d_x": 3e-6}} for k in range(n)]
+    return {"comparisons": out, "settings": [{"name": "finite-r1", "runs": runs}, {"name": "finite-far", "runs": far_runs}]}
 
 
 @pytest.mark.parametrize("fit, loss_d, loss_g, word, says", [
@@ -135,6 +136,7 @@ def test_judge_returns_each_verdict_from_the_comparisons(fit, loss_d, loss_g, wo
     verdict = repro.FAR.judge(_results(fit, loss_d, loss_g))
     assert verdict.startswith(word) and says in verdict
     assert "premise: 0GP-sample nearer the Gaussian than no GP" in verdict  # the premises are reported
+    assert "‖∂D/∂x‖ at real: finite-far 3e-06, finite-r1 0.002" in verdict
     assert stats.check_verdict(verdict) == verdict
 
 
@@ -153,7 +155,7 @@ def test_judge_without_intervals_is_not_testable():
 def test_far_compares_the_papers_arms_on_the_finite_sample():
     names = [s.name for s in repro.FAR.settings]
     assert names == ["finite-none", "finite-r1", "finite-far"]
-    assert repro.FAR.quote.startswith("> Figure 1") and "fake-as-real.txt" in repro.FAR.quote
+    assert repro.FAR.quote.startswith("Figure 1") and "fake-as-real.txt" in repro.FAR.quote
     assert repro.FAR.seeds >= 5 and repro.FAR.tail >= 3 and repro.FAR.judge is far_claim.judge
     keys = {m.key for m in repro.FAR.metrics}
     assert {c.key for c in repro.FAR.comparisons} | {c.b_key for c in repro.FAR.comparisons if c.b_key} <= keys

@@ -20,17 +20,17 @@ import math
 from . import stats
 
 QUOTE = (
-    "> Figure 1: Results on finite samples from a Gaussian distribution of GANs trained with different gradient "
+    "Figure 1: Results on finite samples from a Gaussian distribution of GANs trained with different gradient "
     "penalties and our method. [...] (a).(e) GAN with no GP, iter. 100,000 and 200,000. (b).(f) GAN-0Gp-sample, "
-    "iter. 100,000 and 200,000. [...] (d).(h) GAN-0Gp-sample with our method, iter. 100,000 and 200,000.\n>\n"
-    "> The generated distribution neither covers the target Gaussian distribution nor fits all the real samples "
+    "iter. 100,000 and 200,000. [...] (d).(h) GAN-0Gp-sample with our method, iter. 100,000 and 200,000.\n\n"
+    "The generated distribution neither covers the target Gaussian distribution nor fits all the real samples "
     "in $D_r$, making an unbalanced distribution visible. [...] Compared with Fig. 1a, 1b and 1c at "
     "iter.100,000, Fig. 1e, 1f and 1g at iter.200,000 have a worse generalization and much more similar samples "
-    "are generated with the training process going on.\n>\n"
-    "> It can be observed that original GAN, GAN-0GP-sample and GAN-0GP-interpolation all have serious "
+    "are generated with the training process going on.\n\n"
+    "It can be observed that original GAN, GAN-0GP-sample and GAN-0GP-interpolation all have serious "
     "overfitting problem leading to a biased generated distribution with training process going on, while our "
-    "method can generate much better samples with good generalization.\n>\n"
-    "> Owing to the overfitting to some single datapoints and an unbalanced generated distribution missing "
+    "method can generate much better samples with good generalization.\n\n"
+    "Owing to the overfitting to some single datapoints and an unbalanced generated distribution missing "
     "modes, the losses of discriminator and generator for GAN-0GP-sample gradually deviate from the optimal "
     "theoretical value, namely $2 \\log 2 \\approx 1.386$ for discriminator and $\\log 2 \\approx 0.693$ for "
     "generator respectively. However, our method has a much more stable output of discriminator to achieve the "
@@ -77,13 +77,22 @@ def _said(c: dict) -> str:
 LOSS_DRIFT = 0.01
 
 
-def _baseline_drift(results: dict, comparison: dict) -> float | None:
-    """The mean over seeds of the compared baseline's ``d_dev`` (None where it is not reported)."""
+def _seed_mean(results: dict, setting: str, key: str) -> float | None:
+    """The mean over seeds of ``key`` of ``setting`` (None where it is not reported)."""
     for s in results.get("settings", []):
-        if s["name"] == comparison["b"]:
-            values = [r["values"].get("d_dev") for r in s["runs"] if r["values"].get("d_dev") is not None]
+        if s["name"] == setting:
+            values = [r["values"].get(key) for r in s["runs"] if r["values"].get(key) is not None]
             return sum(values) / len(values) if values else None
     return None
+
+
+def _gradients(results: dict, comparison: dict) -> str:
+    """What D's input gradient at real samples was in the two compared arms (how much signal G
+    had), where both are reported."""
+    a, b = (_seed_mean(results, comparison[k], "grad_d_x") for k in ("a", "b"))
+    if a is None or b is None:
+        return ""
+    return f"; ‖∂D/∂x‖ at real: {comparison['a']} {a:.2g}, {comparison['b']} {b:.2g}"
 
 
 def judge(results: dict) -> str:
@@ -99,7 +108,7 @@ def judge(results: dict) -> str:
                 "comparison has an interval")
     untestable = ""
     losses = [c for c in main if c["label"].startswith("loss-")]
-    drift = _baseline_drift(results, losses[0]) if losses else None
+    drift = _seed_mean(results, losses[0]["b"], "d_dev") if losses else None
     if drift is not None and drift < LOSS_DRIFT:
         main = [c for c in main if not c["label"].startswith("loss-")]
         untestable = (f"; Fig. 5 is not testable here: the baseline's D loss does not drift (mean |d_loss − 2 log 2| "
@@ -108,6 +117,8 @@ def judge(results: dict) -> str:
     held = [c for c in main if c["outcome"] == stats.AS_CLAIMED]
     failed = [c for c in main if c["outcome"] != stats.AS_CLAIMED]
     premise_text = ("; the premises: " + "; ".join(map(_said, premises))) if premises else ""
+    fits = [c for c in comps if c["label"].startswith("fit")]
+    premise_text += _gradients(results, fits[0]) if fits else ""
     if not failed:
         return "reproduced: " + "; ".join(map(_said, held)) + untestable + premise_text
     if held:
