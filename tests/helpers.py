@@ -19,6 +19,7 @@ Triton runs on CPU tensors only under its interpreter, in its own process (tests
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 
@@ -202,6 +203,11 @@ def _gloo_rank(rank, fn, world, init_file, out_dir, args):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         result = fn(rank, *args)
+        # As fastgp.train.distributed.teardown: what fn dropped (DDP reducers) is freed and every
+        # rank's collectives are done before the group goes; a gloo thread racing the group's
+        # destructor aborts the process at exit ("terminate called without an active exception").
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     torch.save(result, os.path.join(out_dir, f"{rank}.pt"))

@@ -45,6 +45,12 @@ WORKER = textwrap.dedent(
             first = {"grads": grads, "state": {k: v.clone() for k, v in D.state_dict().items()}}
         opt.step()
     torch.save({"init": init, "first": first, "final": D.state_dict(), "real": real, "fake": fake}, out)
+    # Leave the group as fastgp.train does: the DDP reducer freed and every rank's collectives done
+    # first (a gloo thread racing the group's destructor aborted a rank at exit once in CI).
+    del ddp, opt
+    import gc
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     """
 )
