@@ -38,7 +38,7 @@ BAD = [
      "regularizers.top-k.min_fraction: must be in (0, 1], got 0"),
     (["regularizers.top-k.gamma=1.5"], "regularizers.top-k.gamma: must be in [0, 1], got 1.5"),
     (["regularizers.top-k.steps_per_epoch=-1"], "regularizers.top-k.steps_per_epoch: must be >= 0"),
-    (["data.subset=10"], "data.subset: only read for data.name 'digits', not '8gaussians'"),
+    (["data.subset=10"], "data.subset: only read for data.name 'digits' or 'photos', not '8gaussians'"),
     (["data.subset=-1"], "data.subset: must be >= 0"),
 ]
 

@@ -21,7 +21,7 @@ from .options import ConfigError, Option, at_least, choice, open_unit_interval, 
 
 DATASETS_2D = ("8gaussians", "swissroll", "ring", "finite-gaussian")
 DATASETS_USER = ("folder", "array")
-DATASETS_IMAGE = ("rectangles", "digits") + DATASETS_USER
+DATASETS_IMAGE = ("rectangles", "digits", "photos") + DATASETS_USER
 DATASETS = DATASETS_2D + DATASETS_IMAGE
 MODELS = ("auto", "mlp", "mlp-gan", "dcgan", "resnet")
 MODELS_32 = ("dcgan", "resnet")  # convolutional pairs built for 32×32 images
@@ -68,10 +68,11 @@ SCHEMA: dict[str, Option] = {
         "siblings takes their AND / OR, n_rect − 1 and n_rect + 1 squares); n_images even",
     ),
     "data.subset": Option(
-        0, "digits: train on a fixed random subset of N images, the same for every seed (0: all 1,797)", at_least(0)
+        0, "digits/photos: train on a fixed random subset of N images, the same for every seed (0: all 1,797 "
+        "digits / 48 photo tiles)", at_least(0)
     ),
     "data.resolution": Option(
-        28, "digits/folder/array: images are resized to R×R (28: the MLP GAN's 784 pixels; 32 for dcgan/resnet)",
+        28, "digits/photos/folder/array: images are resized to R×R (28: the MLP GAN's 784 pixels; 32 for dcgan/resnet)",
         at_least(4),
     ),
     "data.path": Option("", "folder: a directory of .png/.jpg/.jpeg/.bmp images; array: a .npy or .npz file"),
@@ -399,13 +400,15 @@ def _check_data(flat: dict) -> None:
         raise ConfigError(f"data.path: only read for data.name 'folder' or 'array', not {name!r}")
     if flat["data.key"] and name != "array":
         raise ConfigError(f"data.key: only read for data.name 'array' (a .npz archive), not {name!r}")
-    if flat["data.subset"] and name != "digits":
-        raise ConfigError(f"data.subset: only read for data.name 'digits', not {name!r}")
-    if name == "digits":
-        from .digits import require_sklearn
-
+    if flat["data.subset"] and name not in ("digits", "photos"):
+        raise ConfigError(f"data.subset: only read for data.name 'digits' or 'photos', not {name!r}")
+    if name in ("digits", "photos"):
+        if name == "digits":
+            from .digits import require_sklearn as require
+        else:
+            from .photos import require_sample_images as require
         try:
-            require_sklearn()
+            require()
         except ImportError as e:
             raise ConfigError(f"data.name: {e}") from None
 

@@ -4,6 +4,7 @@
 2-D             ``8gaussians``, ``ring``, ``swissroll``, ``finite-gaussian``: this module (below)
 ``rectangles``  32×32 images of N separated squares: ``images.py``
 ``digits``      scikit-learn's 8×8 digits resized to ``data.resolution``: ``digits.py``
+``photos``      48 tiles of scikit-learn's two sample photographs (RGB): ``photos.py``
 ``folder``      the user's images (.png/.jpg/.jpeg/.bmp) under ``data.path``: ``userdata.py``
 ``array``       the user's .npy/.npz images at ``data.path``: ``userdata.py``
 ==============  ==================================================================================
@@ -210,6 +211,10 @@ def build(d: dict, seed: int):
         from .digits import Digits
 
         return Digits(d["resolution"], d["subset"])
+    if name == "photos":
+        from .photos import Photos
+
+        return Photos(d["resolution"], d["subset"])
     from .userdata import UserImages
 
     return UserImages(name, d["path"], d["key"], d["channels"], d["resolution"])

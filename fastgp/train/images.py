@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..correction import count_components
+from ..correction import count_components, nearest_distance
 
 SIZE, RECT = 32, 8
 NN_SAMPLES = 256
@@ -82,7 +82,8 @@ def _draw(pos: torch.Tensor) -> torch.Tensor:
 
 class ImageData:
     """A training set of images [N, C, H, W] in [-1, 1] held in memory, sampled uniformly with
-    replacement. Its metric, ``nn_dist``, is the memorization check every image dataset shares."""
+    replacement. Its metric, ``nn_dist``, is the memorization check every image dataset shares;
+    user images and ``photos`` also get ``dif`` and ``nn_coverage`` (``nearest_metrics``)."""
 
     kind = "image"
     main_metric = "nn_dist"
@@ -100,9 +101,23 @@ class ImageData:
         nearest = torch.cdist(fake[:NN_SAMPLES].flatten(1), self.images.flatten(1)).min(1).values
         return float(nearest.mean())
 
+    def nearest_metrics(self, fake: torch.Tensor) -> dict:
+        """``dif``: the mean normalized distance of the first NN_SAMPLES generated images to their
+        nearest training image, sqrt(d²/D)/2 in [0, 1] (the anomalous-generalization paper's DIF,
+        Sec. 5.3, and the measure its sample correction thresholds: ``fastgp.correction``);
+        ``nn_coverage``: the share of the training images that are the nearest one of at least one
+        of those samples (1: every image has a sample near it; 1/N: all samples near one image)."""
+        distance, index = nearest_distance(fake[:NN_SAMPLES], self.images, normalized=True)
+        covered = torch.zeros(self.images.shape[0], dtype=torch.bool)
+        covered[index] = True
+        return {"dif": float(distance.mean()), "nn_coverage": float(covered.float().mean())}
+
     @torch.no_grad()
     def metrics(self, fake: torch.Tensor) -> dict:
-        return {"nn_dist": self.nn_dist(fake.detach().float().cpu())}
+        """``nn_dist``, ``dif`` and ``nn_coverage`` (``nearest_metrics``) of a generated batch. A
+        diverged G's NaN/inf pixels read as grey/white/black, so the record stays finite (JSON)."""
+        fake = fake.detach().float().cpu().nan_to_num(0.0, 1.0, -1.0)
+        return {"nn_dist": self.nn_dist(fake), **self.nearest_metrics(fake)}
 
 
 class Rectangles(ImageData):

@@ -163,7 +163,8 @@ def load_array(path: str, key: str, resolution: int) -> torch.Tensor:
 
 
 class UserImages(ImageData):
-    """A folder or array of the user's images; metric: the memorization check ``nn_dist``."""
+    """A folder or array of the user's images; metrics: the memorization check ``nn_dist``, ``dif`` and
+    ``nn_coverage`` (``ImageData``)."""
 
     def __init__(self, name: str, path: str, key: str, channels: int, resolution: int):
         # data.path being set at all is checked with the config (config._check_cross).
