@@ -154,7 +154,7 @@ def test_judge_without_intervals_is_not_testable():
 
 def test_far_compares_the_papers_arms_on_the_finite_sample():
     names = [s.name for s in repro.FAR.settings]
-    assert names == ["finite-none", "finite-r1", "finite-far"]
+    assert names == ["finite-none", "finite-r1", "finite-0gp", "finite-far"]
     assert repro.FAR.quote.startswith("Figure 1") and "fake-as-real.txt" in repro.FAR.quote
     assert repro.FAR.seeds >= 5 and repro.FAR.tail >= 3 and repro.FAR.judge is far_claim.judge
     keys = {m.key for m in repro.FAR.metrics}
@@ -168,5 +168,5 @@ def test_quick_run_scores_generalization_and_loss_levels(tmp_path, capsys):
         v = s["runs"][0]["values"]
         assert all(v[k] is not None for k in ("mmd", "mmd_mid", "mmd_train", "d_dev", "g_dev")), v
         assert v["d_dev"] >= 0 and v["g_dev"] >= 0
-    assert [c["label"].split(":")[0] for c in results["comparisons"][:3]] == ["fit", "loss-d", "loss-g"]
+    assert [c["label"].split(":")[0] for c in results["comparisons"][:4]] == ["fit", "fit", "loss-d", "loss-g"]
     assert results["verdict"].startswith("not testable here")
