@@ -365,3 +365,29 @@ def test_verdict_is_printed_for_full_runs_only():
     assert "Verdict" not in markdown({**results, "quick": True}, exp)
     # every experiment says what its run showed: in words (rounds 1-2) or derived from its intervals (round 3)
     assert all(e.verdict or e.judge for e in repro.EXPERIMENTS.values())
+
+
+def test_palette_png_keeps_the_picture_in_fewer_bytes(tmp_path):
+    # The repro pictures full of noise images are saved with at most 256 colours.
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fastgp.train.plots import _pyplot, save_palette_png
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(torch.rand(32, 32, 3, generator=torch.Generator().manual_seed(0)).numpy())
+    fig.savefig(tmp_path / "full.png", dpi=80)
+    save_palette_png(fig, str(tmp_path / "palette.png"), dpi=80)
+    plt.close(fig)
+    with Image.open(tmp_path / "full.png") as full, Image.open(tmp_path / "palette.png") as palette:
+        assert palette.mode == "P" and palette.size == full.size
+        assert len(palette.getcolors(256)) <= 256
+        # Same picture up to the palette's rounding: the mean absolute difference of a channel
+        # value is a few levels of 255.
+        a = np.asarray(full.convert("RGB"), dtype=float)
+        b = np.asarray(palette.convert("RGB"), dtype=float)
+        assert np.abs(a - b).mean() < 8
+    assert (tmp_path / "palette.png").stat().st_size < (tmp_path / "full.png").stat().st_size

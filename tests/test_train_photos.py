@@ -113,3 +113,4 @@ def test_trainer_runs_photos_with_nearest_sample_correction(tmp_path):
     assert 0 < last["dif"] < 1 and 0 < last["nn_coverage"] <= 1
     # Threshold 1: every fake is realistic, and no pool fake is less realistic: nothing replaced.
     assert last["sc_replaced"] == 0.0
+

@@ -281,7 +281,7 @@ def field_plot(panels: list, path: str, title: str) -> None:
     """One panel per (label, D, real, fake): ∇D's direction on a grid over [−16, 16]² (arrows of
     unit length, coloured by ‖∇D‖), the real samples (black dots) and the fakes (red, each with
     its own gradient direction)."""
-    from ..train.plots import _pyplot
+    from ..train.plots import _pyplot, save_palette_png
 
     plt = _pyplot()
     lim = 16.0
@@ -311,7 +311,7 @@ def field_plot(panels: list, path: str, title: str) -> None:
         ax.legend(loc="lower left", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title
-    fig.savefig(path, dpi=70)
+    save_palette_png(fig, path, dpi=70)
     plt.close(fig)
 
 
@@ -327,7 +327,7 @@ def images_plot(panels: list, path: str, title: str, rows: int = 4) -> None:
     for ε = ¼, ½, ¾, 1 times the distance d to the real y that u = ∇D/‖∇D‖ points at most closely
     (the largest cosine), then y and, as in Fig. 4, the nearest real. Under the claim the row walks
     from the noise into y."""
-    from ..train.plots import _pyplot
+    from ..train.plots import _pyplot, save_palette_png
 
     plt = _pyplot()
     steps = (0.25, 0.5, 0.75, 1.0)
@@ -355,7 +355,7 @@ def images_plot(panels: list, path: str, title: str, rows: int = 4) -> None:
         axes[block * rows][0].set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=80)
+    save_palette_png(fig, path, dpi=80)
     plt.close(fig)
 
 

@@ -28,6 +28,24 @@ def _pyplot():
     return plt
 
 
+def save_palette_png(fig, path: str, dpi: int, colors: int = 256) -> None:
+    """Save ``fig`` as a PNG of at most ``colors`` colours (Pillow's median cut, no dithering).
+    For pictures full of noise images or dense arrows, which barely compress in 24-bit colour,
+    this is a third of the size (the two lipschitz pictures: 0.75 MB -> 0.23 MB), with no
+    visible change at these sizes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
+
+
 def tile(x: torch.Tensor, cols: int = 8) -> torch.Tensor:
     """[n, C, H, W] images (C = 1 or 3) -> one [rows·(H+1), cols·(W+1), C] picture, images
     separated by 1-pixel gaps of value 0 (grey in the [-1, 1] range)."""
