@@ -76,6 +76,13 @@ real and fake image with shifts up to 2 and 8 pixels; ‖∂D/∂x‖ and ‖∂
 larger shift. 600 steps of batch 64, 5 seeds, paired comparisons and a judge; the reductions are in
 ``AUGMENT_NOTE``.
 
+``sn-players`` — the same paper's Fig. 1: the vanilla (minimax) GAN with spectral normalization on
+neither player, G only, D only or both, in ``augment``'s MLP-GAN-on-digits setting (no batch norm in
+G). Claimed: no penalty is unstable and unconvergent, SN on G only makes G's gradient vanish, SN on
+D trains well and SN on both makes ‖∂G/∂z‖ much smaller. Measured: ‖∂G/∂z‖, the classifier's
+confidence, the swing of G's loss late in the run and, at the end, ‖∂V_g/∂φ‖ over G's parameters
+(:func:`fastgp.repro.augment.measure_players`). 1,000 steps, 5 seeds, paired comparisons and a judge.
+
 ``lecam`` — Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data" (CVPR
 2021; not among the five papers, its premise tested here). Limited data: a fixed subset of 200 of
 the 1,797 digits (``data.subset``, the same for every seed); the other 1,597 are held out. The MLP
@@ -499,6 +506,21 @@ def run_mean(records: list, key: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def late_std(key: str):
+    """over_run: the sample standard deviation of ``key`` over the records of the run's second half
+    (how much a logged loss still swings once the run is under way; None with fewer than 2)."""
+    def value(records: list) -> float | None:
+        steps = [r["step"] for r in records if r.get(key) is not None]
+        if not steps:
+            return None
+        late = [float(r[key]) for r in records if r.get(key) is not None and r["step"] > max(steps) / 2]
+        if len(late) < 2:
+            return None
+        mean = sum(late) / len(late)
+        return math.sqrt(sum((v - mean) ** 2 for v in late) / (len(late) - 1))
+    return value
+
+
 def share_positive(records: list, key: str) -> float | None:
     """The share of a run's metrics records whose ``key`` is > 0 (None if none has it)."""
     values = [r[key] for r in records if r.get(key) is not None]
@@ -884,6 +906,110 @@ AUGMENT = Experiment(
     records=6,
 )
 
+SN_PLAYERS_QUOTE = """Figure 1: Some statistics when training the vanilla GAN on MNIST. When no penalty was applied, \
+the training algorithm was unstable and unconvergent as shown in the last two subfigures. When spectral normalization \
+was used for G only, the vanishing gradient problem appeared and G did not learn anything from D, and hence the \
+training process stopped early. In contrast, the training behaved very well when spectral normalization was used for \
+D. It can be seen from the middle subfigure that the Lipschitz constant of G can be much smaller if we use spectral \
+normalization for both Players.
+— augmentation-generalization-stability.txt, Sec. 4.1, Figure 1 (the text file spells its caption with stray \
+capitals, e.g. "both Players"; quoted with them)
+
+It is also worth observing that when spectral normalization is applied to G, there is a significant improvement in \
+the Jacobian norm of G.
+— augmentation-generalization-stability.txt, Sec. 4.1"""
+
+SN_PLAYERS_STEPS, SN_PLAYERS_RECORDS, SN_PLAYERS_TAIL = 1000, 10, 3
+SN = "regularizers.spectral-norm"
+
+SN_PLAYERS_NOTE = f"""**Paper (Sec. 4.1, Fig. 1).** The vanilla GAN on MNIST in four cases — no penalty, spectral \
+normalization on G only, on D only, on both — with curves of ‖∂G/∂z‖_F and of the losses during training (no numbers \
+in the text; architecture, steps and optimizer not given; the paper's GAN losses are the minimax ones, V_g = \
+log(1 − D(G(z))), as in its Table 1).
+
+**Here.** The `augment` experiment's family: scikit-learn's 1,797 digits at 28×28, the trainer's MLP GAN (G \
+100→128→256→512→1024→784, D 784→512→256→1, LeakyReLU 0.2) without batch norm in G (`model.g_norm=none`: with it, \
+spectral norm on G's Linear layers would be undone by the normalization after each of them), the minimax \
+(`saturating`) loss, no penalty, Adam (2e-4, β = 0.5, 0.999), batch 64, {SN_PLAYERS_STEPS:,} generator steps, 5 \
+seeds; spectral norm (`regularizers.spectral-norm.d` / `.g`, one power iteration per forward) on every Linear layer \
+of the player(s) it names. Measured: ‖∂G/∂z‖_F (`jac_g_z`, mean over 64 samples) and the digit classifier's \
+confidence and class count of G's samples, averaged over the last {SN_PLAYERS_TAIL} of {SN_PLAYERS_RECORDS} logged \
+points; the swing of G's logged loss over the second half of the run (its standard deviation: \
+"unstable and unconvergent"); and at the end (`fastgp.repro.augment.measure_players`, 1,000 noise vectors) \
+‖∂V_g/∂φ‖_F, the gradient of the paper's V_g with respect to G's parameters ("the vanishing gradient problem"), and \
+D(G(z)).
+
+**Deviations and why.** (1) Digits upsampled from 8×8 instead of MNIST (no download here). (2) \
+{SN_PLAYERS_STEPS:,} steps (about {SN_PLAYERS_STEPS * 64 // 1797} epochs of the digits), so that the 20 runs fit a \
+quarter of an hour of both cores: the start of training, where Fig. 1's four cases part. (3) No batch norm in G \
+(above)."""
+
+SN_CLAIMS = (
+    ("sn-both", "sn-d", "jac_g_z", "<", "Fig. 1 middle: ‖∂G/∂z‖ smaller with SN on both players than on D only"),
+    ("sn-g", "sn-d", "grad_g_params", "<", "SN on G only: G's gradient ‖∂V_g/∂φ‖ vanishes (smaller than with SN on D)"),
+    ("sn-g", "sn-d", "confidence", "<", "SN on G only: G learns no digits (classifier confidence below SN on D's)"),
+    ("none", "sn-d", "g_loss_swing", ">", "no penalty: unstable (G's loss swings more than with SN on D)"),
+    ("none", "sn-d", "confidence", "<", "no penalty: unconvergent (classifier confidence below SN on D's)"),
+)
+
+
+def judge_sn_players(results: dict) -> str:
+    """The verdict from Fig. 1's five comparisons (``SN_CLAIMS``): all as claimed: reproduced; some:
+    reproduced in part, naming which; none: not reproduced; fewer than 2 seed pairs: not testable."""
+    comps = [_outcome(results, a, b, key) for a, b, key, _, _ in SN_CLAIMS]
+    if _too_few_seeds(comps):
+        return "not testable here: fewer than 2 seed pairs, so no interval (a quick run)"
+    held = [c for c in comps if c["outcome"] == stats.AS_CLAIMED]
+    detail = "; ".join(map(_said, comps))
+    if len(held) == len(comps):
+        return f"reproduced: every case of Fig. 1 behaves as the paper says. {detail}"
+    if held:
+        return f"reproduced in part: as claimed {len(held)} of {len(comps)}. {detail}"
+    return f"not reproduced: no case of Fig. 1 behaves as the paper says. {detail}"
+
+
+SN_PLAYERS = Experiment(
+    name="sn-players",
+    title="spectral normalization on G, D, both or neither: the vanilla GAN on digits (MLP GAN)",
+    claim=(
+        "the augmentation paper (Fig. 1): without a penalty the vanilla GAN is unstable and does not converge; with "
+        "spectral norm on G only G's gradient vanishes and it learns nothing; with it on D training behaves well, "
+        "and on both players ‖∂G/∂z‖ is much smaller."
+    ),
+    quote=SN_PLAYERS_QUOTE,
+    setting_note=SN_PLAYERS_NOTE,
+    base={
+        "data.name": "digits", "data.resolution": 28, "model.name": "mlp-gan", "model.g_norm": "none",
+        "noise.dim": 100, "batch_size": 64, "loss.name": "saturating", "optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4,
+        "optim.beta1": 0.5, "optim.beta2": 0.999, f"{PENALTY}.kind": "none", "ema.decay": 0.0,
+        "log.eval_samples": 1000, "log.diag_every": SN_PLAYERS_STEPS // SN_PLAYERS_RECORDS,
+    },
+    settings=(
+        Setting("none", "no penalty", {}),
+        Setting("sn-g", "spectral norm on G only", {f"{SN}.g": True}),
+        Setting("sn-d", "spectral norm on D only", {f"{SN}.d": True}),
+        Setting("sn-both", "spectral norm on G and D", {f"{SN}.d": True, f"{SN}.g": True}),
+    ),
+    metrics=(
+        Metric("jac_g_z", "‖∂G/∂z‖", ".3g"),
+        Metric("grad_g_params", "‖∂V_g/∂φ‖ (final)", ".3g"),
+        Metric("d_gz", "D(G(z)) (final)", ".3f"),
+        Metric("confidence", "classifier confidence (G)", ".3f"),
+        Metric("classes", "classes (G)", ".1f"),
+        Metric("g_loss_swing", "std of G's loss, second half", ".3g", over_run=late_std("g_loss")),
+        Metric("d_loss_swing", "std of D's loss, second half", ".3g", over_run=late_std("d_loss")),
+        Metric("grad_d_x", "‖∂D/∂x‖ at real", ".3g"),
+    ),
+    comparisons=tuple(Comparison(a, b, key, expect, label) for a, b, key, expect, label in SN_CLAIMS),
+    judge=judge_sn_players,
+    measure=augment.measure_players,
+    steps=SN_PLAYERS_STEPS,
+    seeds=5,
+    tail=SN_PLAYERS_TAIL,
+    records=SN_PLAYERS_RECORDS,
+)
+
+
 def _outcome(results: dict, a: str, b: str, key: str, b_key: str | None = None) -> dict:
     """The comparison of ``results`` between settings ``a`` and ``b`` on ``key`` (and ``b_key``)."""
     for c in results["comparisons"]:
@@ -1130,7 +1256,7 @@ LATENT_PATH = Experiment(
 )
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, SC_PHOTOS, AUGMENT, LECAM, LATENT_PATH)
+    e.name: e for e in (ZERO_GP, LIPSCHITZ, FAR, PCR_SC, SC_PHOTOS, AUGMENT, SN_PLAYERS, LECAM, LATENT_PATH)
 }
 
 

@@ -100,3 +100,27 @@ def measure(run) -> dict:
     G = copy.deepcopy(run.G).cpu().eval()
     D = copy.deepcopy(run.D).cpu().eval()
     return measure_models(G, D, run.cfg["noise"], run.g_loss_fn)
+
+
+# The sn-players experiment (the same paper's Fig. 1): how much G can still learn from D.
+N_PLAYERS = 1000
+
+
+def measure_players(run) -> dict:
+    """Experiment.measure of ``sn-players`` for a finished Run, on copies of its G and D in eval mode
+    over ``N_PLAYERS`` noise vectors of the run's distribution (``noise_set``):
+
+    - ``grad_g_params``: ‖∂V_g/∂φ‖_F, the norm of the gradient of the paper's V_g = mean
+      log(1 − σ(D(G(z)))) with respect to all of G's parameters φ (with spectral norm: the
+      unnormalized weights it is parametrized by). Small means the vanishing gradient of Fig. 1:
+      G "did not learn anything from D";
+    - ``d_gz``: mean σ(D(G(z))), D's probability that G's samples are real."""
+    G = copy.deepcopy(run.G).cpu().eval()
+    D = copy.deepcopy(run.D).cpu().eval().requires_grad_(False)
+    z = noise_set(run.cfg["noise"], N_PLAYERS)
+    params = [p for p in G.parameters() if p.requires_grad]
+    with parametrize.cached():
+        logits = D(G(z)).reshape(-1)
+        grads = torch.autograd.grad(paper_vg(logits), params)
+    norm = torch.sqrt(sum(g.double().pow(2).sum() for g in grads))
+    return {"grad_g_params": float(norm), "d_gz": float(torch.sigmoid(logits.detach().double()).mean())}
