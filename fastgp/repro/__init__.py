@@ -114,7 +114,7 @@ from .runner import Experiment, Metric, ReproError, Setting, aggregate, run, sum
 from .stats import Comparison
 
 __all__ = ["EXPERIMENTS", "Comparison", "Experiment", "Metric", "ReproError", "Setting", "aggregate", "get", "run",
-           "run_mean", "share_positive", "stats", "summarize"]
+           "late_std", "run_mean", "share_positive", "stats", "summarize"]
 
 # Columns shared by the 2-D experiments: the trainer's metrics of G and of its EMA.
 MODES = Metric("modes", "modes covered (G)", ".1f")
