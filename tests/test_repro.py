@@ -391,3 +391,61 @@ def test_palette_png_keeps_the_picture_in_fewer_bytes(tmp_path):
         b = np.asarray(palette.convert("RGB"), dtype=float)
         assert np.abs(a - b).mean() < 8
     assert (tmp_path / "palette.png").stat().st_size < (tmp_path / "full.png").stat().st_size
+
+
+# ------------------------------------------------------------------------------------------------
+# --report: the reports of a finished run written again, nothing trained
+# ------------------------------------------------------------------------------------------------
+
+
+def test_report_rebuilds_the_same_results_without_training(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import fastgp.repro.runner as runner
+
+    out = tmp_path / "z"
+    assert main(QUICK_ZERO_GP + ["--seeds", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    first = read_results(out)
+    # Nothing may train: rebuild reads the runs.
+    monkeypatch.setattr(runner, "_train_one", lambda *a: pytest.fail("--report trained a run"))
+    assert main(["zero-gp", "--report", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    again = read_results(out)
+    assert again.pop("rebuilt") is True and "rebuilt" not in first
+    assert again == first
+    assert printed.strip() == (out / "table.md").read_text(encoding="utf-8").strip()
+    # The experiment's text as it is now goes into the report; the numbers stay the runs'.
+    exp = repro.EXPERIMENTS["zero-gp"]
+    changed = dataclasses.replace(exp, setting_note="A NOTE WRITTEN AFTER THE RUN")
+    rebuilt = runner.rebuild(changed, str(out))
+    assert "A NOTE WRITTEN AFTER THE RUN" in (out / "table.md").read_text(encoding="utf-8")
+    assert rebuilt["settings"] == first["settings"] and rebuilt["comparisons"] == first["comparisons"]
+
+
+def test_report_refuses_runs_it_does_not_describe(tmp_path, capsys):
+    import dataclasses
+
+    import fastgp.repro.runner as runner
+
+    out = tmp_path / "z"
+    assert main(["zero-gp", "--report", "--out", str(out)]) == 2
+    assert "holds no finished run to rebuild" in capsys.readouterr().err
+    assert main(QUICK_ZERO_GP + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    exp = repro.EXPERIMENTS["zero-gp"]
+    # Options changed since the run: refused, naming the option, and nothing is rewritten.
+    before = (out / "table.md").read_text(encoding="utf-8")
+    other = dataclasses.replace(exp, base={**exp.base, "optim.lr_d": 0.5})
+    with pytest.raises(ReproError, match=r"none/seed0: the run's options are not the experiment's now "
+                                         r"\(optim.lr_d: ran 0.003, now 0.5\); rerun it"):
+        runner.rebuild(other, str(out))
+    with pytest.raises(ReproError, match="is a run of 'zero-gp', not of 'far'"):
+        runner.rebuild(repro.EXPERIMENTS["far"], str(out))
+    fewer = dataclasses.replace(exp, settings=exp.settings[:2])
+    with pytest.raises(ReproError, match="its settings"):
+        runner.rebuild(fewer, str(out))
+    assert (out / "table.md").read_text(encoding="utf-8") == before
+    with pytest.raises(SystemExit):
+        main(["zero-gp", "--report", "--steps", "3", "--out", str(out)])
+    assert "--steps cannot be given with it" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import sys
 
 from ..train.checkpoint import CheckpointError
 from . import EXPERIMENTS, ReproError, get, run
-from .runner import QUICK_STEPS, RESULTS, TABLE
+from .runner import QUICK_STEPS, RESULTS, TABLE, rebuild
 
 
 def _positive_int(name: str):
@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="replace the earlier run in the output directory (refused without it): deletes only the "
                              "files its repro-manifest.json lists, never through a symbolic link")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: write the reports of the finished run in the output directory again, "
+                             "with the experiment's text, comparisons and judge as they are now (refused if its runs' "
+                             "options are not the experiment's)")
     return parser
 
 
@@ -61,6 +65,12 @@ def main(argv=None) -> int:
         parser.error(f"NAME is required (one of: {', '.join(EXPERIMENTS)}) unless --list is given")
     from .._extras import missing
 
+    if args.report:
+        given = [flag for flag, on in (("--seeds", args.seeds), ("--steps", args.steps), ("--quick", args.quick),
+                                       ("--jobs", args.jobs != 1), ("--force", args.force)) if on]
+        if given:
+            parser.error(f"--report rebuilds the reports of a finished run as it was run: {', '.join(given)} "
+                         "cannot be given with it")
     problem = missing("matplotlib", "train", "the reproductions' charts")  # before training, not after it
     if problem:
         print(f"{parser.prog}: error: {problem}", file=sys.stderr)
@@ -68,8 +78,11 @@ def main(argv=None) -> int:
     try:
         exp = get(args.name)
         out = args.out or os.path.join("runs", "repro", exp.name)
-        results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force,
-                      jobs=args.jobs)
+        if args.report:
+            results = rebuild(exp, out)
+        else:
+            results = run(exp, out, seeds=args.seeds, steps=args.steps, quick=args.quick, force=args.force,
+                          jobs=args.jobs)
     except (ReproError, CheckpointError) as e:  # CheckpointError: a trainer run's disk write failed
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -363,16 +363,22 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
         results["study"] = exp.study(out_dir, n_seeds, quick, log)
     jobs_list = [(setting, seed, per_seed[seed][setting.name]) for setting in exp.settings for seed in range(n_seeds)]
     finals = _train_all(exp, out_dir, jobs_list, jobs, log)
+    return _report(exp, out_dir, results, per_seed, finals, round(time.perf_counter() - started, 1))
+
+
+def _report(exp: Experiment, out_dir: str, results: dict, per_seed: list, finals: dict, seconds: float) -> dict:
+    """Every run's values (from its final record and metrics.jsonl), the comparisons, the verdict,
+    the figure and the report files: the part of a run after its training, shared with ``rebuild``."""
     for setting in exp.settings:
         runs = []
-        for seed in range(n_seeds):
+        for seed in range(len(per_seed)):
             cfg = per_seed[seed][setting.name]
             rel = os.path.join(setting.name, f"seed{seed}")
-            final, seconds = finals[rel]
+            final, run_seconds = finals[rel]
             need_records = exp.tail > 1 or any(m.over_run for m in exp.metrics)
             records = read_records(os.path.join(out_dir, rel)) if need_records else None
             values = {m.key: m.value(final, cfg, records, exp.tail) for m in exp.metrics}
-            runs.append({"seed": seed, "dir": rel, "seconds": seconds, "values": values, "final": final})
+            runs.append({"seed": seed, "dir": rel, "seconds": run_seconds, "values": values, "final": final})
         results["settings"].append({
             "name": setting.name,
             "label": setting.label,
@@ -383,11 +389,61 @@ def run(exp: Experiment, out_dir: str, *, seeds: int | None = None, steps: int |
     results["comparisons"] = [stats.run_comparison(c, results["settings"]) for c in exp.comparisons]
     if exp.judge is not None:
         results["verdict"] = stats.check_verdict(exp.judge(results))
-    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["seconds"] = seconds
     if exp.figure is not None:
         results["figure"] = exp.figure(results, out_dir)
     write_reports(results, exp, out_dir)
     return results
+
+
+def rebuild(exp: Experiment, out_dir: str) -> dict:
+    """Write the reports of the finished run of ``exp`` in ``out_dir`` again, from its runs, with
+    the experiment as it is now (its metrics, comparisons, judge, texts and figure): nothing is
+    trained. For a report whose text or judge changed after its runs were trained. Each run's final
+    record (with what ``exp.measure`` added) is read from the run's ``results.json``, its records from
+    its ``metrics.jsonl``. Refused, before anything is written, where ``out_dir`` holds no finished
+    run of ``exp``, a run is missing, or a run's options (its ``config.yaml``) are not the ones the
+    experiment gives it now: a report must describe the runs it reports. ``results.json`` then says
+    ``"rebuilt": true``; its ``seconds`` stay the training's."""
+    import yaml
+
+    path = os.path.join(out_dir, RESULTS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ReproError(f"{out_dir} holds no finished run to rebuild ({path}: {e})") from None
+    if old.get("experiment") != exp.name:
+        raise ReproError(f"{path} is a run of {old.get('experiment')!r}, not of {exp.name!r}")
+    names = [s["name"] for s in old.get("settings", [])]
+    if names != [s.name for s in exp.settings]:
+        raise ReproError(f"{path}: its settings {names} are not {exp.name}'s now {[s.name for s in exp.settings]}")
+    quick, seeds = bool(old["quick"]), list(old["seeds"])
+    if seeds != list(range(len(seeds))) or not seeds:
+        raise ReproError(f"{path}: seeds must be 0..N-1, got {seeds}")
+    per_seed = [exp.configs(old["steps"], seed, quick) for seed in seeds]
+    finals = {}
+    for setting in old["settings"]:
+        for r in setting["runs"]:
+            rel = os.path.join(setting["name"], f"seed{r['seed']}")
+            cfg_path = os.path.join(out_dir, rel, train_rundir.CONFIG)
+            try:
+                with open(cfg_path, encoding="utf-8") as f:
+                    saved = train_config.flatten(yaml.safe_load(f))
+            except (OSError, yaml.YAMLError) as e:
+                raise ReproError(f"{cfg_path}: cannot read the run's options ({e})") from None
+            now = train_config.flatten(per_seed[r["seed"]][setting["name"]])
+            differ = sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
+            if differ:
+                shown = ", ".join(f"{k}: ran {saved.get(k)!r}, now {now.get(k)!r}" for k in differ[:4])
+                raise ReproError(f"{rel}: the run's options are not the experiment's now ({shown}); rerun it")
+            finals[rel] = (r["final"], r["seconds"])
+    results = {key: old[key] for key in ("quick", "steps", "seeds")}
+    results = {"experiment": exp.name, "title": exp.title, "claim": exp.claim, **results, "base": exp.base,
+               "metrics": [{"key": m.key, "label": m.label} for m in exp.metrics], "settings": [], "rebuilt": True}
+    if "study" in old:
+        results["study"] = old["study"]
+    return _report(exp, out_dir, results, per_seed, finals, old["seconds"])
 
 
 def _train_one(exp: Experiment, cfg: dict, run_dir: str) -> tuple[dict, float]:
