@@ -293,33 +293,41 @@ def modes_peak(records: list) -> float | None:
 ZERO_GP_TREND = "zero-gp-trend.png"
 
 
-def zero_gp_trend(results: dict, out_dir: str) -> str:
-    """Modes covered against the step for each arm: each seed thin, the mean over seeds thick,
-    so the reader sees whether an arm was still gaining or already losing modes when the run stopped."""
-    from ..train.plots import _pyplot
-    from .runner import read_records
+def trend(key: str, what: str, file: str, ylim: tuple[float, float] | None = None,
+          line: tuple[float, str] | None = None):
+    """An experiment's ``figure``: ``key`` of the metrics records against the step for each arm,
+    each seed thin and the mean over seeds thick, so the reader sees where each arm was going when
+    the run stopped (and, for a curve claimed "during training", the whole course). ``line``:
+    (value, label) of a dashed horizontal reference line."""
+    def figure(results: dict, out_dir: str) -> str:
+        from ..train.plots import _pyplot
+        from .runner import read_records
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for i, s in enumerate(results["settings"]):
-        curves = [[(r["step"], r["modes"]) for r in read_records(os.path.join(out_dir, run["dir"])) if "modes" in r]
-                  for run in s["runs"]]
-        for curve in curves:
-            ax.plot(*zip(*curve), color=f"C{i}", alpha=0.25, linewidth=0.8)
-        steps = sorted({step for curve in curves for step, _ in curve})
-        mean = [sum(dict(c).get(step, math.nan) for c in curves) / len(curves) for step in steps]
-        ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=s["label"])
-    ax.set_xlabel("generator step")
-    ax.set_ylabel("modes covered (of 8)")
-    ax.set_ylim(-0.3, 8.3)
-    ax.legend(fontsize=7, loc="upper left")
-    quick = "\n[QUICK: smoke run, not a result]" if results["quick"] else ""
-    ax.set_title(f"zero-gp: modes covered during training, {len(results['seeds'])} seeds (thin: each seed, "
-                 f"thick: mean){quick}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, ZERO_GP_TREND), dpi=100)
-    plt.close(fig)
-    return ZERO_GP_TREND
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        for i, s in enumerate(results["settings"]):
+            curves = [[(r["step"], r[key]) for r in read_records(os.path.join(out_dir, run["dir"])) if key in r]
+                      for run in s["runs"]]
+            for curve in curves:
+                ax.plot(*zip(*curve), color=f"C{i}", alpha=0.25, linewidth=0.8)
+            steps = sorted({step for curve in curves for step, _ in curve})
+            mean = [sum(dict(c).get(step, math.nan) for c in curves) / len(curves) for step in steps]
+            ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=s["label"])
+        ax.set_xlabel("generator step")
+        ax.set_ylabel(what)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        if line is not None:
+            ax.axhline(line[0], color="grey", linestyle="--", linewidth=1, label=line[1])
+        ax.legend(fontsize=7, loc="upper left")
+        quick = "\n[QUICK: smoke run, not a result]" if results["quick"] else ""
+        ax.set_title(f"{results['experiment']}: {what} during training, {len(results['seeds'])} seeds (thin: each "
+                     f"seed, thick: mean){quick}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, file), dpi=100)
+        plt.close(fig)
+        return file
+    return figure
 
 
 ZERO_GP = Experiment(
@@ -355,7 +363,7 @@ ZERO_GP = Experiment(
         Comparison("zero-gp", b, "modes", ">", f"0-GP > {ZERO_GP_NAMES[b]}") for b in ZERO_GP_ARMS
     ),
     judge=zero_gp_judge,
-    figure=zero_gp_trend,
+    figure=trend("modes", "modes covered (of 8)", ZERO_GP_TREND, ylim=(-0.3, 8.3)),
     own_files=(ZERO_GP_TREND,),
 )
 
@@ -576,11 +584,9 @@ and an earlier one none in 2,700 (batch 16, no penalty), so SC, which acts only 
 would have had nothing to discard within the budget; at {PCR_SC_LR:g} the probes drew 14 % (vanilla, step 700) \
 and 37 % (SC+PCR, step 500). (3) Every arm has a lazy R1 penalty (γ = 5 every 4 D steps), as in the earlier \
 rounds: without it the 2,700-step probe's D won outright. The paper does not say whether it used a penalty. \
-(4) The natural-image variant of SC (nearest distance < 0.1, 32 training images, batch 2; Sec. 5.3, Fig. 5, FID) \
-is not run here. A probe on 32 of scikit-learn's digits (28×28, the MLP GAN without batch norm, batch 2, the \
-paper's Adam, SC with a pool of 8) never fired in 1,500 steps (30 CPU-s): its samples stayed at a normalized \
-distance of about 0.25 from the nearest training digit, above the paper's 0.1, so SC needs G to come much closer \
-to the training set than the budget lets it; the nearest-distance measure is `correction.measure=nearest`."""
+(4) The natural-image variant of SC (nearest distance < 0.1, 32 training images, batch 2; Sec. 5.3, Fig. 5) is \
+its own experiment, `sc-photos` (32 tiles of scikit-learn's photographs; a first probe on 32 digits never came \
+within the paper's 0.1 of a training digit in 1,500 steps)."""
 
 
 def judge_pcr_sc(results: dict) -> str:
@@ -676,6 +682,7 @@ Correction (SC) approaches.
 — anomalous-generalization-pcr-sc.txt, Figure 5"""
 
 SC_PHOTOS_STEPS, SC_PHOTOS_RECORDS, SC_PHOTOS_TAIL, SC_PHOTOS_POOL = 6000, 24, 6, 8
+SC_PHOTOS_FIGURE = "sc-photos-dif.png"  # Fig. 5's DIF curve
 
 SC_PHOTOS_NOTE = f"""**Paper (Sec. 5.3, Fig. 5).** 32 images drawn from CelebA or CIFAR-10 (M-CELEB-A, M-CIFAR), \
 batch 2, vanilla GAN against sample correction: the fakes of D's negative batch whose DIF (the normalized nearest \
@@ -767,6 +774,8 @@ SC_PHOTOS = Experiment(
         Comparison("sc", "vanilla", "nn_coverage", ">", "SC covers more training images (FID stand-in)"),
     ),
     judge=judge_sc_photos,
+    figure=trend("dif", "DIF of G's samples", SC_PHOTOS_FIGURE, line=(0.1, "SC's threshold (DIF 0.1)")),
+    own_files=(SC_PHOTOS_FIGURE,),
     steps=SC_PHOTOS_STEPS,
     seeds=5,
     tail=SC_PHOTOS_TAIL,

@@ -443,6 +443,7 @@ def rebuild(exp: Experiment, out_dir: str) -> dict:
                "metrics": [{"key": m.key, "label": m.label} for m in exp.metrics], "settings": [], "rebuilt": True}
     if "study" in old:
         results["study"] = old["study"]
+    write_manifest(exp, out_dir, len(seeds))  # the files written now (a figure added since the run)
     return _report(exp, out_dir, results, per_seed, finals, old["seconds"])
 
 
