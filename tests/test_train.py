@@ -615,7 +615,7 @@ BAD_SETS = [
     (["optim.beta1=1"], "optim.beta1: must be in [0, 1), got 1.0"),
     (["ema.decay=1.5"], "ema.decay: must be in [0, 1), got 1.5"),
     (["data.name=mnist"], "data.name: must be one of '8gaussians', 'swissroll', 'ring', 'finite-gaussian', 'rectangles', "
-                         "'digits', 'folder', 'array'; got 'mnist'"),
+                         "'digits', 'photos', 'folder', 'array'; got 'mnist'"),
     (["regularizers.penalty.kind=gp"], "regularizers.penalty.kind: must be one of 'none', 'wgan-gp'"),
     (["regularizers.penalty.interval=0"], "regularizers.penalty.interval: must be >= 1, got 0"),
     (["regularizers.spectral-norm.enabled=true"],
