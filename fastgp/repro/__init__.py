@@ -534,6 +534,15 @@ def share_positive(records: list, key: str) -> float | None:
     return sum(v > 0 for v in values) / len(values) if values else None
 
 
+# The columns pcr-sc and sc-photos share: memorization and how much sample correction acted.
+SC_METRICS = (
+    Metric("nn_dist", "distance to nearest training image (G)", ".3g"),
+    Metric("sc_replaced_run", "SC: share of fakes replaced, whole run", ".3f",
+           over_run=lambda records: run_mean(records, "sc_replaced")),
+    Metric("sc_fired", "SC: share of log intervals where it fired", ".2f",
+           over_run=lambda records: share_positive(records, "sc_replaced")),
+)
+
 PCR_SC_QUOTE = """As shown in Figure 1 (right), compared to the vanilla approach, the SC approach (SC) almost eliminates \
 the anomalous generalization and the proportion of correct images (rectangle number is 2) goes up to 97%. The \
 Pixel-wise Combination Regularization (PCR) approach also improves the proportion but is stuck at 70%. [...] \
@@ -646,11 +655,7 @@ PCR_SC = Experiment(
         Metric("correct", "correct count (G)", ".3f"),
         Metric("fewer", "fewer than 2 (G)", ".3f"),
         Metric("more", "more than 2 (G)", ".3f"),
-        Metric("nn_dist", "distance to nearest training image (G)", ".3g"),
-        Metric("sc_replaced_run", "SC: share of fakes replaced, whole run", ".3f",
-               over_run=lambda records: run_mean(records, "sc_replaced")),
-        Metric("sc_fired", "SC: share of log intervals where it fired", ".2f",
-               over_run=lambda records: share_positive(records, "sc_replaced")),
+        *SC_METRICS,
     ),
     comparisons=(
         Comparison("sc", "vanilla", "correct", ">", "SC raises the share of correct counts"),
@@ -762,11 +767,7 @@ SC_PHOTOS = Experiment(
         Metric("dif", "DIF (G), late", ".3f"),
         Metric("dif_run", "DIF (G), whole run", ".3f", over_run=lambda records: run_mean(records, "dif")),
         Metric("nn_coverage", "training images nearest to a sample (G)", ".3f"),
-        Metric("nn_dist", "distance to nearest training image (G)", ".3g"),
-        Metric("sc_replaced_run", "SC: share of fakes replaced, whole run", ".3f",
-               over_run=lambda records: run_mean(records, "sc_replaced")),
-        Metric("sc_fired", "SC: share of log intervals where it fired", ".2f",
-               over_run=lambda records: share_positive(records, "sc_replaced")),
+        *SC_METRICS,
     ),
     comparisons=(
         Comparison("sc", "vanilla", "dif", "<", "SC lowers DIF (late)"),
